@@ -1,0 +1,39 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/arraynetworks/edgeagent/model"
+	"github.com/arraynetworks/edgeagent/status"
+)
+
+// The agent drives its reconcilers through these narrow interfaces; each
+// takes the whole desired state, diffs against what it applied (or found at
+// start) and applies only the difference.
+
+// Dataplane programs VIPs and load balancing into the kernel.
+type Dataplane interface {
+	// Reconcile makes the kernel match the state. Only eligible reals
+	// (model.Real.Eligible) receive new connections.
+	Reconcile(ctx context.Context, s model.State) error
+	// Programmed reports which virtual-service keys are in the kernel.
+	Programmed() map[string]bool
+	// Status describes the kernel side for /status.
+	Status() *status.Dataplane
+}
+
+// Speaker announces VIPs over BGP and reports its neighbors.
+type Speaker interface {
+	// Announce makes the set of advertised VIP routes equal to routes.
+	Announce(ctx context.Context, routes []model.VIPRoute) error
+	// Advertised reports which VIP prefixes are currently announced.
+	Advertised() map[string]bool
+	Neighbors() []status.Neighbor
+	Learned() []status.LearnedRoute
+}
+
+// Appliance pushes the desired state to APV devices.
+type Appliance interface {
+	Reconcile(ctx context.Context, s model.State) error
+	Status() []status.APVDevice
+}

@@ -1,0 +1,396 @@
+// Package config loads the agent's configuration file (the contract in
+// DESIGN.md), applies defaults and validates it. Flags are applied on top by
+// cmd/edgeagent; this package knows nothing of them.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/arraynetworks/edgeagent/model"
+	"sigs.k8s.io/yaml"
+)
+
+// Duration is a time.Duration written as "90s" in the file.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON accepts "90s" style strings, or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n float64
+		if err2 := json.Unmarshal(b, &n); err2 != nil {
+			return fmt.Errorf("duration must be a string such as \"90s\"")
+		}
+		d.Duration = time.Duration(n * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Config is the whole agent configuration.
+type Config struct {
+	NodeName       string      `json:"nodeName,omitempty"`
+	Source         Source      `json:"source"`
+	VIPPools       []VIPPool   `json:"vipPools,omitempty"`
+	BGP            BGP         `json:"bgp"`
+	Dataplane      Dataplane   `json:"dataplane"`
+	APIServer      APIServer   `json:"apiserver"`
+	APV            APV         `json:"apv"`
+	HealthCheck    HealthCheck `json:"healthCheck"`
+	MetricsAddress string      `json:"metricsAddress,omitempty"`
+	AdminAddress   string      `json:"adminAddress,omitempty"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"logLevel,omitempty"`
+	// LogFormat is text or json.
+	LogFormat string `json:"logFormat,omitempty"`
+
+	// baseDir resolves relative paths: the config file's directory.
+	baseDir string
+}
+
+// Source says where LBRoutes come from.
+type Source struct {
+	// Kubeconfig: "" means in-cluster (unless Dir is set).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Dir is a directory of LBRoute YAML (standalone mode).
+	Dir string `json:"dir,omitempty"`
+}
+
+// VIPPool is one allowed VIP range.
+type VIPPool struct {
+	CIDR       string   `json:"cidr"`
+	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+// BGP configures the embedded BGP speaker.
+type BGP struct {
+	Enabled         *bool           `json:"enabled,omitempty"`
+	ASN             uint32          `json:"asn,omitempty"`
+	RouterID        string          `json:"routerID,omitempty"`
+	ListenPort      int32           `json:"listenPort,omitempty"`
+	ListenAddresses []string        `json:"listenAddresses,omitempty"`
+	Peers           []Peer          `json:"peers,omitempty"`
+	GracefulRestart GracefulRestart `json:"gracefulRestart"`
+	ImportRoutes    *bool           `json:"importRoutes,omitempty"`
+	ImportCIDRs     []string        `json:"importCIDRs,omitempty"`
+	// WithdrawOnExit withdraws every VIP before the agent stops (node drain)
+	// instead of relying on graceful restart.
+	WithdrawOnExit bool `json:"withdrawOnExit,omitempty"`
+	// NodePeers peers with Kubernetes Nodes matching the label selector, at
+	// their Calico address annotation.
+	NodePeers *NodePeers `json:"nodePeers,omitempty"`
+}
+
+// Peer is one configured BGP neighbor.
+type Peer struct {
+	Address       string   `json:"address"`
+	ASN           uint32   `json:"asn,omitempty"`
+	Port          uint16   `json:"port,omitempty"`
+	Password      string   `json:"password,omitempty"`
+	PasswordFile  string   `json:"passwordFile,omitempty"`
+	HoldTime      Duration `json:"holdTime,omitzero"`
+	KeepaliveTime Duration `json:"keepaliveTime,omitzero"`
+	Passive       bool     `json:"passive,omitempty"`
+	// LocalAddress is the source address of the session.
+	LocalAddress string `json:"localAddress,omitempty"`
+}
+
+// NodePeers discovers peers from Kubernetes Nodes.
+type NodePeers struct {
+	LabelSelector string `json:"labelSelector"`
+	ASN           uint32 `json:"asn,omitempty"`
+}
+
+// GracefulRestart configures RFC 4724.
+type GracefulRestart struct {
+	Enabled     *bool    `json:"enabled,omitempty"`
+	RestartTime Duration `json:"restartTime,omitzero"`
+}
+
+// Dataplane configures the kernel side.
+type Dataplane struct {
+	VIPInterface string `json:"vipInterface,omitempty"`
+	Masquerade   *bool  `json:"masquerade,omitempty"`
+}
+
+// APIServer configures the apiserver connection's health checking.
+type APIServer struct {
+	ReadIdleTimeout *Duration `json:"readIdleTimeout,omitempty"`
+	PingTimeout     *Duration `json:"pingTimeout,omitempty"`
+}
+
+// HealthCheck configures the real-server prober.
+type HealthCheck struct {
+	// HoldTime is the least time between two changes of a VIP's
+	// announcement caused by health (flap damping).
+	HoldTime Duration `json:"holdTime,omitzero"`
+	// Concurrency bounds probes in flight.
+	Concurrency int `json:"concurrency,omitempty"`
+}
+
+// APV configures the appliances the agent drives.
+type APV struct {
+	Devices      []APVDevice `json:"devices,omitempty"`
+	SyncInterval Duration    `json:"syncInterval,omitzero"`
+	ScanInterval Duration    `json:"scanInterval,omitzero"`
+}
+
+// APVDevice is one appliance.
+type APVDevice struct {
+	Name         string `json:"name"`
+	URL          string `json:"url"`
+	UsernameFile string `json:"usernameFile,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
+	CAFile       string `json:"caFile,omitempty"`
+	// InsecureSkipVerify turns TLS verification off (lab use only).
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// Load reads a config file, applies defaults and validates it.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	c.baseDir = abs
+	return c, nil
+}
+
+// Parse decodes a config document strictly: an unknown field is an error, so
+// a typo never silently falls back to a default.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	if err := yaml.UnmarshalStrict(data, c); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	return c, nil
+}
+
+// Default returns an empty configuration (flags only).
+func Default() *Config { return &Config{} }
+
+// Resolve makes a path from the config file relative to the file's directory.
+func (c *Config) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.baseDir == "" {
+		return p
+	}
+	return filepath.Join(c.baseDir, p)
+}
+
+// ApplyDefaults fills in every unset field. nodeName falls back to
+// $NODE_NAME, then the host name.
+func (c *Config) ApplyDefaults() {
+	t := true
+	if c.NodeName == "" {
+		c.NodeName = os.Getenv("NODE_NAME")
+	}
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname()
+	}
+	if c.BGP.Enabled == nil {
+		c.BGP.Enabled = &t
+	}
+	if c.BGP.ASN == 0 {
+		c.BGP.ASN = 64512
+	}
+	if c.BGP.ListenPort == 0 {
+		c.BGP.ListenPort = 179
+	}
+	if c.BGP.GracefulRestart.Enabled == nil {
+		c.BGP.GracefulRestart.Enabled = &t
+	}
+	if c.BGP.GracefulRestart.RestartTime.Duration == 0 {
+		c.BGP.GracefulRestart.RestartTime.Duration = 120 * time.Second
+	}
+	if c.BGP.ImportRoutes == nil {
+		c.BGP.ImportRoutes = &t
+	}
+	for i := range c.BGP.Peers {
+		p := &c.BGP.Peers[i]
+		if p.ASN == 0 {
+			p.ASN = c.BGP.ASN
+		}
+		if p.Port == 0 {
+			p.Port = 179
+		}
+		if p.HoldTime.Duration == 0 {
+			p.HoldTime.Duration = 90 * time.Second
+		}
+		if p.KeepaliveTime.Duration == 0 {
+			p.KeepaliveTime.Duration = p.HoldTime.Duration / 3
+		}
+	}
+	if c.Dataplane.VIPInterface == "" {
+		c.Dataplane.VIPInterface = "edge-vip0"
+	}
+	if c.Dataplane.Masquerade == nil {
+		c.Dataplane.Masquerade = &t
+	}
+	if c.APIServer.ReadIdleTimeout == nil {
+		c.APIServer.ReadIdleTimeout = &Duration{envSeconds("HTTP2_READ_IDLE_TIMEOUT_SECONDS", 10*time.Second)}
+	}
+	if c.APIServer.PingTimeout == nil {
+		c.APIServer.PingTimeout = &Duration{envSeconds("HTTP2_PING_TIMEOUT_SECONDS", 5*time.Second)}
+	}
+	if c.HealthCheck.HoldTime.Duration == 0 {
+		c.HealthCheck.HoldTime.Duration = 10 * time.Second
+	}
+	if c.HealthCheck.Concurrency == 0 {
+		c.HealthCheck.Concurrency = 256
+	}
+	if c.APV.SyncInterval.Duration == 0 {
+		c.APV.SyncInterval.Duration = 30 * time.Second
+	}
+	if c.APV.ScanInterval.Duration == 0 {
+		c.APV.ScanInterval.Duration = 60 * time.Second
+	}
+	if c.MetricsAddress == "" {
+		c.MetricsAddress = ":9560"
+	}
+	if c.AdminAddress == "" {
+		c.AdminAddress = "127.0.0.1:9561"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+}
+
+// envSeconds reads a whole number of seconds from an environment variable,
+// the form kubelet's HTTP2_* variables use.
+func envSeconds(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var n int
+	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 0 {
+		return def
+	}
+	return time.Duration(n) * time.Second
+}
+
+// Validate checks the configuration (after defaults) and returns every
+// problem found, each naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.NodeName == "" {
+		bad("nodeName", "must be set (or NODE_NAME, or a host name)")
+	}
+	for i, p := range c.VIPPools {
+		if _, err := netip.ParsePrefix(p.CIDR); err != nil {
+			bad(fmt.Sprintf("vipPools[%d].cidr", i), "%q is not a CIDR", p.CIDR)
+		}
+	}
+	if c.BGP.RouterID != "" {
+		if a, err := netip.ParseAddr(c.BGP.RouterID); err != nil || !a.Is4() {
+			bad("bgp.routerID", "%q is not an IPv4 address", c.BGP.RouterID)
+		}
+	}
+	if c.BGP.ListenPort < -1 || c.BGP.ListenPort > 65535 {
+		bad("bgp.listenPort", "must be -1 (do not listen) or 1-65535")
+	}
+	seen := map[string]bool{}
+	for i, p := range c.BGP.Peers {
+		f := fmt.Sprintf("bgp.peers[%d]", i)
+		if _, err := netip.ParseAddr(p.Address); err != nil {
+			bad(f+".address", "%q is not an IP address", p.Address)
+		} else if seen[p.Address] {
+			bad(f+".address", "%s is listed twice", p.Address)
+		}
+		seen[p.Address] = true
+		if p.Password != "" && p.PasswordFile != "" {
+			bad(f, "set password or passwordFile, not both")
+		}
+		if h := p.HoldTime.Duration; h != 0 && h < 3*time.Second {
+			bad(f+".holdTime", "must be 0 or at least 3s (RFC 4271)")
+		}
+		if p.LocalAddress != "" {
+			if _, err := netip.ParseAddr(p.LocalAddress); err != nil {
+				bad(f+".localAddress", "%q is not an IP address", p.LocalAddress)
+			}
+		}
+	}
+	for i, s := range c.BGP.ImportCIDRs {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			bad(fmt.Sprintf("bgp.importCIDRs[%d]", i), "%q is not a CIDR", s)
+		}
+	}
+	if c.Dataplane.VIPInterface == "" || len(c.Dataplane.VIPInterface) > 15 || strings.ContainsAny(c.Dataplane.VIPInterface, "/ \t\n") {
+		bad("dataplane.vipInterface", "%q is not a valid interface name (1-15 characters)", c.Dataplane.VIPInterface)
+	}
+	if c.APIServer.ReadIdleTimeout != nil && c.APIServer.ReadIdleTimeout.Duration < 0 {
+		bad("apiserver.readIdleTimeout", "must not be negative")
+	}
+	if c.APIServer.PingTimeout != nil && c.APIServer.PingTimeout.Duration < 0 {
+		bad("apiserver.pingTimeout", "must not be negative")
+	}
+	names := map[string]bool{}
+	for i, d := range c.APV.Devices {
+		f := fmt.Sprintf("apv.devices[%d]", i)
+		if d.Name == "" {
+			bad(f+".name", "must be set")
+		} else if names[d.Name] {
+			bad(f+".name", "%q is listed twice", d.Name)
+		}
+		names[d.Name] = true
+		if !strings.HasPrefix(d.URL, "https://") && !strings.HasPrefix(d.URL, "http://") {
+			bad(f+".url", "%q must be an https:// URL", d.URL)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("logLevel", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("logFormat", "%q is not text or json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// Pools converts vipPools to the model's form (Validate first).
+func (c *Config) Pools() []model.Pool {
+	out := make([]model.Pool, 0, len(c.VIPPools))
+	for _, p := range c.VIPPools {
+		pfx, err := netip.ParsePrefix(p.CIDR)
+		if err != nil {
+			continue
+		}
+		out = append(out, model.Pool{CIDR: pfx.Masked(), Namespaces: p.Namespaces})
+	}
+	return out
+}
+
+// Standalone reports whether LBRoutes come from a directory.
+func (c *Config) Standalone() bool { return c.Source.Dir != "" }

@@ -1,0 +1,56 @@
+package model
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// VIPRoute is a host route (/32 or /128) for a VIP that BGP should announce,
+// with the attributes its LBRoute asked for.
+type VIPRoute struct {
+	Prefix netip.Prefix
+	Attrs  Advertisement
+}
+
+// Announceable returns one host route per VIP that has at least one eligible
+// real in some virtual service: a VIP whose every real is down is withdrawn,
+// so upstream routers send its traffic to an edge node that can serve it.
+// When several virtual services share a VIP, the attributes of the first one
+// (by key) win; communities are merged.
+func (s *State) Announceable() []VIPRoute {
+	byVIP := map[netip.Addr]*VIPRoute{}
+	var order []netip.Addr
+	for i := range s.Services {
+		vs := &s.Services[i]
+		if len(vs.EligibleReals()) == 0 {
+			continue
+		}
+		r, ok := byVIP[vs.VIP]
+		if !ok {
+			r = &VIPRoute{Prefix: netip.PrefixFrom(vs.VIP, vs.VIP.BitLen())}
+			if vs.BGP.LocalPref != nil {
+				lp := *vs.BGP.LocalPref
+				r.Attrs.LocalPref = &lp
+			}
+			byVIP[vs.VIP] = r
+			order = append(order, vs.VIP)
+		}
+		r.Attrs.Communities = mergeSorted(r.Attrs.Communities, vs.BGP.Communities)
+		r.Attrs.LargeCommunities = mergeSorted(r.Attrs.LargeCommunities, vs.BGP.LargeCommunities)
+	}
+	slices.SortFunc(order, netip.Addr.Compare)
+	out := make([]VIPRoute, 0, len(order))
+	for _, a := range order {
+		out = append(out, *byVIP[a])
+	}
+	return out
+}
+
+func mergeSorted(a, b []string) []string {
+	if len(b) == 0 {
+		return a
+	}
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,246 @@
+// Package translate turns LBRoute objects (plus, for the service form, the
+// Service's endpoints) into the desired state of package model, and checks
+// everything about them that the CRD schema cannot: VIP pools, conflicts
+// between routes, name limits, health-check and BGP attribute syntax. It is
+// pure: callers bring the objects, it returns values.
+package translate
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/model"
+)
+
+// Result is the verdict on one LBRoute.
+type Result struct {
+	Namespace, Name string
+	// Accepted is false when the route was refused; Problems says why.
+	Accepted bool
+	Problems model.Problems
+	// Services are the virtual services the route produced (nil when refused).
+	Services []model.VirtualService
+	// ServiceFound is false for a service-form route whose Service is unknown.
+	ServiceFound bool
+}
+
+// Key is "namespace/name".
+func (r Result) Key() string { return r.Namespace + "/" + r.Name }
+
+// Options are the agent-wide inputs to translation.
+type Options struct {
+	Pools     []model.Pool
+	Endpoints EndpointsLookup
+}
+
+// Build translates every route and resolves conflicts: when two routes claim
+// the same (VIP, port, protocol), the older one keeps it and the newer is
+// refused with reason VIPConflict. Age is the creation timestamp, then
+// namespace/name, so every agent reaches the same verdict.
+func Build(routes []*v1alpha1.LBRoute, opts Options) (model.State, []Result) {
+	if opts.Endpoints == nil {
+		opts.Endpoints = NoEndpoints
+	}
+	sorted := slices.Clone(routes)
+	slices.SortStableFunc(sorted, func(a, b *v1alpha1.LBRoute) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
+
+	owner := map[model.Frontend]string{}
+	var state model.State
+	results := make([]Result, 0, len(sorted))
+	for _, rt := range sorted {
+		res := Route(rt, opts)
+		if res.Accepted {
+			var conflicts model.Problems
+			for _, vs := range res.Services {
+				if o, taken := owner[vs.Frontend()]; taken {
+					conflicts = append(conflicts, model.Problem{
+						Field:  "spec.vsIP",
+						Reason: model.ReasonVIPConflict,
+						Detail: fmt.Sprintf("%s is already used by LBRoute %s", vs.Frontend(), o),
+					})
+				}
+			}
+			if len(conflicts) > 0 {
+				res.Accepted, res.Problems, res.Services = false, conflicts, nil
+			} else {
+				for _, vs := range res.Services {
+					owner[vs.Frontend()] = res.Key()
+				}
+				state.Services = append(state.Services, res.Services...)
+			}
+		}
+		results = append(results, res)
+	}
+	state.Sort()
+	slices.SortFunc(results, func(a, b Result) int { return strings.Compare(a.Key(), b.Key()) })
+	return state, results
+}
+
+// Route validates and translates one LBRoute on its own (no conflict check).
+func Route(rt *v1alpha1.LBRoute, opts Options) Result {
+	if opts.Endpoints == nil {
+		opts.Endpoints = NoEndpoints
+	}
+	res := Result{Namespace: rt.Namespace, Name: rt.Name}
+	v := validator{}
+	spec := &rt.Spec
+
+	v.objectMeta(rt)
+	vip := v.vip(spec.VSIP, rt.Namespace, opts.Pools)
+	vsName := spec.VSName
+	if vsName == "" {
+		vsName = rt.Namespace + "-" + rt.Name
+		v.apvName("spec.vsName", vsName, "defaulted from <namespace>-<name>; set spec.vsName")
+	} else {
+		v.apvName("spec.vsName", vsName, "")
+	}
+	group := spec.Group
+	if group == "" {
+		group = vsName
+	} else {
+		v.apvName("spec.group", group, "")
+	}
+	policy := v.policy(spec.Policy)
+	health := v.health(spec.HealthCheck)
+	adv := v.bgp(spec.BGP)
+	ports := v.ports(spec.Ports, spec.Service != nil)
+
+	switch {
+	case spec.Service != nil && spec.RealServers != nil:
+		v.add("spec", model.ReasonInvalidSpec, "exactly one of service or realServers must be set, not both")
+	case spec.Service == nil && spec.RealServers == nil:
+		v.add("spec", model.ReasonInvalidSpec, "exactly one of service or realServers must be set")
+	case spec.Service != nil:
+		if !isDNSLabel(spec.Service.Name) {
+			v.add("spec.service.name", model.ReasonInvalidSpec, "must be a DNS-1035 label (lowercase alphanumerics and '-', at most 63)")
+		}
+	default:
+		v.realServers(spec.RealServers, vip)
+	}
+
+	if len(v.problems) > 0 {
+		res.Problems = v.problems
+		return res
+	}
+
+	res.Accepted = true
+	var sep ServiceEndpoints
+	if spec.Service != nil {
+		sep, res.ServiceFound = opts.Endpoints(rt.Namespace, spec.Service.Name)
+	}
+	for _, p := range ports {
+		vs := model.VirtualService{
+			Namespace: rt.Namespace, Route: rt.Name,
+			Name: vsName, Group: group,
+			VIP: vip, Port: p.port, Protocol: p.protocol, Policy: policy,
+			Health: health, BGP: adv,
+		}
+		if spec.Service != nil {
+			vs.Reals = serviceReals(sep, p, vip)
+		} else {
+			vs.Reals = staticReals(spec.RealServers, p)
+		}
+		res.Services = append(res.Services, vs)
+	}
+	return res
+}
+
+// port is a validated spec.ports entry.
+type port struct {
+	port       uint16
+	protocol   model.Protocol
+	targetNum  uint16 // 0 when unset or named
+	targetName string
+}
+
+func staticReals(rs []v1alpha1.RealServer, p port) []model.Real {
+	out := make([]model.Real, 0, len(rs))
+	for _, r := range rs {
+		ip, _ := netip.ParseAddr(r.IP)
+		pt := cmp.Or(p.targetNum, p.port)
+		if r.Port != 0 {
+			pt = uint16(r.Port)
+		}
+		out = append(out, model.Real{IP: ip.Unmap(), Port: pt, Weight: weight(r.Weight), Healthy: true})
+	}
+	slices.SortFunc(out, func(a, b model.Real) int { return a.Endpoint().Compare(b.Endpoint()) })
+	return out
+}
+
+func weight(w *int32) uint32 {
+	if w == nil {
+		return 1
+	}
+	return uint32(*w)
+}
+
+// serviceReals picks the endpoints that may take traffic: ready ones, plus
+// terminating-but-serving ones marked Terminating so the dataplane drains
+// them. Endpoints of the other IP family than the VIP are skipped: the kernel
+// cannot DNAT across families.
+func serviceReals(sep ServiceEndpoints, p port, vip netip.Addr) []model.Real {
+	name, num := resolveTargetPort(sep, p)
+	seen := map[netip.AddrPort]bool{}
+	var out []model.Real
+	for _, ep := range sep.Endpoints {
+		ip := ep.IP.Unmap()
+		if !ip.IsValid() || ip.Is4() != vip.Is4() {
+			continue
+		}
+		var terminating bool
+		switch {
+		case ep.Ready && !ep.Terminating:
+		case ep.Serving && ep.Terminating:
+			terminating = true
+		default:
+			continue
+		}
+		pt := num
+		if name != "" || pt == 0 {
+			n, ok := ep.Ports[name]
+			if !ok || n <= 0 || n > 65535 {
+				continue
+			}
+			pt = uint16(n)
+		}
+		ap := netip.AddrPortFrom(ip, pt)
+		if seen[ap] {
+			continue
+		}
+		seen[ap] = true
+		out = append(out, model.Real{IP: ip, Port: pt, Weight: 1, Healthy: true, Terminating: terminating})
+	}
+	slices.SortFunc(out, func(a, b model.Real) int { return a.Endpoint().Compare(b.Endpoint()) })
+	return out
+}
+
+// resolveTargetPort returns either an EndpointSlice port name to look up per
+// endpoint, or a fixed number. A numeric targetPort is the pod port; a name
+// is a Service port name; with none, the Service port equal to the LBRoute
+// port (same protocol) is used, and failing that the port number itself.
+func resolveTargetPort(sep ServiceEndpoints, p port) (string, uint16) {
+	if p.targetNum != 0 {
+		return "", p.targetNum
+	}
+	if p.targetName != "" {
+		return p.targetName, 0
+	}
+	for _, sp := range sep.Ports {
+		if sp.Port == int32(p.port) && strings.EqualFold(cmp.Or(sp.Protocol, "TCP"), string(p.protocol)) {
+			return sp.Name, 0
+		}
+	}
+	if len(sep.Ports) == 1 {
+		return sep.Ports[0].Name, 0
+	}
+	return "", p.port
+}
