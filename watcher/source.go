@@ -1,0 +1,63 @@
+// Package watcher feeds the agent its inputs: LBRoutes (and, in a cluster,
+// the Services and EndpointSlices they point at, Namespaces and Nodes), from
+// either a watched directory of YAML files (standalone mode) or client-go
+// informers. It never touches the kernel; it hands out snapshots and, in a
+// cluster, writes what the agent reports back into LBRoute status.
+package watcher
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/status"
+	"github.com/arraynetworks/edgeagent/translate"
+)
+
+// Snapshot is a consistent view of a source's inputs to translation.
+type Snapshot struct {
+	Routes []*v1alpha1.LBRoute
+	// Endpoints resolves service-form LBRoutes; nil means no Services known.
+	Endpoints translate.EndpointsLookup
+	// Errors are inputs that could not be read (bad files, undecodable
+	// objects); the rest of the snapshot is still good.
+	Errors []status.SourceError
+	// NodePeers are BGP peers discovered from Kubernetes Nodes.
+	NodePeers []NodePeer
+}
+
+// NodePeer is a Node the agent should peer with.
+type NodePeer struct {
+	Node    string
+	Address netip.Addr
+}
+
+// Source produces snapshots and says when a new one is ready.
+type Source interface {
+	// Run watches until ctx ends. It calls changed, which must not block,
+	// whenever Snapshot would return something new.
+	Run(ctx context.Context, changed func()) error
+	// Snapshot returns the current inputs. Callers must not modify them.
+	Snapshot() Snapshot
+	// Synced reports whether the initial load is complete: until then the
+	// agent does not reconcile, so that a restart never removes state only
+	// because the source has not caught up yet.
+	Synced() bool
+}
+
+// RouteReport is what the agent did with one LBRoute, for status writing.
+type RouteReport struct {
+	Result       translate.Result
+	Programmed   bool
+	Advertised   bool
+	Reals        int
+	HealthyReals int
+}
+
+// Reporter takes the agent's verdicts back to where LBRoutes came from
+// (LBRoute status and Events in a cluster). Implementations must be cheap
+// to call often: they skip no-op writes and rate-limit.
+type Reporter interface {
+	ReportRoutes(ctx context.Context, reports []RouteReport)
+	ReportNeighbors(ctx context.Context, neighbors []status.Neighbor)
+}
