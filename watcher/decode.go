@@ -11,6 +11,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -73,9 +74,23 @@ func decodeOne(raw []byte, defaultNamespace string) (*v1alpha1.LBRoute, error) {
 	if tm.APIVersion != v1alpha1.GroupVersion.String() {
 		return nil, fmt.Errorf("apiVersion: %q is not %s", tm.APIVersion, v1alpha1.GroupVersion)
 	}
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse YAML: %w", err)
+	}
 	rt := &v1alpha1.LBRoute{}
-	if err := yaml.UnmarshalStrict(raw, rt); err != nil {
+	// Case-sensitive and strict, as the apiserver decodes: "vsIp" is an
+	// unknown field, not a spelling of vsIP.
+	strict, err := kjson.UnmarshalStrict(js, rt)
+	if err != nil {
 		return nil, fmt.Errorf("decode LBRoute: %s", cleanDecodeError(err))
+	}
+	if len(strict) > 0 {
+		msgs := make([]string, len(strict))
+		for i, e := range strict {
+			msgs[i] = cleanDecodeError(e)
+		}
+		return nil, fmt.Errorf("decode LBRoute: %s", strings.Join(msgs, "; "))
 	}
 	if rt.Namespace == "" {
 		rt.Namespace = defaultNamespace
