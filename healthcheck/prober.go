@@ -1,0 +1,292 @@
+package healthcheck
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/arraynetworks/edgeagent/model"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Prober.
+type Options struct {
+	// Concurrency bounds probes in flight; default 256.
+	Concurrency int
+	Logger      *slog.Logger
+	// Registerer receives the prober's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Prober probes the reals of the desired state and marks them healthy or
+// not (it implements agent.Prober). One scheduler goroutine walks a queue of
+// targets ordered by next probe time and starts each probe in a short-lived
+// worker, at most Concurrency at a time; idle reals cost a queue entry, not a
+// goroutine.
+type Prober struct {
+	log  *slog.Logger
+	sem  chan struct{}
+	seed maphash.Seed
+	wake chan struct{}
+
+	duration *prometheus.HistogramVec
+
+	mu      sync.Mutex
+	targets map[targetKey]*target
+	queue   queue
+	vsSpec  map[string]string // virtual-service key → spec key ("" for None)
+	applied []appliedVS       // what the last Apply returned, for the gauges
+	changed func()
+}
+
+// appliedVS is one virtual service as the last Apply returned it.
+type appliedVS struct {
+	key   string
+	reals []appliedReal
+}
+
+type appliedReal struct {
+	name     string // "ip:port"
+	up       bool   // probe verdict
+	eligible bool   // up and not terminating
+}
+
+// New returns a prober; Run starts probing.
+func New(opts Options) *Prober {
+	p := &Prober{
+		log:     cmp.Or(opts.Logger, slog.Default()),
+		sem:     make(chan struct{}, cmp.Or(opts.Concurrency, 256)),
+		seed:    maphash.MakeSeed(),
+		wake:    make(chan struct{}, 1),
+		targets: map[targetKey]*target{},
+		vsSpec:  map[string]string{},
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "edgeagent_healthcheck_duration_seconds",
+			Help:    "Time one health-check probe took, by check type and result.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"type", "result"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(p.duration, (*gauges)(p))
+	}
+	return p
+}
+
+// Apply starts probing the reals of s that are new, stops probing those that
+// left, and returns a copy of s with each real's Healthy set from its
+// verdict (a new real is presumed healthy until its probes say otherwise).
+// Reals of a virtual service with check type None are left healthy.
+// Kubernetes readiness comes first: translation has already dropped
+// not-ready endpoints and marked terminating ones, and probes only lower
+// Healthy further.
+func (p *Prober) Apply(s model.State) model.State {
+	out := s.Clone()
+	now := time.Now()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := make(map[targetKey]bool, len(p.targets))
+	vsSpec := make(map[string]string, len(out.Services))
+	applied := make([]appliedVS, 0, len(out.Services))
+	added := false
+	for i := range out.Services {
+		vs := &out.Services[i]
+		sk := ""
+		if vs.Health.Type != model.HealthNone {
+			sk = specKey(vs.Health)
+		}
+		vsSpec[vs.Key()] = sk
+		av := appliedVS{key: vs.Key(), reals: make([]appliedReal, 0, len(vs.Reals))}
+		for j := range vs.Reals {
+			r := &vs.Reals[j]
+			if sk != "" {
+				k := targetKey{addr: r.Endpoint(), spec: sk}
+				t := p.targets[k]
+				if t == nil {
+					t = &target{key: k, spec: vs.Health, verdict: NewVerdict(), since: now}
+					t.next = now.Add(firstDelay(p.seed, k, vs.Health.Interval))
+					p.targets[k] = t
+					heap.Push(&p.queue, t)
+					added = true
+				}
+				want[k] = true
+				r.Healthy = r.Healthy && t.verdict.Healthy
+			}
+			av.reals = append(av.reals, appliedReal{name: r.Endpoint().String(), up: r.Healthy, eligible: r.Eligible()})
+		}
+		applied = append(applied, av)
+	}
+	for k, t := range p.targets {
+		if !want[k] {
+			delete(p.targets, k)
+			heap.Remove(&p.queue, t.index)
+		}
+	}
+	p.vsSpec, p.applied = vsSpec, applied
+	if added {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	return out
+}
+
+// RealStatus describes the last probe of a real of virtual service vsKey and
+// since when the real has had its current verdict. It returns "" for a real
+// that is not probed (check type None, or unknown).
+func (p *Prober) RealStatus(vsKey string, r model.Real) (string, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sk := p.vsSpec[vsKey]
+	if sk == "" {
+		return "", time.Time{}
+	}
+	t := p.targets[targetKey{addr: r.Endpoint(), spec: sk}]
+	if t == nil {
+		return "", time.Time{}
+	}
+	if t.last == "" {
+		return "pending: not probed yet", t.since
+	}
+	return t.last, t.since
+}
+
+// Run probes until ctx ends, calling changed whenever a real's verdict
+// flips. It waits for its probes to return before it does.
+func (p *Prober) Run(ctx context.Context, changed func()) {
+	p.mu.Lock()
+	p.changed = changed
+	p.mu.Unlock()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		t, wait := p.nextDue(time.Now())
+		if t != nil {
+			select {
+			case p.sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Go(func() {
+				defer func() { <-p.sem }()
+				p.check(ctx, t)
+			})
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// nextDue returns a target whose probe is due (marked in flight and
+// rescheduled one interval on), or else how long to sleep until one is.
+func (p *Prober) nextDue(now time.Time) (*target, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.queue) > 0 {
+		t := p.queue[0]
+		if wait := t.next.Sub(now); wait > 0 {
+			return nil, wait
+		}
+		t.next = advance(t.next, now, t.spec.Interval)
+		heap.Fix(&p.queue, 0)
+		if t.inflight {
+			// Still waiting for a worker or its previous probe: skip this
+			// round rather than pile probes onto a slow real.
+			continue
+		}
+		t.inflight = true
+		return t, 0
+	}
+	return nil, time.Hour
+}
+
+// check probes t once and folds the result into its verdict.
+func (p *Prober) check(ctx context.Context, t *target) {
+	start := time.Now()
+	ok, res := probe(ctx, t.key.addr, t.spec)
+	took := time.Since(start)
+	if ctx.Err() != nil {
+		return // stopping: a cancelled probe says nothing about the real
+	}
+	outcome := "fail"
+	if ok {
+		outcome = "ok"
+	}
+	p.duration.WithLabelValues(string(t.spec.Type), outcome).Observe(took.Seconds())
+
+	p.mu.Lock()
+	t.inflight = false
+	if p.targets[t.key] != t {
+		p.mu.Unlock()
+		return // no longer in the desired state
+	}
+	var flipped bool
+	t.verdict, flipped = t.verdict.Observe(ok, t.spec.Rise, t.spec.Fall)
+	t.last = res
+	if flipped {
+		t.since = time.Now()
+	}
+	changed := p.changed
+	p.mu.Unlock()
+
+	if flipped {
+		p.log.Info("real health changed", "real", t.key.addr.String(), "check", string(t.spec.Type),
+			"healthy", t.verdict.Healthy, "result", res)
+		if changed != nil {
+			changed()
+		}
+	}
+}
+
+// gauges exports the per-real and per-virtual-service gauges from the last
+// Apply, computed at scrape time, so series of reals and virtual services
+// that left disappear with them.
+type gauges Prober
+
+var (
+	realUpDesc = prometheus.NewDesc("edgeagent_real_server_up",
+		"1 when the real passes its health check (or has none), 0 when it failed it.",
+		[]string{"vs", "real"}, nil)
+	healthyRealsDesc = prometheus.NewDesc("edgeagent_virtual_service_healthy_reals",
+		"Reals of the virtual service that may take new connections (healthy and not terminating).",
+		[]string{"vs"}, nil)
+)
+
+func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- realUpDesc
+	ch <- healthyRealsDesc
+}
+
+func (g *gauges) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	applied := g.applied
+	g.mu.Unlock()
+	for _, vs := range applied {
+		n := 0
+		for _, r := range vs.reals {
+			up := 0.0
+			if r.up {
+				up = 1
+			}
+			if r.eligible {
+				n++
+			}
+			ch <- prometheus.MustNewConstMetric(realUpDesc, prometheus.GaugeValue, up, vs.key, r.name)
+		}
+		ch <- prometheus.MustNewConstMetric(healthyRealsDesc, prometheus.GaugeValue, float64(n), vs.key)
+	}
+}
