@@ -8,6 +8,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/translate"
 	"github.com/arraynetworks/edgeagent/watcher"
@@ -51,6 +52,12 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	} else {
 		return nil, errors.New("source.dir is empty and the Kubernetes source is not available in this build")
 	}
+
+	opts.Prober = healthcheck.New(healthcheck.Options{
+		Concurrency: cfg.HealthCheck.Concurrency,
+		Logger:      log.With("component", "healthcheck"),
+		Registerer:  reg,
+	})
 
 	b.Agent = New(opts)
 	return b, nil
