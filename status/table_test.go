@@ -28,7 +28,7 @@ func TestWriteTableGolden(t *testing.T) {
 				{IP: "10.244.3.10", Port: 8080, Weight: 1, Healthy: true, Terminating: true},
 			},
 		}},
-		LBRoutes: []LBRoute{{Key: "shop/bad", Accepted: false, Reason: "VIPConflict", Problems: []Problem{{Field: "spec.vsIP", Reason: "VIPConflict", Detail: "TCP 10.200.0.10:80 is already used by LBRoute shop/web"}}}},
+		LBRoutes:  []LBRoute{{Key: "shop/bad", Accepted: false, Reason: "VIPConflict", Problems: []Problem{{Field: "spec.vsIP", Reason: "VIPConflict", Detail: "TCP 10.200.0.10:80 is already used by LBRoute shop/web"}}}},
 		APIServer: APIServer{Connected: false, Reconnects: 2, LastEventAgeSeconds: 31},
 	}
 	var buf bytes.Buffer
