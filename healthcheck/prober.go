@@ -23,15 +23,14 @@ type Options struct {
 }
 
 // Prober probes the reals of the desired state and marks them healthy or
-// not (it implements agent.Prober). One scheduler goroutine walks a queue of
-// targets ordered by next probe time and starts each probe in a short-lived
-// worker, at most Concurrency at a time; idle reals cost a queue entry, not a
-// goroutine.
+// not (it implements agent.Prober). Its one goroutine (Run) walks a queue of
+// targets ordered by next probe time, opens each due probe as a
+// non-blocking socket, at most Concurrency at a time, and collects the
+// results from epoll; an idle real costs a queue entry, not a goroutine.
 type Prober struct {
-	log  *slog.Logger
-	sem  chan struct{}
-	seed maphash.Seed
-	wake chan struct{}
+	log         *slog.Logger
+	concurrency int
+	seed        maphash.Seed
 
 	duration *prometheus.HistogramVec
 
@@ -41,7 +40,13 @@ type Prober struct {
 	vsSpec  map[string]string // virtual-service key → spec key ("" for None)
 	applied []appliedVS       // what the last Apply returned, for the gauges
 	changed func()
+	kick    func() // wakes Run; nil when it is not running
 }
+
+// dispatchQuantum batches probe starts: everything due within it starts
+// together, so the prober wakes up at most about 1/quantum times a second
+// however many reals it probes. A probe starts at most this much early.
+const dispatchQuantum = 10 * time.Millisecond
 
 // appliedVS is one virtual service as the last Apply returned it.
 type appliedVS struct {
@@ -58,10 +63,9 @@ type appliedReal struct {
 // New returns a prober; Run starts probing.
 func New(opts Options) *Prober {
 	p := &Prober{
-		log:     cmp.Or(opts.Logger, slog.Default()),
-		sem:     make(chan struct{}, cmp.Or(opts.Concurrency, 256)),
-		seed:    maphash.MakeSeed(),
-		wake:    make(chan struct{}, 1),
+		log:         cmp.Or(opts.Logger, slog.Default()),
+		concurrency: max(cmp.Or(opts.Concurrency, 256), 1),
+		seed:        maphash.MakeSeed(),
 		targets: map[targetKey]*target{},
 		vsSpec:  map[string]string{},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -108,6 +112,9 @@ func (p *Prober) Apply(s model.State) model.State {
 				t := p.targets[k]
 				if t == nil {
 					t = &target{key: k, spec: vs.Health, verdict: NewVerdict(), since: now}
+					if vs.Health.Type == model.HealthHTTP {
+						t.request = httpRequest(k.addr, vs.Health)
+					}
 					t.next = now.Add(firstDelay(p.seed, k, vs.Health.Interval))
 					p.targets[k] = t
 					heap.Push(&p.queue, t)
@@ -127,11 +134,8 @@ func (p *Prober) Apply(s model.State) model.State {
 		}
 	}
 	p.vsSpec, p.applied = vsSpec, applied
-	if added {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+	if added && p.kick != nil {
+		p.kick()
 	}
 	return out
 }
@@ -157,42 +161,56 @@ func (p *Prober) RealStatus(vsKey string, r model.Real) (string, time.Time) {
 }
 
 // Run probes until ctx ends, calling changed whenever a real's verdict
-// flips. It waits for its probes to return before it does.
+// flips. Probes in flight when ctx ends are abandoned (their sockets
+// closed), not recorded.
 func (p *Prober) Run(ctx context.Context, changed func()) {
+	e, err := newEngine()
+	if err != nil {
+		// Without probes every real stays presumed healthy, as with
+		// check type None; say so loudly.
+		p.log.Error("health checks cannot run: reals stay presumed healthy", "err", err)
+		<-ctx.Done()
+		return
+	}
+	defer e.close()
 	p.mu.Lock()
-	p.changed = changed
+	p.changed, p.kick = changed, e.kick
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.kick = nil
+		p.mu.Unlock()
+	}()
+	stop := context.AfterFunc(ctx, e.kick)
+	defer stop()
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		t, wait := p.nextDue(time.Now())
-		if t != nil {
-			select {
-			case p.sem <- struct{}{}:
-			case <-ctx.Done():
-				return
+	for ctx.Err() == nil {
+		now := time.Now()
+		wait := time.Hour
+		for e.inflight() < p.concurrency {
+			t, w := p.nextDue(now.Add(dispatchQuantum))
+			if t == nil {
+				wait = w + dispatchQuantum
+				break
 			}
-			wg.Go(func() {
-				defer func() { <-p.sem }()
-				p.check(ctx, t)
-			})
-			continue
+			e.start(t, now)
 		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
+		if dl, ok := e.nextDeadline(); ok {
+			wait = min(wait, dl.Sub(now))
+		}
+		p.record(e.take())
+		if err := e.wait(wait); err != nil {
+			p.log.Error("health checks stopped", "err", err)
 			return
-		case <-p.wake:
-		case <-timer.C:
+		}
+		if ctx.Err() == nil {
+			p.record(e.take())
 		}
 	}
 }
 
-// nextDue returns a target whose probe is due (marked in flight and
-// rescheduled one interval on), or else how long to sleep until one is.
+// nextDue returns a target whose probe is due by now (marked in flight and
+// rescheduled one interval on), or else how long until one is.
 func (p *Prober) nextDue(now time.Time) (*target, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -204,8 +222,8 @@ func (p *Prober) nextDue(now time.Time) (*target, time.Duration) {
 		t.next = advance(t.next, now, t.spec.Interval)
 		heap.Fix(&p.queue, 0)
 		if t.inflight {
-			// Still waiting for a worker or its previous probe: skip this
-			// round rather than pile probes onto a slow real.
+			// Its previous probe is still running: skip this round rather
+			// than pile probes onto a slow real.
 			continue
 		}
 		t.inflight = true
@@ -214,41 +232,42 @@ func (p *Prober) nextDue(now time.Time) (*target, time.Duration) {
 	return nil, time.Hour
 }
 
-// check probes t once and folds the result into its verdict.
-func (p *Prober) check(ctx context.Context, t *target) {
-	start := time.Now()
-	ok, res := probe(ctx, t.key.addr, t.spec)
-	took := time.Since(start)
-	if ctx.Err() != nil {
-		return // stopping: a cancelled probe says nothing about the real
+// record folds finished probes into their targets' verdicts.
+func (p *Prober) record(done []outcome) {
+	if len(done) == 0 {
+		return
 	}
-	outcome := "fail"
-	if ok {
-		outcome = "ok"
-	}
-	p.duration.WithLabelValues(string(t.spec.Type), outcome).Observe(took.Seconds())
-
+	var flipped []outcome
 	p.mu.Lock()
-	t.inflight = false
-	if p.targets[t.key] != t {
-		p.mu.Unlock()
-		return // no longer in the desired state
-	}
-	var flipped bool
-	t.verdict, flipped = t.verdict.Observe(ok, t.spec.Rise, t.spec.Fall)
-	t.last = res
-	if flipped {
-		t.since = time.Now()
+	for _, o := range done {
+		o.t.inflight = false
+		if p.targets[o.t.key] != o.t {
+			continue // left the desired state while probed
+		}
+		var f bool
+		o.t.verdict, f = o.t.verdict.Observe(o.ok, o.t.spec.Rise, o.t.spec.Fall)
+		o.t.last = o.result
+		if f {
+			o.t.since = time.Now()
+			flipped = append(flipped, o)
+		}
 	}
 	changed := p.changed
 	p.mu.Unlock()
 
-	if flipped {
-		p.log.Info("real health changed", "real", t.key.addr.String(), "check", string(t.spec.Type),
-			"healthy", t.verdict.Healthy, "result", res)
-		if changed != nil {
-			changed()
+	for _, o := range done {
+		res := "fail"
+		if o.ok {
+			res = "ok"
 		}
+		p.duration.WithLabelValues(string(o.t.spec.Type), res).Observe(o.took.Seconds())
+	}
+	for _, o := range flipped {
+		p.log.Info("real health changed", "real", o.t.key.addr.String(), "check", string(o.t.spec.Type),
+			"healthy", o.ok, "result", o.result)
+	}
+	if len(flipped) > 0 && changed != nil {
+		changed()
 	}
 }
 

@@ -25,8 +25,9 @@ func specKey(h model.HealthSpec) string {
 
 // target is one probed (real, check) with its verdict and schedule.
 type target struct {
-	key  targetKey
-	spec model.HealthSpec
+	key     targetKey
+	spec    model.HealthSpec
+	request []byte // HTTP checks: the GET to send
 
 	next     time.Time // next probe start
 	index    int       // position in the queue

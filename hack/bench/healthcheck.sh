@@ -21,10 +21,12 @@ cleanup() { ip netns del "$p" 2>/dev/null || true; ip netns del "$s" 2>/dev/null
 trap cleanup EXIT
 ip netns add "$p"
 ip netns add "$s"
-ip -n "$p" link add hcb0 type veth peer name hcb1
-# GRO on turns NAPI on for veth; set both ends before one moves away.
-ip netns exec "$p" ethtool -K hcb0 gro on
-ip netns exec "$p" ethtool -K hcb1 gro on
+# One queue each way: veth bypasses NAPI for packets sent on a TX queue
+# that has no matching RX queue.
+ip -n "$p" link add hcb0 numtxqueues 1 numrxqueues 1 type veth peer name hcb1 numtxqueues 1 numrxqueues 1
+# GRO on turns NAPI on for veth, and veth hands a packet to NAPI only when
+# the sending end does no TSO; set both ends before one moves away.
+for dev in hcb0 hcb1; do ip netns exec "$p" ethtool -K "$dev" gro on tso off >/dev/null; done
 ip -n "$p" link set hcb1 netns "$s"
 ip -n "$p" addr add 10.255.0.1/30 dev hcb0
 ip -n "$s" addr add 10.255.0.2/30 dev hcb1
