@@ -44,9 +44,16 @@ type Prober struct {
 }
 
 // dispatchQuantum batches probe starts: everything due within it starts
-// together, so the prober wakes up at most about 1/quantum times a second
-// however many reals it probes. A probe starts at most this much early.
-const dispatchQuantum = 10 * time.Millisecond
+// together, so the prober wakes up about 1/quantum times a second however
+// many reals it probes (each wake-up costs a context switch, which on a VM
+// is most of the CPU a probe costs). A probe starts at most this much, or a
+// tenth of its interval, early.
+const dispatchQuantum = 50 * time.Millisecond
+
+// earlyBy is how early a probe of the given interval may start.
+func earlyBy(interval time.Duration) time.Duration {
+	return min(dispatchQuantum, interval/10)
+}
 
 // appliedVS is one virtual service as the last Apply returned it.
 type appliedVS struct {
@@ -188,9 +195,9 @@ func (p *Prober) Run(ctx context.Context, changed func()) {
 		now := time.Now()
 		wait := time.Hour
 		for e.inflight() < p.concurrency {
-			t, w := p.nextDue(now.Add(dispatchQuantum))
+			t, w := p.nextDue(now)
 			if t == nil {
-				wait = w + dispatchQuantum
+				wait = w
 				break
 			}
 			e.start(t, now)
@@ -209,17 +216,20 @@ func (p *Prober) Run(ctx context.Context, changed func()) {
 	}
 }
 
-// nextDue returns a target whose probe is due by now (marked in flight and
-// rescheduled one interval on), or else how long until one is.
+// nextDue returns a target whose probe is due, or nearly (marked in flight
+// and rescheduled one interval on), or else how long until the next one is.
 func (p *Prober) nextDue(now time.Time) (*target, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for len(p.queue) > 0 {
 		t := p.queue[0]
-		if wait := t.next.Sub(now); wait > 0 {
-			return nil, wait
+		// Wake up when the first probe is due, and start with it every
+		// probe due a little later: one wake-up per batch.
+		early := earlyBy(t.spec.Interval)
+		if t.next.Sub(now) > early {
+			return nil, t.next.Sub(now)
 		}
-		t.next = advance(t.next, now, t.spec.Interval)
+		t.next = advance(t.next, now.Add(early), t.spec.Interval)
 		heap.Fix(&p.queue, 0)
 		if t.inflight {
 			// Its previous probe is still running: skip this round rather

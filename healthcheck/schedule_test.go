@@ -1,9 +1,11 @@
 package healthcheck
 
 import (
+	"container/heap"
 	"fmt"
 	"hash/maphash"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -160,4 +162,43 @@ func keys(p *Prober) []string {
 		out = append(out, fmt.Sprintf("%s %s", k.addr, k.spec))
 	}
 	return out
+}
+
+// TestNextDueBatches checks that one wake-up starts every probe due within
+// the early window and that a probe in flight skips its round.
+func TestNextDueBatches(t *testing.T) {
+	p := New(Options{})
+	t0 := time.Now()
+	h := model.HealthSpec{Type: model.HealthTCP, Interval: 5 * time.Second, Timeout: time.Second, Rise: 1, Fall: 1}
+	offsets := []time.Duration{0, 10 * time.Millisecond, 49 * time.Millisecond, 51 * time.Millisecond, time.Second}
+	for i, off := range offsets {
+		k := targetKey{addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 80), spec: specKey(h)}
+		tg := &target{key: k, spec: h, next: t0.Add(off), verdict: NewVerdict()}
+		p.targets[k] = tg
+		heap.Push(&p.queue, tg)
+	}
+	var got []time.Duration
+	var wait time.Duration
+	for {
+		tg, w := p.nextDue(t0)
+		if tg == nil {
+			wait = w
+			break
+		}
+		got = append(got, tg.next.Sub(t0)-h.Interval)
+	}
+	if want := offsets[:3]; !slices.Equal(got, want) {
+		t.Fatalf("started %v at once, want %v (due within %v)", got, want, dispatchQuantum)
+	}
+	if wait != 51*time.Millisecond {
+		t.Fatalf("wait %v, want 51ms (until the next probe is due)", wait)
+	}
+	// All started are in flight: when due again they are skipped, not doubled.
+	tg, _ := p.nextDue(t0.Add(h.Interval))
+	if tg == nil || tg.next.Sub(t0) != 51*time.Millisecond+h.Interval {
+		t.Fatalf("after an interval got %v, want the 51ms target (the others are still in flight)", tg)
+	}
+	if earlyBy(100*time.Millisecond) != 10*time.Millisecond {
+		t.Fatal("a short interval must not let probes start more than a tenth early")
+	}
 }
