@@ -2,8 +2,8 @@ package healthcheck
 
 import (
 	"bytes"
-	"errors"
 	"container/heap"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -62,12 +62,12 @@ type engine struct {
 	// epf holds ep in the Go runtime's poller: waiting parks the goroutine
 	// until ep has events instead of blocking a thread in epoll_wait (which
 	// would keep the runtime's sysmon polling every 20µs to take its P back).
-	epf     *os.File
-	epc     syscall.RawConn
-	conns   map[int]*probeConn
-	byDL    deadlines
-	events  []unix.EpollEvent
-	done    []outcome
+	epf    *os.File
+	epc    syscall.RawConn
+	conns  map[int]*probeConn
+	byDL   deadlines
+	events []unix.EpollEvent
+	done   []outcome
 
 	// mu guards efd against kick after close: kick runs on other goroutines.
 	mu     sync.Mutex

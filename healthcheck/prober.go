@@ -73,8 +73,8 @@ func New(opts Options) *Prober {
 		log:         cmp.Or(opts.Logger, slog.Default()),
 		concurrency: max(cmp.Or(opts.Concurrency, 256), 1),
 		seed:        maphash.MakeSeed(),
-		targets: map[targetKey]*target{},
-		vsSpec:  map[string]string{},
+		targets:     map[targetKey]*target{},
+		vsSpec:      map[string]string{},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "edgeagent_healthcheck_duration_seconds",
 			Help:    "Time one health-check probe took, by check type and result.",
