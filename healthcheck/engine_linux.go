@@ -169,7 +169,10 @@ func (e *engine) start(t *target, now time.Time) {
 		fail("connect: " + err.Error())
 		return
 	}
-	if err := unix.EpollCtl(e.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
+	// Edge-triggered, for both phases: the connect completing raises
+	// EPOLLOUT, the answer arriving EPOLLIN, with no epoll_ctl in between.
+	ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(e.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		unix.Close(fd)
 		fail("epoll_ctl: " + err.Error())
 		return
@@ -245,10 +248,8 @@ func (e *engine) handle(c *probeConn, now time.Time) {
 			return
 		}
 		c.phase, c.buf = phaseReading, make([]byte, statusLineMax)
-		if err := unix.EpollCtl(e.ep, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
-			e.finish(c, now, false, "epoll_ctl: "+err.Error())
-		}
 	case phaseReading:
+		// Edge-triggered: read until the socket has nothing more.
 		for {
 			n, err := unix.Read(c.fd, c.buf[c.n:])
 			switch {
