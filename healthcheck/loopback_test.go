@@ -2,10 +2,12 @@ package healthcheck
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -476,5 +478,31 @@ edgeagent_virtual_service_healthy_reals{vs="ns/web/TCP/80"} 1
 	probs, err := testutil.GatherAndLint(reg)
 	if err != nil || len(probs) > 0 {
 		t.Errorf("metric lint: %v %v", err, probs)
+	}
+}
+
+// TestProbesLeaveNoTimeWait checks that probes close with RST: neither the
+// node nor the real keeps a TIME_WAIT socket per probe.
+func TestProbesLeaveNoTimeWait(t *testing.T) {
+	t.Parallel()
+	s := startHTTP(t, "127.0.0.1:0", 200)
+	for _, h := range []model.HealthSpec{{Type: model.HealthTCP, Timeout: time.Second}, httpSpec(time.Second)} {
+		for range 5 {
+			if ok, res := probe(t, s.addr, h); !ok {
+				t.Fatalf("%s probe: %s", h.Type, res)
+			}
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // let the server see the resets
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Skipf("cannot read /proc/net/tcp: %v", err)
+	}
+	port := fmt.Sprintf(":%04X", s.addr.Port())
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && (strings.HasSuffix(f[1], port) || strings.HasSuffix(f[2], port)) && f[3] == "06" {
+			t.Fatalf("TIME_WAIT socket left by a probe: %s", line)
+		}
 	}
 }
