@@ -255,18 +255,23 @@ func (k *Kube) Run(ctx context.Context, changed func()) error {
 	}
 	go k.routes.RunWithContext(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), k.HasSynced) {
-		return ctx.Err()
+		k.shutdown()
+		return nil // stopped before the first sync: a normal shutdown
 	}
 	k.log.Info("kubernetes source synced", "lbroutes", len(k.routes.GetStore().ListKeys()))
 	if changed != nil {
 		changed()
 	}
 	<-ctx.Done()
+	k.shutdown()
+	return nil
+}
+
+func (k *Kube) shutdown() {
 	k.factory.Shutdown()
 	if k.nodeFactory != nil {
 		k.nodeFactory.Shutdown()
 	}
-	return nil
 }
 
 // HasSynced reports whether every informer finished its initial list.
