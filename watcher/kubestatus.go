@@ -96,9 +96,9 @@ type StatusWriter struct {
 	opts StatusOptions
 	log  *slog.Logger
 
-	limiter *rate.Limiter
-	queue   workqueue.TypedRateLimitingInterface[string]
-	leader  atomic.Bool
+	limiter  *rate.Limiter
+	queue    workqueue.TypedRateLimitingInterface[string]
+	leader   atomic.Bool
 	recorder record.EventRecorder
 	bcast    record.EventBroadcaster
 
