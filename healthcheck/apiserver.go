@@ -64,7 +64,8 @@ type APIServerMonitor struct {
 	now  func() time.Time
 
 	open       atomic.Int64
-	dials      atomic.Int64
+	episodes   atomic.Int64 // times the open count went from 0 to 1
+	reconnects atomic.Int64
 	lastEvent  atomic.Int64 // unix nanos; 0 = never
 	watchErrAt atomic.Int64 // unix nanos of the last watch failure not followed by an event
 
@@ -169,8 +170,11 @@ func (m *APIServerMonitor) dial(next func(ctx context.Context, network, addr str
 			m.setErr(err.Error())
 			return nil, err
 		}
-		m.dials.Add(1)
-		m.open.Add(1)
+		// A reconnect is a connection opened when none was left after an
+		// earlier one: concurrent dials at start-up do not count.
+		if m.open.Add(1) == 1 && m.episodes.Add(1) > 1 {
+			m.reconnects.Add(1)
+		}
 		m.setErr("")
 		return &trackedConn{Conn: c, m: m}, nil
 	}
@@ -216,13 +220,14 @@ func (m *APIServerMonitor) WatchError(err error) {
 // Connected reports whether a connection to the apiserver is open.
 func (m *APIServerMonitor) Connected() bool { return m.open.Load() > 0 }
 
-// Reconnects is the number of connections opened after the first.
-func (m *APIServerMonitor) Reconnects() int64 { return max(m.dials.Load()-1, 0) }
+// Reconnects is the number of times a connection was opened after every
+// earlier one had been closed or lost.
+func (m *APIServerMonitor) Reconnects() int64 { return m.reconnects.Load() }
 
 // Stale reports whether the agent's view of the cluster may be out of date:
 // no open connection, or a watch failing for longer than StaleAfter.
 func (m *APIServerMonitor) Stale() bool {
-	if m.dials.Load() > 0 && !m.Connected() {
+	if m.episodes.Load() > 0 && !m.Connected() {
 		return true
 	}
 	if at := m.watchErrAt.Load(); at != 0 && m.now().Sub(time.Unix(0, at)) > m.opts.StaleAfter {

@@ -249,6 +249,11 @@ func (k *Kube) Run(ctx context.Context, changed func()) error {
 	k.changed = changed
 	k.mu.Unlock()
 
+	// One request first, so that the informers' requests share the
+	// connection it opens instead of racing to dial several.
+	if _, err := k.Client.Discovery().ServerVersion(); err != nil {
+		k.log.Warn("apiserver not reachable yet; informers will retry", "err", err)
+	}
 	k.factory.Start(ctx.Done())
 	if k.nodeFactory != nil {
 		k.nodeFactory.Start(ctx.Done())

@@ -28,6 +28,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("EDGEAGENT_FAULT_HELPER") == "1" {
+		os.Exit(faultHelperMain())
+	}
 	code := m.Run()
 	apiservertest.StopShared()
 	os.Exit(code)
