@@ -52,6 +52,15 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		return nil, errors.New("source.dir is empty and the Kubernetes source is not available in this build")
 	}
 
+	ap, err := buildAPV(cfg, log, reg)
+	if err != nil {
+		return nil, errComponent("apv", err)
+	}
+	if ap != nil {
+		opts.Appliance = ap
+		b.Loops = append(b.Loops, ap.Run)
+	}
+
 	b.Agent = New(opts)
 	return b, nil
 }

@@ -1,0 +1,27 @@
+package agent
+
+import (
+	"log/slog"
+
+	"github.com/arraynetworks/edgeagent/apv"
+	"github.com/arraynetworks/edgeagent/config"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// buildAPV constructs the APV driver when apv.devices is configured (nil
+// otherwise). Credential and CA file paths are resolved against the config
+// file's directory. Events go to the log until the Kubernetes side provides
+// an event recorder.
+func buildAPV(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*apv.Appliance, error) {
+	if len(cfg.APV.Devices) == 0 {
+		return nil, nil
+	}
+	c := cfg.APV
+	c.Devices = append([]config.APVDevice(nil), cfg.APV.Devices...)
+	for i := range c.Devices {
+		d := &c.Devices[i]
+		d.UsernameFile, d.PasswordFile, d.CAFile = cfg.Resolve(d.UsernameFile), cfg.Resolve(d.PasswordFile), cfg.Resolve(d.CAFile)
+	}
+	l := log.With("component", "apv")
+	return apv.New(c, apv.Options{Logger: l, Registerer: reg, Events: apv.LogEvents{Logger: l}})
+}
