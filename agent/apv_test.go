@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,14 +75,11 @@ apv:
 	if built.Agent.opts.Appliance == nil || len(built.Loops) == 0 {
 		t.Fatal("apv.devices set but no appliance wired")
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, l := range built.Loops {
-			go func() { _ = l(ctx) }()
-		}
-		_ = built.Agent.Run(ctx)
-	}()
+	var wg sync.WaitGroup
+	for _, l := range built.Loops {
+		wg.Go(func() { _ = l(ctx) })
+	}
+	wg.Go(func() { _ = built.Agent.Run(ctx) })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		lines := strings.Join(emu.Saved(), "\n")
@@ -96,5 +94,5 @@ apv:
 		time.Sleep(50 * time.Millisecond)
 	}
 	cancel()
-	<-done
+	wg.Wait()
 }
