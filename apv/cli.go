@@ -28,8 +28,6 @@ var (
 	// package checks it again on its own, so a value that slipped past
 	// translation never reaches a device.
 	sourceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	// objectNameRE is what the agent puts in a device object name.
-	objectNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 	// pathRE admits an absolute URL path without quotes, backslashes,
 	// blanks or control characters: it is sent inside double quotes.
 	pathRE  = regexp.MustCompile(`^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$`)
@@ -52,7 +50,7 @@ func checkSourceName(field, s string) error {
 // checkObjectName validates a device object name before it is quoted into a
 // command line.
 func checkObjectName(s string) error {
-	if len(s) == 0 || len(s) > MaxObjectNameLen || !objectNameRE.MatchString(s) {
+	if len(s) == 0 || len(s) > MaxObjectNameLen || !objectNameChars(s) {
 		return fmt.Errorf("object name %q is not 1-%d characters of [A-Za-z0-9_.-]", printable(s), MaxObjectNameLen)
 	}
 	return nil
@@ -112,4 +110,19 @@ func tokenize(line string) []string {
 		out = append(out, cur.String())
 	}
 	return out
+}
+
+// objectNameChars reports whether s is [A-Za-z0-9_][A-Za-z0-9_.-]* (a loop,
+// not a regexp: it runs for every real of every render).
+func objectNameChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+		case (c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -184,6 +184,12 @@ func TestCheckLine(t *testing.T) {
 	if err := checkLine(`slb policy default "ea_v" "ea_g"`); err != nil {
 		t.Error(err)
 	}
+	for name, ok := range map[string]bool{"ea_a.b-c": true, "_x": true, "-x": false, ".x": false, `a"b`: false, "a b": false,
+		"": false, strings.Repeat("a", MaxObjectNameLen): true, strings.Repeat("a", MaxObjectNameLen+1): false, "a\nb": false} {
+		if got := checkObjectName(name) == nil; got != ok {
+			t.Errorf("checkObjectName(%q) ok = %v, want %v", name, got, ok)
+		}
+	}
 }
 
 func TestNamesFitAndAreStable(t *testing.T) {

@@ -69,7 +69,7 @@ type harness struct {
 // newHarness starts one emulator per name and an Appliance driving them
 // through real TLS (the emulator's certificate as caFile) and credentials
 // read from files.
-func newHarness(t *testing.T, o Options, names ...string) *harness {
+func newHarness(t testing.TB, o Options, names ...string) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	userFile, passFile := filepath.Join(dir, "username"), filepath.Join(dir, "password")
