@@ -219,3 +219,25 @@ rs1                   172.16.0.9      :80      UP      http         0   0
 		t.Errorf("ssl hosts = %v", hosts)
 	}
 }
+
+// In the loops, a failover shows up in metrics and events within one scan
+// interval.
+func TestScanLoopFollowsWithinOneInterval(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	h := newHarness(t, Options{SyncInterval: time.Hour, ScanInterval: interval}, "apv-a")
+	e := h.emus["apv-a"]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = h.a.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, "first scan", func() bool { return h.status("apv-a").HAState == "active" })
+	e.SetHA("standby")
+	changed := time.Now()
+	waitFor(t, 5*time.Second, "failover seen", func() bool {
+		_, ok := h.events.find("apv-a", ReasonHAStateChanged)
+		return ok && testutil.ToFloat64(h.a.metrics.haState.WithLabelValues("apv-a", "standby")) == 1
+	})
+	if took := time.Since(changed); took > interval+time.Second {
+		t.Errorf("failover seen after %v, scan interval %v", took, interval)
+	}
+}
