@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/arraynetworks/edgeagent/apv"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/status"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,4 +26,15 @@ func buildAPV(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (
 	}
 	l := log.With("component", "apv")
 	return apv.New(c, apv.Options{Logger: l, Registerer: reg, Events: apv.LogEvents{Logger: l}})
+}
+
+// apvDegraded lists the devices that are failing, for /status degraded.
+func apvDegraded(devs []status.APVDevice) []string {
+	var out []string
+	for _, d := range devs {
+		if d.LastError != "" {
+			out = append(out, fmt.Sprintf("apv %s: %s", d.Name, d.LastError))
+		}
+	}
+	return out
 }

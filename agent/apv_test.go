@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +93,15 @@ apv:
 			t.Fatalf("APV not programmed; device:\n%s\nstatus: %+v", lines, st.APV)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A failing device shows in degraded.
+	emu.SetAuthFail(true)
+	if err := built.Agent.opts.Appliance.(interface{ SyncOnce(context.Context) error }).SyncOnce(ctx); err == nil {
+		t.Fatal("sync with refused credentials succeeded")
+	}
+	if d := built.Agent.Status().Degraded; !slices.ContainsFunc(d, func(s string) bool { return strings.HasPrefix(s, "apv apv-a: ") }) {
+		t.Errorf("degraded = %v, want the failing APV", d)
 	}
 	cancel()
 	wg.Wait()
