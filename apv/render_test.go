@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +212,40 @@ func TestNamesFitAndAreStable(t *testing.T) {
 	long := RealName(model.TCP, model.Real{IP: netip.MustParseAddr("2001:db8:1234:5678:9abc:def0:1234:5678"), Port: 65535})
 	if err := checkObjectName(long); err != nil {
 		t.Error(err)
+	}
+}
+
+// The show formats published for ArrayOS (netkiller's Array CLI notes:
+// `show slb real http`, `show slb group member gm1`, `show slb virtual
+// http`, `show slb policy all`), with owned names, parse into the objects.
+func TestParsePublishedShowFormats(t *testing.T) {
+	c, bad := ParseConfig(`slb real http "ea_rs1" 172.16.0.9 80 1000 tcp 3 3
+slb real http "ea_rs2" 172.16.0.5 80 4096 http 3 3
+slb group method "ea_gm1" rr
+slb group member "ea_gm1" "ea_rs1" 1 0
+slb group member "ea_gm1" "ea_rs2" 1 0
+slb virtual http "ea_vs1" 172.16.0.3 80 arp 0
+slb policy default "ea_vs1" "ea_gm1"
+`)
+	if bad != 0 {
+		t.Fatalf("%d unreadable lines", bad)
+	}
+	if r := c.Reals["ea_rs1"]; r.Proto != "http" || r.IP.String() != "172.16.0.9" || r.Port != 80 {
+		t.Errorf("real = %+v", r)
+	}
+	if g := c.Groups["ea_gm1"]; g.Method != "rr" || len(g.Members) != 2 || g.Members["ea_rs2"] != 1 {
+		t.Errorf("group = %+v", g)
+	}
+	if v := c.Virtuals["ea_vs1"]; v.Proto != "http" || v.Port != 80 {
+		t.Errorf("virtual = %+v", v)
+	}
+	if c.Policies["ea_vs1"] != "ea_gm1" {
+		t.Errorf("policies = %v", c.Policies)
+	}
+	// An owned http real is not what the agent renders (tcp): the diff
+	// replaces it, deleting with the protocol it was created with.
+	d := Diff(c, Config{})
+	if !slices.Contains(d, `no slb real http "ea_rs1"`) {
+		t.Errorf("diff = %v", d)
 	}
 }
