@@ -270,7 +270,11 @@ func TestRunLoopRepairsDriftWithinOnePeriod(t *testing.T) {
 	waitFor(t, 5*time.Second, "initial sync", func() bool { return h.status("apv-a").InSync })
 	e.Reboot(true)
 	rebootAt := time.Now()
-	waitFor(t, 5*time.Second, "repair after reboot", func() bool { return !deviceConfig(e).Empty() && h.status("apv-a").InSync })
+	want := mustRender(t, st).Lines()
+	waitFor(t, 5*time.Second, "repair after reboot", func() bool {
+		saved, _ := ParseConfig(strings.Join(e.Saved(), "\n"))
+		return slices.Equal(saved.Lines(), want)
+	})
 	// Within one period plus the time the sync itself takes.
 	if took := time.Since(rebootAt); took > period+2*time.Second {
 		t.Errorf("repair took %v", took)
