@@ -19,6 +19,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -86,7 +88,10 @@ func New(t interface {
 		realDown: map[string]bool{},
 		conns:    map[string]int{},
 	}
-	e.Server = httptest.NewTLSServer(http.HandlerFunc(e.serve))
+	e.Server = httptest.NewUnstartedServer(http.HandlerFunc(e.serve))
+	// Handshake failures are expected in tests of TLS verification.
+	e.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
+	e.Server.StartTLS()
 	t.Cleanup(e.Server.Close)
 	return e
 }
