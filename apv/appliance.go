@@ -38,6 +38,12 @@ type Options struct {
 	Events EventSink
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
+	// MayWrite, when set, is asked before each sync: while it returns
+	// false the device is read and compared (status inSync) but nothing is
+	// sent. With several agents configured for the same devices, the
+	// caller makes it true on one of them (a Kubernetes Lease, say), so
+	// they do not undo each other's changes while their views differ.
+	MayWrite func() bool
 }
 
 // Appliance keeps a set of APV devices in line with the desired state and

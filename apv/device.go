@@ -109,6 +109,10 @@ func (a *Appliance) doSync(ctx context.Context, d *device, want Config) (sent in
 	if len(cmds) == 0 && !d.unsaved {
 		return 0, true, nil
 	}
+	if a.opts.MayWrite != nil && !a.opts.MayWrite() {
+		a.log.Debug("apv differs but this agent may not write", "device", d.name, "commands", len(cmds))
+		return 0, len(cmds) == 0, nil
+	}
 	if len(cmds) > 0 {
 		a.log.Info("apv applying changes", "device", d.name, "commands", len(cmds))
 	}

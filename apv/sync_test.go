@@ -526,3 +526,31 @@ func TestCLIErrorIsNotTransport(t *testing.T) {
 		t.Errorf("commands: %v", e.Commands())
 	}
 }
+
+// An agent that may not write reads and compares, and sends nothing.
+func TestMayWriteGate(t *testing.T) {
+	var mayWrite bool
+	h := newHarness(t, Options{MayWrite: func() bool { return mayWrite }}, "apv-a")
+	e := h.emus["apv-a"]
+	ctx := context.Background()
+	st := sampleState()
+	_ = h.a.Reconcile(ctx, st)
+	if err := h.a.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.ConfigCommands(); len(c) != 0 || slices.Contains(e.Commands(), WriteMemory) {
+		t.Fatalf("observer sent %v", e.Commands())
+	}
+	if s := h.status("apv-a"); s.InSync || !s.Up {
+		t.Errorf("observer status: %+v", s)
+	}
+	mayWrite = true
+	if err := h.a.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertDeviceEquals(t, e, st)
+	mayWrite = false
+	if err := h.a.SyncOnce(ctx); err != nil || !h.status("apv-a").InSync {
+		t.Errorf("observer of a synced device: err %v, status %+v", err, h.status("apv-a"))
+	}
+}
