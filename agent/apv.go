@@ -24,8 +24,8 @@ func buildAPV(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (
 		d := &c.Devices[i]
 		d.UsernameFile, d.PasswordFile, d.CAFile = cfg.Resolve(d.UsernameFile), cfg.Resolve(d.PasswordFile), cfg.Resolve(d.CAFile)
 	}
-	l := log.With("component", "apv")
-	return apv.New(c, apv.Options{Logger: l, Registerer: reg, Events: apv.LogEvents{Logger: l}})
+	// Events: nil logs them (apv.LogEvents) with the apv component's logger.
+	return apv.New(c, apv.Options{Logger: log, Registerer: reg})
 }
 
 // apvDegraded lists the devices that are failing, for /status degraded.
@@ -38,3 +38,5 @@ func apvDegraded(devs []status.APVDevice) []string {
 	}
 	return out
 }
+
+var _ Appliance = (*apv.Appliance)(nil)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -69,12 +70,23 @@ type iface struct {
 	up         bool
 }
 
-// New starts an emulator that accepts user/pass. It is closed with the test.
+// New starts an emulator that accepts user/pass on a loopback port. It is
+// closed with the test.
 func New(t interface {
 	Cleanup(func())
-	TempDir() string
 	Fatalf(string, ...any)
 }, user, pass string) *Emulator {
+	e, err := Start("", user, pass)
+	if err != nil {
+		t.Fatalf("apvemu: %v", err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// Start starts an emulator listening on addr ("" for a free loopback
+// port), for tests and for hack/apvemu (manual runs of the agent binary).
+func Start(addr, user, pass string) (*Emulator, error) {
 	e := &Emulator{
 		user: user, pass: pass,
 		running: newConfig(), saved: newConfig(),
@@ -89,12 +101,22 @@ func New(t interface {
 		conns:    map[string]int{},
 	}
 	e.Server = httptest.NewUnstartedServer(http.HandlerFunc(e.serve))
+	if addr != "" {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		_ = e.Server.Listener.Close()
+		e.Server.Listener = l
+	}
 	// Handshake failures are expected in tests of TLS verification.
 	e.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
 	e.Server.StartTLS()
-	t.Cleanup(e.Server.Close)
-	return e
+	return e, nil
 }
+
+// Close stops the server.
+func (e *Emulator) Close() { e.Server.Close() }
 
 // URL is the device's management base URL (without the cli_extend path).
 func (e *Emulator) URL() string { return e.Server.URL }
