@@ -244,13 +244,14 @@ func (m *APIServerMonitor) lastEventAge() float64 {
 	return m.now().Sub(time.Unix(0, at)).Seconds()
 }
 
-// Status is the apiserver part of /status.
+// Status is the apiserver part of /status. Connected means the agent's view
+// is live: a connection is open and watches are not failing (Stale false).
 func (m *APIServerMonitor) Status() status.APIServer {
 	m.mu.Lock()
 	e := m.lastErr
 	m.mu.Unlock()
 	return status.APIServer{
-		Connected:           m.Connected(),
+		Connected:           m.Connected() && !m.Stale(),
 		Reconnects:          m.Reconnects(),
 		LastEventAgeSeconds: m.lastEventAge(),
 		Error:               e,
