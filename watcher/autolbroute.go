@@ -57,8 +57,10 @@ type AutoLBRoute struct {
 	opts AutoOptions
 	log  *slog.Logger
 
+	// recorder is set per leadership term by Run (a broadcaster cannot be
+	// restarted after Shutdown); only Run's goroutine uses it.
 	recorder record.EventRecorder
-	bcast    record.EventBroadcaster
+	scheme   *runtime.Scheme
 
 	mu    sync.Mutex
 	queue workqueue.TypedRateLimitingInterface[string]
@@ -74,10 +76,8 @@ func NewAutoLBRoute(k *Kube, opts AutoOptions) (*AutoLBRoute, error) {
 		opts.Logger = slog.Default()
 	}
 	a := &AutoLBRoute{k: k, opts: opts, log: opts.Logger.With("component", "auto-lbroute")}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	a.bcast = record.NewBroadcaster()
-	a.recorder = a.bcast.NewRecorder(scheme, corev1.EventSource{Component: "edgeagent-auto-lbroute", Host: opts.NodeName})
+	a.scheme = runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(a.scheme)
 
 	byKey := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { a.enqueueObj(obj) },
@@ -162,8 +162,10 @@ func (a *AutoLBRoute) Run(ctx context.Context) error {
 		a.mu.Unlock()
 		q.ShutDown()
 	}()
-	a.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.k.Client.CoreV1().Events("")})
-	defer a.bcast.Shutdown()
+	bcast := record.NewBroadcaster()
+	bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.k.Client.CoreV1().Events("")})
+	defer bcast.Shutdown()
+	a.recorder = bcast.NewRecorder(a.scheme, corev1.EventSource{Component: "edgeagent-auto-lbroute", Host: a.opts.NodeName})
 	if !cache.WaitForCacheSync(ctx.Done(), a.k.Services().HasSynced, a.k.Routes().HasSynced, a.k.Namespaces().HasSynced) {
 		return ctx.Err()
 	}
