@@ -403,6 +403,15 @@ func (c *Config) Validate() error {
 	if c.APIServer.PingTimeout != nil && c.APIServer.PingTimeout.Duration < 0 {
 		bad("apiserver.pingTimeout", "must not be negative")
 	}
+	if c.Kubernetes.StatusQPS < 0 {
+		bad("kubernetes.statusQPS", "must not be negative")
+	}
+	if c.Kubernetes.StatusBurst < 0 {
+		bad("kubernetes.statusBurst", "must not be negative")
+	}
+	if c.Kubernetes.NeighborStatusInterval.Duration < 0 {
+		bad("kubernetes.neighborStatusInterval", "must not be negative")
+	}
 	names := map[string]bool{}
 	for i, d := range c.APV.Devices {
 		f := fmt.Sprintf("apv.devices[%d]", i)

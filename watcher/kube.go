@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -99,6 +100,11 @@ func NewKube(opts KubeOptions) (*Kube, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.NodePeerSelector != "" {
+		if _, err := labels.Parse(opts.NodePeerSelector); err != nil {
+			return nil, fmt.Errorf("bgp.nodePeers.labelSelector %q: %w", opts.NodePeerSelector, err)
+		}
 	}
 	dyn, err := dynamic.NewForConfig(opts.Config)
 	if err != nil {
