@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,6 +48,11 @@ func TestFirstFree(t *testing.T) {
 // runLeaderAuto runs leader election and, while leading, the auto-LBRoute
 // controller, all as the agent's ServiceAccount.
 func (e *env) runLeaderAuto(t *testing.T, node string, pools []model.Pool) (*AutoLBRoute, *atomic.Bool) {
+	a, leading, _ := e.runLeaderAutoStop(t, node, pools)
+	return a, leading
+}
+
+func (e *env) runLeaderAutoStop(t *testing.T, node string, pools []model.Pool) (*AutoLBRoute, *atomic.Bool, func()) {
 	t.Helper()
 	k, _ := e.startKube(t, KubeOptions{NodeName: node})
 	a, err := NewAutoLBRoute(k, AutoOptions{Pools: pools, NodeName: node})
@@ -70,8 +76,50 @@ func (e *env) runLeaderAuto(t *testing.T, node string, pools []model.Pool) (*Aut
 			t.Errorf("leader election: %v", err)
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return a, &leading
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return a, &leading, stop
+}
+
+// Two agents: one leads; when it stops, the other takes over and carries
+// on with the namespace's Services.
+func TestAutoLBRouteLeaderFailover(t *testing.T) {
+	e := setup(t)
+	ns := e.namespace(t, map[string]string{AutoNamespaceLabel: "true"})
+	pools := []model.Pool{{CIDR: netip.MustParsePrefix("10.203.0.0/29"), Namespaces: []string{ns}}}
+	var leading [2]*atomic.Bool
+	var stops [2]func()
+	for i := range 2 {
+		_, leading[i], stops[i] = e.runLeaderAutoStop(t, fmt.Sprintf("edge-f%d", i), pools)
+	}
+	eventually(t, 20*time.Second, func() error {
+		if leading[0].Load() == leading[1].Load() {
+			return fmt.Errorf("leading: %v %v", leading[0].Load(), leading[1].Load())
+		}
+		return nil
+	})
+	leader := 0
+	if leading[1].Load() {
+		leader = 1
+	}
+	e.createService(t, ns, "one", corev1.ServiceTypeLoadBalancer)
+	eventually(t, 10*time.Second, func() error {
+		_, err := e.dyn.Resource(LBRouteResource).Namespace(ns).Get(ctxT(t), "one", metav1.GetOptions{})
+		return err
+	})
+	stops[leader]()
+	if leading[leader].Load() {
+		t.Fatal("stopped agent still leading")
+	}
+	e.createService(t, ns, "two", corev1.ServiceTypeLoadBalancer)
+	eventually(t, 15*time.Second, func() error {
+		if !leading[1-leader].Load() {
+			return fmt.Errorf("the other agent has not taken over")
+		}
+		_, err := e.dyn.Resource(LBRouteResource).Namespace(ns).Get(ctxT(t), "two", metav1.GetOptions{})
+		return err
+	})
 }
 
 func TestAutoLBRoute(t *testing.T) {
