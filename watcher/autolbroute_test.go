@@ -137,6 +137,7 @@ func TestAutoLBRoute(t *testing.T) {
 		s.Annotations = map[string]string{VIPAnnotation: "10.201.0.5"}
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstrFrom(53)})
 	})
+	e.createService(t, ns, "legacy", corev1.ServiceTypeLoadBalancer, func(s *corev1.Service) { s.Spec.LoadBalancerIP = "10.201.0.4" })
 	e.createService(t, ns, "internal", corev1.ServiceTypeClusterIP)
 	e.createService(t, ns, "manual", corev1.ServiceTypeLoadBalancer) // clashes with the hand-written route
 	e.createService(t, other, "nopool", corev1.ServiceTypeLoadBalancer)
@@ -196,10 +197,11 @@ func TestAutoLBRoute(t *testing.T) {
 			return nil
 		}
 	}
-	// The first free address of the namespace's pool (.5 is asked for by
-	// "fixed", .6 is held by "manual").
+	// The first free address of the namespace's pool (.4 and .5 are asked
+	// for by "legacy" and "fixed", .6 is held by "manual").
 	eventually(t, 15*time.Second, expect("web", "10.201.0.1 80/TCP svc=web owner=Service/web auto=true", "10.201.0.1"))
 	eventually(t, 15*time.Second, expect("fixed", "10.201.0.5 80/TCP,53/UDP svc=fixed owner=Service/fixed auto=true", "10.201.0.5"))
+	eventually(t, 15*time.Second, expect("legacy", "10.201.0.4 80/TCP svc=legacy owner=Service/legacy auto=true", "10.201.0.4"))
 	eventually(t, 5*time.Second, expect("internal", "", ""))
 	// The hand-written route is left alone, with a warning on the Service.
 	if got, _ := routeSpec("manual"); got != "10.201.0.6 80/TCP svc= owner= auto=" {
