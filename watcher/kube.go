@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/status"
@@ -149,7 +148,12 @@ func NewKube(opts KubeOptions) (*Kube, error) {
 	if _, err := k.slices.AddEventHandler(k.handler(rvChanged)); err != nil {
 		return nil, err
 	}
-	if _, err := k.namespaces.AddEventHandler(k.handler(func(any, any) bool { return false })); err != nil {
+	// Namespaces matter to the auto-LBRoute controller only; translation
+	// does not depend on them, so they never wake the agent.
+	quiet := func(any) { k.event(false) }
+	if _, err := k.namespaces.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: quiet, DeleteFunc: quiet, UpdateFunc: func(_, n any) { quiet(n) },
+	}); err != nil {
 		return nil, err
 	}
 	if k.nodes != nil {
@@ -467,11 +471,4 @@ func stripManagedFields(obj any) (any, error) {
 		a.SetManagedFields(nil)
 	}
 	return obj, nil
-}
-
-// waitSynced waits for informers with a bound, for helpers and tests.
-func waitSynced(ctx context.Context, d time.Duration, fns ...cache.InformerSynced) bool {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	return cache.WaitForCacheSync(ctx.Done(), fns...)
 }
