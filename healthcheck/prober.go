@@ -1,3 +1,11 @@
+// This file and its neighbours (verdict.go, damper.go, schedule.go,
+// engine_linux.go) are the real-server side: the agent's Prober probes reals
+// actively (TCP connect or HTTP GET, from the node itself, so a probe takes
+// the path traffic takes), turns the results into verdicts with rise/fall
+// hysteresis, and the Damper keeps a flapping real from flapping a VIP's BGP
+// route. Nothing here programs anything: the agent hands the verdicts to the
+// dataplane and BGP reconcilers.
+
 package healthcheck
 
 import (
