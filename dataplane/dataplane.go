@@ -1,0 +1,411 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+
+	"github.com/arraynetworks/edgeagent/model"
+	"github.com/arraynetworks/edgeagent/status"
+)
+
+// DefaultInterface is the VIP interface's name unless configured.
+const DefaultInterface = "edge-vip0"
+
+// Options configure a Dataplane.
+type Options struct {
+	// Interface holds the VIPs; default DefaultInterface.
+	Interface string
+	// Masquerade source-NATs load-balanced traffic (config
+	// dataplane.masquerade, default on in the config).
+	Masquerade bool
+	// MasqueradeMark is the packet-mark bit used to select traffic for
+	// masquerading; default DefaultMasqueradeMark.
+	MasqueradeMark uint32
+	Logger         *slog.Logger
+	// Registerer receives the dataplane metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+
+	// Netlink works on another network namespace; nil means the process's
+	// own (the agent runs under `ip netns exec` or on the host).
+	Netlink *netlink.Handle
+	// CommandPrefix is put before every iptables and sysctl command, e.g.
+	// {"ip", "netns", "exec", NS}, so tests can target a namespace without
+	// the test process changing its own.
+	CommandPrefix []string
+}
+
+// Dataplane owns the VIP interface, the EDGE- iptables chains and the
+// forwarding sysctls of one network namespace. It implements agent.Dataplane.
+//
+// It keeps what it believes the kernel holds. The first Reconcile (and the
+// first after an error) reads the kernel (link, addresses, iptables-save),
+// so a restarted agent adopts existing state; later ones diff against the
+// last applied state, so a change of one service costs one small
+// iptables-restore. Reconcile is safe to call again after an error: nothing
+// is assumed applied that was not.
+type Dataplane struct {
+	opt     Options
+	log     *slog.Logger
+	h       *netlink.Handle
+	run     runner
+	sysctl  sysctls
+	metrics metrics
+
+	mu sync.Mutex // serialises Reconcile and Cleanup
+	// Kernel state as last read or applied; nil means "read it again".
+	link           netlink.Link
+	kind           string
+	addrs          map[netip.Prefix]bool
+	ipt            map[Family]kernelRules
+	v6Err          error // ip6tables unusable
+	applied        map[string]Frontend
+	sysctls        map[string]string
+	restores       int // iptables-restore runs, for tests and benchmarks
+	lines          int // lines in them
+	netlinkChanges int
+
+	smu        sync.RWMutex // guards the two below, read by Programmed/Status
+	programmed map[string]bool
+	st         status.Dataplane
+}
+
+// New returns a dataplane; it touches the kernel only on the first
+// Reconcile (or Cleanup).
+func New(opt Options) *Dataplane {
+	if opt.Interface == "" {
+		opt.Interface = DefaultInterface
+	}
+	if opt.MasqueradeMark == 0 {
+		opt.MasqueradeMark = DefaultMasqueradeMark
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := opt.Netlink
+	if h == nil {
+		h = &netlink.Handle{}
+	}
+	run := runner{prefix: opt.CommandPrefix}
+	d := &Dataplane{
+		opt:        opt,
+		log:        opt.Logger.With("component", "dataplane"),
+		h:          h,
+		run:        run,
+		sysctl:     sysctls{run: run},
+		metrics:    newMetrics(opt.Registerer),
+		ipt:        map[Family]kernelRules{},
+		sysctls:    map[string]string{},
+		programmed: map[string]bool{},
+	}
+	d.st = status.Dataplane{Interface: opt.Interface, Masquerade: opt.Masquerade}
+	return d
+}
+
+// Routes returns the route table of the dataplane's namespace, for the BGP
+// package's learned routes.
+func (d *Dataplane) Routes() *RouteTable { return NewRouteTable(d.h) }
+
+// Reconcile makes the kernel match s: VIP addresses, iptables chains,
+// sysctls; then drops conntrack entries of UDP reals that left. Only
+// eligible reals receive new connections. Services that fail validation are
+// left out (and reported by Programmed and the error); the others are
+// applied regardless.
+func (d *Dataplane) Reconcile(ctx context.Context, s model.State) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	start := time.Now()
+	err := d.reconcile(ctx, s)
+	d.metrics.duration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		d.metrics.errors.Inc()
+		d.log.Error("sync failed", "err", err)
+	}
+	d.smu.Lock()
+	d.st.LastSync = time.Now()
+	d.st.LastError = ""
+	if err != nil {
+		d.st.LastError = err.Error()
+	}
+	d.smu.Unlock()
+	return err
+}
+
+func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
+	if err := d.load(ctx); err != nil {
+		return err
+	}
+	r := Render(s.Services, RenderOptions{Masquerade: d.opt.Masquerade, MasqueradeMark: d.opt.MasqueradeMark})
+	var errs []error
+	hasV6 := false
+	for key, fe := range r.Frontends {
+		if fe.VIP.Is6() {
+			hasV6 = true
+			if d.v6Err != nil {
+				delete(r.Programmed, key)
+				delete(r.Frontends, key)
+				r.Errors[key] = fmt.Errorf("IPv6 unavailable: %w", d.v6Err)
+			}
+		}
+	}
+	for _, key := range sortedKeys(r.Errors) {
+		errs = append(errs, fmt.Errorf("virtual service %s: %w", key, r.Errors[key]))
+	}
+	if hasV6 && d.v6Err == nil {
+		if err := d.ensureSysctl(ctx, sysctlIPv6Forward, "1"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	// VIPs first, so a new service answers as soon as its rules land.
+	want := map[netip.Prefix]bool{}
+	for _, fe := range r.Frontends {
+		want[netip.PrefixFrom(fe.VIP, fe.VIP.BitLen())] = true
+	}
+	n, err := syncVIPs(d.h, d.link, want, d.addrs)
+	d.netlinkChanges += n
+	if err != nil {
+		d.link = nil // re-read link and addresses next time
+		errs = append(errs, err)
+	}
+
+	failed := map[Family]bool{}
+	for _, f := range []Family{IPv4, IPv6} {
+		if f == IPv6 && d.v6Err != nil {
+			continue
+		}
+		p := diff(r.Family(f), d.ipt[f])
+		if p.empty() {
+			continue
+		}
+		d.restores++
+		d.lines += p.lines
+		if err := d.run.restore(ctx, f, p.script.Bytes()); err != nil {
+			// The failed table kept its previous rules; read the kernel
+			// again before the next attempt rather than guess.
+			d.ipt[f] = nil
+			failed[f] = true
+			errs = append(errs, fmt.Errorf("apply %s rules (%d chains written, %d deleted): %w", f, p.written, p.deleted, err))
+			continue
+		}
+		d.ipt[f] = adopt(r.Family(f))
+		d.log.Debug("applied rules", "family", f.String(), "chains_written", p.written, "chains_deleted", p.deleted, "lines", p.lines)
+	}
+	// A family whose restore failed keeps its previous rules, so its
+	// services keep their previous verdict and applied state.
+	old := d.programmedNow()
+	programmed := map[string]bool{}
+	applied := map[string]Frontend{}
+	for key, fe := range r.Frontends {
+		if !failed[familyOf(fe.VIP)] {
+			programmed[key] = true
+			applied[key] = fe
+		}
+	}
+	for key, fe := range d.applied {
+		if failed[familyOf(fe.VIP)] {
+			programmed[key] = old[key]
+			applied[key] = fe
+		}
+	}
+	d.dropStaleUDP(applied)
+	d.applied = applied
+	rules := 0
+	for _, k := range d.ipt {
+		rules += k.rules()
+	}
+	d.metrics.services.Set(float64(len(programmed)))
+	d.metrics.rules.Set(float64(rules))
+	d.smu.Lock()
+	d.programmed = programmed
+	d.st.Rules = rules
+	d.st.InterfaceKind = d.kind
+	d.st.Sysctls = maps.Clone(d.sysctls)
+	d.smu.Unlock()
+	return errors.Join(errs...)
+}
+
+// load reads whatever part of the kernel state is unknown: at start and
+// after an error.
+func (d *Dataplane) load(ctx context.Context) error {
+	if d.link == nil {
+		l, kind, n, err := ensureLink(d.h, d.opt.Interface)
+		if err != nil {
+			return err
+		}
+		d.netlinkChanges += n
+		addrs, err := listVIPs(d.h, l)
+		if err != nil {
+			return err
+		}
+		d.link, d.kind, d.addrs = l, kind, addrs
+		if err := d.ensureSysctl(ctx, sysctlIPv4Forward, "1"); err != nil {
+			d.link = nil
+			return err
+		}
+		d.log.Info("VIP interface ready", "interface", d.opt.Interface, "kind", kind, "addresses", len(addrs))
+	}
+	for _, f := range []Family{IPv4, IPv6} {
+		if d.ipt[f] != nil || (f == IPv6 && d.v6Err != nil) {
+			continue
+		}
+		k, err := d.run.save(ctx, f)
+		if err != nil {
+			if f == IPv6 {
+				d.v6Err = err
+				d.log.Warn("ip6tables unusable; IPv6 virtual services will not be programmed", "err", err)
+				continue
+			}
+			return fmt.Errorf("read %s rules: %w", f, err)
+		}
+		d.ipt[f] = k
+	}
+	return nil
+}
+
+func (d *Dataplane) ensureSysctl(ctx context.Context, name, value string) error {
+	changed, err := d.sysctl.ensure(ctx, name, value)
+	if err != nil {
+		return err
+	}
+	if changed {
+		d.netlinkChanges++
+		d.log.Info("sysctl set", "name", name, "value", value)
+	}
+	d.sysctls[name] = value
+	return nil
+}
+
+func (d *Dataplane) dropStaleUDP(cur map[string]Frontend) {
+	for f, filters := range staleFilters(d.applied, cur) {
+		fam := netlink.InetFamily(netlink.FAMILY_V4)
+		if f == IPv6 {
+			fam = netlink.FAMILY_V6
+		}
+		n, err := d.h.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...)
+		if err != nil {
+			d.log.Warn("delete conntrack entries of departed UDP reals", "family", f.String(), "err", err)
+			continue
+		}
+		if n > 0 {
+			d.log.Info("deleted conntrack entries of departed UDP reals", "family", f.String(), "entries", n)
+		}
+	}
+}
+
+func (d *Dataplane) programmedNow() map[string]bool {
+	d.smu.RLock()
+	defer d.smu.RUnlock()
+	return d.programmed
+}
+
+// Programmed reports the virtual-service keys whose rules are in the kernel.
+func (d *Dataplane) Programmed() map[string]bool {
+	return maps.Clone(d.programmedNow())
+}
+
+// Status describes the kernel side for /status.
+func (d *Dataplane) Status() *status.Dataplane {
+	d.smu.RLock()
+	defer d.smu.RUnlock()
+	st := d.st
+	st.Sysctls = maps.Clone(d.st.Sysctls)
+	return &st
+}
+
+// Cleanup removes exactly what the agent creates: every jump into an EDGE-
+// chain and every EDGE- chain (both families), the VIP interface, and every
+// route with the agent's protocol number. Running it again finds nothing to
+// do. Sysctls are left as they are.
+func (d *Dataplane) Cleanup(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, f := range []Family{IPv4, IPv6} {
+		k, err := d.run.save(ctx, f)
+		if err != nil {
+			if f == IPv4 {
+				errs = append(errs, fmt.Errorf("read %s rules: %w", f, err))
+			}
+			continue
+		}
+		p := cleanupPlan(k)
+		if p.empty() {
+			continue
+		}
+		if err := d.run.restore(ctx, f, p.script.Bytes()); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s rules: %w", f, err))
+			continue
+		}
+		d.log.Info("removed rules", "family", f.String(), "chains", p.deleted)
+	}
+	if l, err := d.h.LinkByName(d.opt.Interface); err == nil {
+		if l.Type() != KindDummy && l.Type() != KindBridge {
+			errs = append(errs, fmt.Errorf("interface %s has type %q: not the agent's, left alone", d.opt.Interface, l.Type()))
+		} else if ports, err := bridgePorts(d.h, l); err != nil || ports > 0 {
+			errs = append(errs, fmt.Errorf("interface %s has ports (%d) or could not be checked (%v): left alone", d.opt.Interface, ports, err))
+		} else if err := d.h.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", d.opt.Interface, err))
+		} else {
+			d.log.Info("removed VIP interface", "interface", d.opt.Interface)
+		}
+	}
+	rt := NewRouteTable(d.h)
+	routes, err := rt.List()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for p := range routes {
+		if err := rt.Delete(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Whatever was believed applied is gone: start from the kernel again.
+	d.link, d.addrs, d.applied = nil, nil, nil
+	d.ipt = map[Family]kernelRules{}
+	d.smu.Lock()
+	d.programmed = map[string]bool{}
+	d.smu.Unlock()
+	return errors.Join(errs...)
+}
+
+type metrics struct {
+	duration prometheus.Histogram
+	errors   prometheus.Counter
+	services prometheus.Gauge
+	rules    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "edgeagent_dataplane_sync_duration_seconds",
+			Help:    "Time one dataplane sync (addresses, iptables-restore, conntrack) took.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_dataplane_sync_errors_total",
+			Help: "Dataplane syncs that returned an error.",
+		}),
+		services: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_dataplane_virtual_services",
+			Help: "Virtual services programmed into the kernel.",
+		}),
+		rules: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_dataplane_rules",
+			Help: "iptables rules in the agent's EDGE- chains (both families).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.duration, m.errors, m.services, m.rules)
+	}
+	return m
+}
