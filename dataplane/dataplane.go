@@ -170,11 +170,11 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 	for _, fe := range r.Frontends {
 		want[netip.PrefixFrom(fe.VIP, fe.VIP.BitLen())] = true
 	}
-	n, err := syncVIPs(d.h, d.link, want, d.addrs)
+	n, err := addVIPs(d.h, d.link, want, d.addrs)
 	d.netlinkChanges += n
 	if err != nil {
 		d.link = nil // re-read link and addresses next time
-		errs = append(errs, err)
+		return errors.Join(append(errs, err)...)
 	}
 
 	failed := map[Family]bool{}
@@ -218,6 +218,15 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 	}
 	d.dropStaleUDP(applied)
 	d.applied = applied
+	// VIPs come off only once no rule can still be using them.
+	if len(failed) == 0 {
+		n, err := removeVIPs(d.h, d.link, want, d.addrs)
+		d.netlinkChanges += n
+		if err != nil {
+			d.link = nil
+			errs = append(errs, err)
+		}
+	}
 	rules := 0
 	for _, k := range d.ipt {
 		rules += k.rules()

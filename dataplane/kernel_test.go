@@ -419,3 +419,76 @@ func lineDiff(a, b string) string {
 	}
 	return out.String()
 }
+
+func TestUDPConntrackOfDepartedReal(t *testing.T) {
+	b := newBed(t, 2)
+	d := b.dataplane(t, true)
+	dns := vs("u", "dns", "10.200.0.30", 53, model.UDP, model.RoundRobin, realV4(1), realV4(2))
+	reconcile(t, d, dns)
+	// One client socket (fixed source port): one conntrack entry, so every
+	// datagram sticks to the real the first one was sent to.
+	src := []string{"10.97.1.2"}
+	first := names(runProbe(t, b.client.Name, "udp", "10.200.0.30:53", 3, src, 40053))
+	if first[0] != first[1] || first[1] != first[2] || strings.HasPrefix(first[0], "error") {
+		t.Fatalf("one flow must stick to one real: %v", first)
+	}
+	gone := map[string]int{"r1": 0, "r2": 1}[first[0]]
+	dns.Reals[gone].Healthy = false
+	reconcile(t, d, dns)
+	after := names(runProbe(t, b.client.Name, "udp", "10.200.0.30:53", 3, src, 40053))
+	for _, n := range after {
+		if n == first[0] {
+			t.Fatalf("flow still goes to departed real %s: %v (its conntrack entry should be gone)", first[0], after)
+		}
+	}
+	if out := b.edge.MustRun("conntrack", "-L", "-p", "udp", "--reply-src", fmt.Sprintf("10.97.1%d.2", gone+1)); strings.Contains(out, "dport=53") {
+		t.Fatalf("conntrack still holds flows of the departed real:\n%s", out)
+	}
+}
+
+func TestFailedRestoreKeepsRules(t *testing.T) {
+	b := newBed(t, 1)
+	e := b.edge
+	d := b.dataplane(t, true)
+	keep := vs("f", "keep", "10.200.0.40", 80, model.TCP, model.RoundRobin, realV4(1))
+	old := vs("f", "old", "10.200.0.41", 80, model.TCP, model.RoundRobin, realV4(1))
+	reconcile(t, d, keep, old)
+	// A foreign rule jumping into the agent's chain for "old" makes deleting
+	// that chain fail, and with it the whole transaction.
+	oldChain := ChainPrefix + "VS-" + hash16(old.Key())
+	e.MustRun("iptables", "-t", "nat", "-A", "PREROUTING", "-s", "192.0.2.99", "-j", oldChain)
+	snap := iptablesState(t, e)
+	add := vs("f", "new", "10.200.0.42", 80, model.TCP, model.RoundRobin, realV4(1))
+	err := d.Reconcile(context.Background(), model.State{Services: []model.VirtualService{keep, add}})
+	if err == nil {
+		t.Fatal("restore should have failed")
+	}
+	t.Logf("expected error: %v", err)
+	if after := iptablesState(t, e); after != snap {
+		t.Fatalf("a failed restore changed rules:\n%s", lineDiff(snap, after))
+	}
+	if p := d.Programmed(); !p["f/old/TCP/80"] || p["f/new/TCP/80"] {
+		t.Fatalf("Programmed after failure = %v, want the previous state", p)
+	}
+	if st := d.Status(); st.LastError == "" {
+		t.Fatal("status must carry the error")
+	}
+	if r := runProbe(t, b.client.Name, "tcp", "10.200.0.41:80", 1, []string{""}, 0); r[0].Name != "r1" {
+		t.Fatalf("old service must still work after the failed sync: %+v", r[0])
+	}
+	// The obstacle goes; the caller's retry converges.
+	e.MustRun("iptables", "-t", "nat", "-D", "PREROUTING", "-s", "192.0.2.99", "-j", oldChain)
+	reconcile(t, d, keep, add)
+	if p := d.Programmed(); p["f/old/TCP/80"] || !p["f/new/TCP/80"] {
+		t.Fatalf("Programmed after retry = %v", p)
+	}
+	if r := runProbe(t, b.client.Name, "tcp", "10.200.0.42:80", 1, []string{""}, 0); r[0].Name != "r1" {
+		t.Fatalf("new service after retry: %+v", r[0])
+	}
+	if s := iptablesState(t, e); strings.Contains(s, oldChain) {
+		t.Fatalf("old chain survived the retry")
+	}
+	if st := d.Status(); st.LastError != "" {
+		t.Fatalf("status error after success: %s", st.LastError)
+	}
+}

@@ -110,9 +110,11 @@ func listVIPs(h *netlink.Handle, l netlink.Link) (map[netip.Prefix]bool, error) 
 	return out, nil
 }
 
-// syncVIPs makes the link's addresses equal to want (host prefixes), adding
-// before removing. have is updated in place.
-func syncVIPs(h *netlink.Handle, l netlink.Link, want map[netip.Prefix]bool, have map[netip.Prefix]bool) (int, error) {
+// addVIPs adds the addresses of want that the link lacks; removeVIPs
+// removes those it has beyond want. have is updated in place. They are
+// separate so that addresses go on before the rules that use them and come
+// off only after the rules are gone.
+func addVIPs(h *netlink.Handle, l netlink.Link, want map[netip.Prefix]bool, have map[netip.Prefix]bool) (int, error) {
 	changes := 0
 	for p := range want {
 		if have[p] {
@@ -130,6 +132,11 @@ func syncVIPs(h *netlink.Handle, l netlink.Link, want map[netip.Prefix]bool, hav
 		have[p] = true
 		changes++
 	}
+	return changes, nil
+}
+
+func removeVIPs(h *netlink.Handle, l netlink.Link, want map[netip.Prefix]bool, have map[netip.Prefix]bool) (int, error) {
+	changes := 0
 	for p := range have {
 		if want[p] {
 			continue
