@@ -32,10 +32,11 @@ func (f staleUDP) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 
 // staleFilters compares what was applied with what is now wanted and
 // returns, per family, filters for the UDP reals that left their service.
-func staleFilters(old, cur map[string]Frontend) map[Family][]netlink.CustomConntrackFilter {
+func staleFilters(old, cur map[string]Frontend, changed []string) map[Family][]netlink.CustomConntrackFilter {
 	out := map[Family][]netlink.CustomConntrackFilter{}
-	for key, o := range old {
-		if o.Protocol != "UDP" || len(o.Reals) == 0 {
+	for _, key := range changed {
+		o, ok := old[key]
+		if !ok || o.Protocol != "UDP" || len(o.Reals) == 0 {
 			continue
 		}
 		keep := map[netip.AddrPort]bool{}

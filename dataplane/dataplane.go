@@ -62,12 +62,23 @@ type Dataplane struct {
 
 	mu sync.Mutex // serialises Reconcile and Cleanup
 	// Kernel state as last read or applied; nil means "read it again".
-	link           netlink.Link
-	kind           string
-	addrs          map[netip.Prefix]bool
-	ipt            map[Family]kernelRules
-	v6Err          error // ip6tables unusable
-	applied        map[string]Frontend
+	link    netlink.Link
+	kind    string
+	addrs   map[netip.Prefix]bool
+	ipt     map[Family]kernelRules
+	v6Err   error // ip6tables unusable
+	applied map[string]Frontend
+	// The desired state, kept between syncs (nil until the first).
+	want *desired
+	// full[f]: the family's rules were just read from the kernel, so the
+	// next diff compares every chain, not only the ones a sync touched.
+	full map[Family]bool
+	// refresh: recompute VIPs, verdicts and applied state (after a change
+	// or a failure); vips, hasV6 and errs are their last values.
+	refresh        bool
+	vips           map[netip.Prefix]bool
+	hasV6          bool
+	errs           map[string]error
 	sysctls        map[string]string
 	restores       int // iptables-restore runs, for tests and benchmarks
 	lines          int // lines in them
@@ -103,6 +114,8 @@ func New(opt Options) *Dataplane {
 		sysctl:     sysctls{run: run},
 		metrics:    newMetrics(opt.Registerer),
 		ipt:        map[Family]kernelRules{},
+		full:       map[Family]bool{},
+		refresh:    true,
 		sysctls:    map[string]string{},
 		programmed: map[string]bool{},
 	}
@@ -143,38 +156,45 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 	if err := d.load(ctx); err != nil {
 		return err
 	}
-	r := Render(s.Services, RenderOptions{Masquerade: d.opt.Masquerade, MasqueradeMark: d.opt.MasqueradeMark})
+	if d.want == nil {
+		d.want = newDesired(RenderOptions{Masquerade: d.opt.Masquerade, MasqueradeMark: d.opt.MasqueradeMark})
+		d.want.noIPv6 = d.v6Err
+	}
+	dirty, changed := d.want.update(s.Services)
+	if len(changed) > 0 {
+		d.refresh = true
+	}
 	var errs []error
-	hasV6 := false
-	for key, fe := range r.Frontends {
-		if fe.VIP.Is6() {
-			hasV6 = true
-			if d.v6Err != nil {
-				delete(r.Programmed, key)
-				delete(r.Frontends, key)
-				r.Errors[key] = fmt.Errorf("IPv6 unavailable: %w", d.v6Err)
+	if d.refresh {
+		d.vips = map[netip.Prefix]bool{}
+		d.hasV6 = false
+		d.errs = map[string]error{}
+		for key, r := range d.want.services {
+			if r.err != nil {
+				d.errs[key] = r.err
+				continue
 			}
+			d.vips[netip.PrefixFrom(r.fe.VIP, r.fe.VIP.BitLen())] = true
+			d.hasV6 = d.hasV6 || r.fam == IPv6
 		}
 	}
-	for _, key := range sortedKeys(r.Errors) {
-		errs = append(errs, fmt.Errorf("virtual service %s: %w", key, r.Errors[key]))
+	for _, key := range sortedKeys(d.errs) {
+		errs = append(errs, fmt.Errorf("virtual service %s: %w", key, d.errs[key]))
 	}
-	if hasV6 && d.v6Err == nil {
+	if d.hasV6 && d.v6Err == nil {
 		if err := d.ensureSysctl(ctx, sysctlIPv6Forward, "1"); err != nil {
 			errs = append(errs, err)
 		}
 	}
 
 	// VIPs first, so a new service answers as soon as its rules land.
-	want := map[netip.Prefix]bool{}
-	for _, fe := range r.Frontends {
-		want[netip.PrefixFrom(fe.VIP, fe.VIP.BitLen())] = true
-	}
-	n, err := addVIPs(d.h, d.link, want, d.addrs)
-	d.netlinkChanges += n
-	if err != nil {
-		d.link = nil // re-read link and addresses next time
-		return errors.Join(append(errs, err)...)
+	if d.refresh {
+		n, err := addVIPs(d.h, d.link, d.vips, d.addrs)
+		d.netlinkChanges += n
+		if err != nil {
+			d.link = nil // re-read link and addresses next time
+			return errors.Join(append(errs, err)...)
+		}
 	}
 
 	failed := map[Family]bool{}
@@ -182,8 +202,21 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		if f == IPv6 && d.v6Err != nil {
 			continue
 		}
-		p := diff(r.Family(f), d.ipt[f])
+		var only map[string]map[string]bool
+		if !d.full[f] {
+			only = map[string]map[string]bool{}
+			for ref := range dirty {
+				if ref.fam == f {
+					if only[ref.table] == nil {
+						only[ref.table] = map[string]bool{}
+					}
+					only[ref.table][ref.chain] = true
+				}
+			}
+		}
+		p := diffOnly(d.want.rs[f], d.ipt[f], only)
 		if p.empty() {
+			d.full[f] = false
 			continue
 		}
 		d.restores++
@@ -196,45 +229,53 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 			errs = append(errs, fmt.Errorf("apply %s rules (%d chains written, %d deleted): %w", f, p.written, p.deleted, err))
 			continue
 		}
-		d.ipt[f] = adopt(r.Family(f))
+		d.ipt[f] = commit(d.ipt[f], d.want.rs[f], only)
+		d.full[f] = false
 		d.log.Debug("applied rules", "family", f.String(), "chains_written", p.written, "chains_deleted", p.deleted, "lines", p.lines)
 	}
-	// A family whose restore failed keeps its previous rules, so its
-	// services keep their previous verdict and applied state.
-	old := d.programmedNow()
-	programmed := map[string]bool{}
-	applied := map[string]Frontend{}
-	for key, fe := range r.Frontends {
-		if !failed[familyOf(fe.VIP)] {
-			programmed[key] = true
-			applied[key] = fe
+
+	if d.refresh {
+		// A family whose restore failed keeps its previous rules, so its
+		// services keep their previous verdict and applied state until a
+		// later sync succeeds.
+		old := d.programmedNow()
+		programmed := map[string]bool{}
+		applied := map[string]Frontend{}
+		for key, r := range d.want.services {
+			if r.err == nil && !failed[r.fam] {
+				programmed[key] = true
+				applied[key] = r.fe
+			}
 		}
-	}
-	for key, fe := range d.applied {
-		if failed[familyOf(fe.VIP)] {
-			programmed[key] = old[key]
-			applied[key] = fe
+		for key, fe := range d.applied {
+			if failed[familyOf(fe.VIP)] {
+				programmed[key] = old[key]
+				applied[key] = fe
+			}
 		}
-	}
-	d.dropStaleUDP(applied)
-	d.applied = applied
-	// VIPs come off only once no rule can still be using them.
-	if len(failed) == 0 {
-		n, err := removeVIPs(d.h, d.link, want, d.addrs)
-		d.netlinkChanges += n
-		if err != nil {
-			d.link = nil
-			errs = append(errs, err)
+		d.dropStaleUDP(applied, changed)
+		d.applied = applied
+		d.smu.Lock()
+		d.programmed = programmed
+		d.smu.Unlock()
+		d.metrics.services.Set(float64(len(programmed)))
+		// VIPs come off only once no rule can still be using them.
+		if len(failed) == 0 {
+			n, err := removeVIPs(d.h, d.link, d.vips, d.addrs)
+			d.netlinkChanges += n
+			if err != nil {
+				d.link = nil
+				errs = append(errs, err)
+			}
 		}
+		d.refresh = len(failed) > 0
 	}
 	rules := 0
 	for _, k := range d.ipt {
 		rules += k.rules()
 	}
-	d.metrics.services.Set(float64(len(programmed)))
 	d.metrics.rules.Set(float64(rules))
 	d.smu.Lock()
-	d.programmed = programmed
 	d.st.Rules = rules
 	d.st.InterfaceKind = d.kind
 	d.st.Sysctls = maps.Clone(d.sysctls)
@@ -256,6 +297,7 @@ func (d *Dataplane) load(ctx context.Context) error {
 			return err
 		}
 		d.link, d.kind, d.addrs = l, kind, addrs
+		d.refresh = true
 		if err := d.ensureSysctl(ctx, sysctlIPv4Forward, "1"); err != nil {
 			d.link = nil
 			return err
@@ -276,6 +318,7 @@ func (d *Dataplane) load(ctx context.Context) error {
 			return fmt.Errorf("read %s rules: %w", f, err)
 		}
 		d.ipt[f] = k
+		d.full[f] = true
 	}
 	return nil
 }
@@ -293,8 +336,8 @@ func (d *Dataplane) ensureSysctl(ctx context.Context, name, value string) error 
 	return nil
 }
 
-func (d *Dataplane) dropStaleUDP(cur map[string]Frontend) {
-	for f, filters := range staleFilters(d.applied, cur) {
+func (d *Dataplane) dropStaleUDP(cur map[string]Frontend, changed []string) {
+	for f, filters := range staleFilters(d.applied, cur, changed) {
 		fam := netlink.InetFamily(netlink.FAMILY_V4)
 		if f == IPv6 {
 			fam = netlink.FAMILY_V6
@@ -378,8 +421,9 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 		}
 	}
 	// Whatever was believed applied is gone: start from the kernel again.
-	d.link, d.addrs, d.applied = nil, nil, nil
+	d.link, d.addrs, d.applied, d.want = nil, nil, nil, nil
 	d.ipt = map[Family]kernelRules{}
+	d.refresh = true
 	d.smu.Lock()
 	d.programmed = map[string]bool{}
 	d.smu.Unlock()

@@ -138,7 +138,13 @@ func (p *plan) empty() bool { return p.lines == 0 }
 // refilled, chains no longer wanted are flushed and deleted, missing jumps
 // are inserted at the top of their built-in chain. Chains that match are not
 // mentioned, so their rules (and statistic counters) stay untouched.
-func diff(want Ruleset, have kernelRules) *plan {
+//
+// only, when not nil, limits the comparison to those chains of the table
+// (the ones a sync touched); nil compares everything (after reading the
+// kernel).
+func diff(want Ruleset, have kernelRules) *plan { return diffOnly(want, have, nil) }
+
+func diffOnly(want Ruleset, have kernelRules, only map[string]map[string]bool) *plan {
 	p := &plan{}
 	for _, t := range tables {
 		w := want[t]
@@ -146,17 +152,29 @@ func diff(want Ruleset, have kernelRules) *plan {
 		if h == nil {
 			h = &savedTable{chains: Table{}, builtin: Table{}}
 		}
-		var decl, rules, dels []string
-		for _, c := range sortedKeys(w) {
-			if old, ok := h.chains[c]; ok && slices.Equal(old, w[c]) {
-				continue
+		var candidates []string
+		if only == nil {
+			candidates = sortedKeys(w)
+			for c := range h.chains {
+				if _, ok := w[c]; !ok {
+					candidates = append(candidates, c)
+				}
 			}
-			decl = append(decl, ":"+c+" - [0:0]")
-			rules = append(rules, w[c]...)
-			p.written++
+		} else {
+			candidates = sortedKeys(only[t])
 		}
-		for _, c := range sortedKeys(h.chains) {
-			if _, ok := w[c]; !ok {
+		slices.Sort(candidates)
+		var decl, rules, dels []string
+		for _, c := range candidates {
+			wr, wanted := w[c]
+			old, exists := h.chains[c]
+			switch {
+			case wanted && exists && slices.Equal(old, wr):
+			case wanted:
+				decl = append(decl, ":"+c+" - [0:0]")
+				rules = append(rules, wr...)
+				p.written++
+			case exists:
 				decl = append(decl, ":"+c+" - [0:0]")
 				dels = append(dels, "-X "+c)
 				p.deleted++
@@ -220,6 +238,31 @@ func cleanupPlan(have kernelRules) *plan {
 		p.script.WriteString("COMMIT\n")
 	}
 	return p
+}
+
+// commit records in have that the kernel now holds want for the given
+// chains (nil: all), after a successful restore.
+func commit(have kernelRules, want Ruleset, only map[string]map[string]bool) kernelRules {
+	if only == nil || have == nil {
+		return adopt(want)
+	}
+	for t, chains := range only {
+		st := have[t]
+		for c := range chains {
+			if r, ok := want[t][c]; ok {
+				st.chains[c] = r
+			} else {
+				delete(st.chains, c)
+			}
+		}
+	}
+	for _, j := range jumps {
+		st := have[j.table]
+		if !slices.Contains(st.builtin[j.chain], j.rule) {
+			st.builtin[j.chain] = append(st.builtin[j.chain], j.rule)
+		}
+	}
+	return have
 }
 
 // adopt records that the kernel now holds want (after a successful restore).

@@ -398,8 +398,9 @@ func TestLifecycle(t *testing.T) {
 func (d *Dataplane) reset() *Dataplane {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.link, d.addrs, d.applied = nil, nil, nil
+	d.link, d.addrs, d.applied, d.want = nil, nil, nil, nil
 	d.ipt = map[Family]kernelRules{}
+	d.refresh = true
 	return d
 }
 

@@ -155,7 +155,9 @@ func (r *Rendered) Family(f Family) Ruleset {
 }
 
 // Render computes the agent's iptables rules for the desired services. It is
-// pure: the same input always gives the same rules and chain names.
+// pure: the same input always gives the same rules and chain names. It is
+// the from-scratch form of the incremental desired state the Dataplane keeps
+// (see desired.update), so the two cannot disagree.
 //
 // Layout per family (nat table):
 //
@@ -171,109 +173,24 @@ func (r *Rendered) Family(f Family) Ruleset {
 // reach INPUT, where filter EDGE-INPUT rejects them (REJECT is not valid in
 // nat).
 func Render(services []model.VirtualService, opt RenderOptions) *Rendered {
-	if opt.MasqueradeMark == 0 {
-		opt.MasqueradeMark = DefaultMasqueradeMark
-	}
+	d := newDesired(opt)
+	d.update(services)
 	out := &Rendered{
-		V4:         newRuleset(opt),
-		V6:         newRuleset(opt),
+		V4:         d.rs[IPv4],
+		V6:         d.rs[IPv6],
 		Programmed: map[string]bool{},
 		Errors:     map[string]error{},
 		Frontends:  map[string]Frontend{},
 	}
-	sorted := slices.Clone(services)
-	slices.SortFunc(sorted, func(a, b model.VirtualService) int { return strings.Compare(a.Key(), b.Key()) })
-
-	type dispatch struct {
-		fe    model.Frontend
-		rule  string
-		fam   Family
-		bytev byte
-	}
-	var dispatches []dispatch
-	taken := map[model.Frontend]string{}
-	for i := range sorted {
-		vs := &sorted[i]
-		key := vs.Key()
-		fe, reals, err := check(vs)
-		if err == nil {
-			if other, dup := taken[fe]; dup {
-				err = fmt.Errorf("frontend %s is already used by %s", fe, other)
-			}
-		}
-		if err != nil {
-			out.Errors[key] = err
+	for key, r := range d.services {
+		if r.err != nil {
+			out.Errors[key] = r.err
 			continue
-		}
-		taken[fe] = key
-		fam := familyOf(fe.VIP)
-		rs := out.Family(fam)
-		proto := strings.ToLower(string(fe.Protocol))
-		match := fmt.Sprintf("-d %s -p %s -m comment --comment %q -m %s --dport %d",
-			hostPrefix(fe.VIP), proto, comment(key), proto, fe.Port)
-		eps := make([]netip.AddrPort, len(reals))
-		for i, r := range reals {
-			eps[i] = r.Endpoint()
 		}
 		out.Programmed[key] = true
-		out.Frontends[key] = Frontend{Frontend: fe, Reals: eps}
-		if len(reals) == 0 {
-			rs[tableFilter][chainInput] = append(rs[tableFilter][chainInput],
-				fmt.Sprintf("-A %s %s -j REJECT --reject-with %s", chainInput, match, rejectWith(fam, fe.Protocol)))
-			continue
-		}
-		vsChain := ChainPrefix + "VS-" + hash16(key)
-		dispatches = append(dispatches, dispatch{fe: fe, fam: fam, bytev: lastByte(fe.VIP),
-			rule: fmt.Sprintf("%s -j %s", match, vsChain)})
-		nat := rs[tableNat]
-		var rules []string
-		if opt.Masquerade {
-			rules = append(rules, fmt.Sprintf("-A %s -j MARK --set-xmark %#x/%#x", vsChain, opt.MasqueradeMark, opt.MasqueradeMark))
-		}
-		nat[vsChain] = rules
-		renderPolicy(nat, vsChain, key, vs.Policy, proto, reals)
-	}
-
-	// Dispatch chains, in a stable order: by frontend within a bucket.
-	slices.SortFunc(dispatches, func(a, b dispatch) int { return compareFrontend(a.fe, b.fe) })
-	for _, d := range dispatches {
-		nat := out.Family(d.fam)[tableNat]
-		hi := fmt.Sprintf("%sH%d-%x", ChainPrefix, d.fam, d.bytev>>4)
-		bucket := fmt.Sprintf("%sB%d-%02x", ChainPrefix, d.fam, d.bytev)
-		nat[bucket] = append(nat[bucket], fmt.Sprintf("-A %s %s", bucket, d.rule))
-		nat[hi] = nil
-	}
-	// Both dispatch levels in byte order, only for bytes in use.
-	for _, fam := range []Family{IPv4, IPv6} {
-		nat := out.Family(fam)[tableNat]
-		for v := 0; v < 256; v++ {
-			hi := fmt.Sprintf("%sH%d-%x", ChainPrefix, fam, v>>4)
-			if _, ok := nat[hi]; !ok {
-				continue
-			}
-			if v&0xf == 0 {
-				nat[chainServices] = append(nat[chainServices],
-					fmt.Sprintf("-A %s -d %s -j %s", chainServices, byteMask(fam, byte(v), 0xf0), hi))
-			}
-			bucket := fmt.Sprintf("%sB%d-%02x", ChainPrefix, fam, v)
-			if _, ok := nat[bucket]; ok {
-				nat[hi] = append(nat[hi], fmt.Sprintf("-A %s -d %s -j %s", hi, byteMask(fam, byte(v), 0xff), bucket))
-			}
-		}
+		out.Frontends[key] = r.fe
 	}
 	return out
-}
-
-func newRuleset(opt RenderOptions) Ruleset {
-	rs := Ruleset{
-		tableNat:    Table{chainServices: nil, chainPostrouting: nil},
-		tableFilter: Table{chainInput: nil},
-	}
-	if opt.Masquerade {
-		rs[tableNat][chainPostrouting] = []string{fmt.Sprintf("-A %s -m mark --mark %#x/%#x -j MASQUERADE",
-			chainPostrouting, opt.MasqueradeMark, opt.MasqueradeMark)}
-	}
-	return rs
 }
 
 // check validates a service and returns its frontend and the reals that get
