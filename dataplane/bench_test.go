@@ -216,3 +216,21 @@ func newBenchBed(b *testing.B) *benchBed {
 	startServer(b, r.Name, "r1", 8080)
 	return bd
 }
+
+// BenchmarkDesiredUpdate10k is the user-space part of a one-service change
+// among 10,000: find what changed, re-render it, rebuild its dispatch chain.
+func BenchmarkDesiredUpdate10k(b *testing.B) {
+	services := manyServices(10000, fourReals())
+	d := newDesired(RenderOptions{Masquerade: true})
+	d.update(services)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		vs := &services[(i*7919)%len(services)]
+		if len(vs.Reals) == 4 {
+			vs.Reals = vs.Reals[:3]
+		} else {
+			vs.Reals = fourReals()
+		}
+		d.update(services)
+	}
+}

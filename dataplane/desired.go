@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/arraynetworks/edgeagent/model"
@@ -21,6 +22,7 @@ type chainRef struct {
 type vsRender struct {
 	vs       model.VirtualService // as rendered (reals cloned), to detect change
 	owner    bool                 // it owns its frontend (no earlier key has it)
+	gen      uint64               // last update pass that saw it
 	err      error
 	fe       Frontend
 	fam      Family
@@ -37,6 +39,7 @@ type vsRender struct {
 type desired struct {
 	opt      RenderOptions
 	noIPv6   error
+	gen      uint64
 	services map[string]*vsRender
 	rs       map[Family]Ruleset
 	buckets  map[Family]map[byte]map[string]*vsRender
@@ -80,34 +83,38 @@ func (d *desired) update(services []model.VirtualService) (map[chainRef]bool, []
 	keys := make([]string, len(services))
 	owner := make(map[model.Frontend]string, len(services))
 	for i := range services {
-		keys[i] = services[i].Key()
+		keys[i] = serviceKey(&services[i])
 		fe := services[i].Frontend()
 		fe.VIP = fe.VIP.Unmap()
 		if o, ok := owner[fe]; !ok || keys[i] < o {
 			owner[fe] = keys[i]
 		}
 	}
-	seen := make(map[string]bool, len(services))
+	// Each service seen in this pass is stamped with gen; what is left
+	// unstamped afterwards is gone.
+	d.gen++
 	var changed []string
 	for i := range services {
 		vs, key := &services[i], keys[i]
-		if seen[key] {
+		old, ok := d.services[key]
+		if ok && old.gen == d.gen {
 			continue // the same key twice: the first one counts
 		}
-		seen[key] = true
 		fe := vs.Frontend()
 		fe.VIP = fe.VIP.Unmap()
 		isOwner := owner[fe] == key
-		if old, ok := d.services[key]; ok && old.owner == isOwner && sameService(&old.vs, vs) {
+		if ok && old.owner == isOwner && sameService(&old.vs, vs) {
+			old.gen = d.gen
 			continue
 		}
 		changed = append(changed, key)
 		d.remove(key, dirty)
 		r := d.render(vs, key, isOwner, owner[fe])
+		r.gen = d.gen
 		d.add(key, r, dirty)
 	}
-	for key := range d.services {
-		if !seen[key] {
+	for key, r := range d.services {
+		if r.gen != d.gen {
 			changed = append(changed, key)
 			d.remove(key, dirty)
 		}
@@ -266,6 +273,12 @@ func (d *desired) rebuild(dirty map[chainRef]bool) {
 			d.rs[fam][tableFilter][chainInput] = rules
 		}
 	}
+}
+
+// serviceKey is vs.Key() without fmt (it runs for every service on every
+// sync).
+func serviceKey(vs *model.VirtualService) string {
+	return vs.Namespace + "/" + vs.Route + "/" + string(vs.Protocol) + "/" + strconv.Itoa(int(vs.Port))
 }
 
 func bucketChain(fam Family, v byte) string { return fmt.Sprintf("%sB%d-%02x", ChainPrefix, fam, v) }
