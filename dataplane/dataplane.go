@@ -187,14 +187,14 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		}
 	}
 
-	// VIPs first, so a new service answers as soon as its rules land.
+	// New VIPs go on while the rules are being applied: DNAT happens in
+	// PREROUTING, before the address matters, and the two are independent
+	// kernel work (10,000 addresses take about as long as the restore).
+	var wg sync.WaitGroup
+	var addN int
+	var addErr error
 	if d.refresh {
-		n, err := addVIPs(d.h, d.link, d.vips, d.addrs)
-		d.netlinkChanges += n
-		if err != nil {
-			d.link = nil // re-read link and addresses next time
-			return errors.Join(append(errs, err)...)
-		}
+		wg.Go(func() { addN, addErr = addVIPs(d.h, d.link, d.vips, d.addrs) })
 	}
 
 	failed := map[Family]bool{}
@@ -234,6 +234,12 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		d.log.Debug("applied rules", "family", f.String(), "chains_written", p.written, "chains_deleted", p.deleted, "lines", p.lines)
 	}
 
+	wg.Wait()
+	d.netlinkChanges += addN
+	if addErr != nil {
+		d.link = nil // re-read link and addresses next time
+		errs = append(errs, addErr)
+	}
 	if d.refresh {
 		// A family whose restore failed keeps its previous rules, so its
 		// services keep their previous verdict and applied state until a
@@ -260,7 +266,7 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		d.smu.Unlock()
 		d.metrics.services.Set(float64(len(programmed)))
 		// VIPs come off only once no rule can still be using them.
-		if len(failed) == 0 {
+		if len(failed) == 0 && addErr == nil {
 			n, err := removeVIPs(d.h, d.link, d.vips, d.addrs)
 			d.netlinkChanges += n
 			if err != nil {
@@ -268,7 +274,7 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 				errs = append(errs, err)
 			}
 		}
-		d.refresh = len(failed) > 0
+		d.refresh = len(failed) > 0 || addErr != nil
 	}
 	rules := 0
 	for _, k := range d.ipt {
