@@ -116,6 +116,7 @@ func New(opt Options) *Dataplane {
 		ipt:        map[Family]kernelRules{},
 		full:       map[Family]bool{},
 		refresh:    true,
+		applied:    map[string]Frontend{},
 		sysctls:    map[string]string{},
 		programmed: map[string]bool{},
 	}
@@ -161,31 +162,30 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		d.want.noIPv6 = d.v6Err
 	}
 	dirty, changed := d.want.update(s.Services)
-	if len(changed) > 0 {
-		d.refresh = true
-	}
 	var errs []error
-	if d.refresh {
-		d.vips = map[netip.Prefix]bool{}
-		d.hasV6 = false
-		d.errs = map[string]error{}
-		for key, r := range d.want.services {
-			if r.err != nil {
-				d.errs[key] = r.err
-				continue
-			}
-			d.vips[netip.PrefixFrom(r.fe.VIP, r.fe.VIP.BitLen())] = true
-			d.hasV6 = d.hasV6 || r.fam == IPv6
-		}
+	for _, key := range sortedKeys(d.want.errs) {
+		errs = append(errs, fmt.Errorf("virtual service %s: %w", key, d.want.errs[key]))
 	}
-	for _, key := range sortedKeys(d.errs) {
-		errs = append(errs, fmt.Errorf("virtual service %s: %w", key, d.errs[key]))
-	}
-	if d.hasV6 && d.v6Err == nil {
+	if d.want.v6 > 0 && d.v6Err == nil && d.sysctls[sysctlIPv6Forward] != "1" {
 		if err := d.ensureSysctl(ctx, sysctlIPv6Forward, "1"); err != nil {
 			errs = append(errs, err)
 		}
 	}
+
+	// The VIPs to look at: all of them after (re)reading the link or a
+	// failure, else only those this update touched.
+	vips := d.want.vipDirty
+	if d.refresh {
+		vips = map[netip.Prefix]bool{}
+		for p := range d.want.vipRefs {
+			vips[p] = true
+		}
+		for p := range d.addrs {
+			vips[p] = true
+		}
+	}
+	d.want.vipDirty = map[netip.Prefix]bool{}
+	wantVIP := func(p netip.Prefix) bool { return d.want.vipRefs[p] > 0 }
 
 	// New VIPs go on while the rules are being applied: DNAT happens in
 	// PREROUTING, before the address matters, and the two are independent
@@ -193,8 +193,8 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 	var wg sync.WaitGroup
 	var addN int
 	var addErr error
-	if d.refresh {
-		wg.Go(func() { addN, addErr = addVIPs(d.h, d.link, d.vips, d.addrs) })
+	if len(vips) > 0 {
+		wg.Go(func() { addN, addErr = addVIPs(d.h, d.link, vips, wantVIP, d.addrs) })
 	}
 
 	failed := map[Family]bool{}
@@ -240,10 +240,10 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		d.link = nil // re-read link and addresses next time
 		errs = append(errs, addErr)
 	}
-	if d.refresh {
+	if d.refresh || len(failed) > 0 || addErr != nil {
 		// A family whose restore failed keeps its previous rules, so its
-		// services keep their previous verdict and applied state until a
-		// later sync succeeds.
+		// services keep their previous verdict and applied state; the next
+		// sync recomputes everything.
 		old := d.programmedNow()
 		programmed := map[string]bool{}
 		applied := map[string]Frontend{}
@@ -264,18 +264,38 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		d.smu.Lock()
 		d.programmed = programmed
 		d.smu.Unlock()
-		d.metrics.services.Set(float64(len(programmed)))
-		// VIPs come off only once no rule can still be using them.
-		if len(failed) == 0 && addErr == nil {
-			n, err := removeVIPs(d.h, d.link, d.vips, d.addrs)
-			d.netlinkChanges += n
-			if err != nil {
-				d.link = nil
-				errs = append(errs, err)
+	} else {
+		// The common case: only the changed services.
+		cur := map[string]Frontend{}
+		for _, key := range changed {
+			if r, ok := d.want.services[key]; ok && r.err == nil {
+				cur[key] = r.fe
 			}
 		}
-		d.refresh = len(failed) > 0 || addErr != nil
+		d.dropStaleUDP(cur, changed)
+		d.smu.Lock()
+		for _, key := range changed {
+			if fe, ok := cur[key]; ok {
+				d.applied[key] = fe
+				d.programmed[key] = true
+			} else {
+				delete(d.applied, key)
+				delete(d.programmed, key)
+			}
+		}
+		d.smu.Unlock()
 	}
+	d.metrics.services.Set(float64(len(d.applied)))
+	// VIPs come off only once no rule can still be using them.
+	if len(failed) == 0 && addErr == nil && len(vips) > 0 {
+		n, err := removeVIPs(d.h, d.link, vips, wantVIP, d.addrs)
+		d.netlinkChanges += n
+		if err != nil {
+			d.link = nil
+			errs = append(errs, err)
+		}
+	}
+	d.refresh = len(failed) > 0 || addErr != nil || d.link == nil
 	rules := 0
 	for _, k := range d.ipt {
 		rules += k.rules()
@@ -367,7 +387,9 @@ func (d *Dataplane) programmedNow() map[string]bool {
 
 // Programmed reports the virtual-service keys whose rules are in the kernel.
 func (d *Dataplane) Programmed() map[string]bool {
-	return maps.Clone(d.programmedNow())
+	d.smu.RLock()
+	defer d.smu.RUnlock()
+	return maps.Clone(d.programmed)
 }
 
 // Status describes the kernel side for /status.

@@ -37,9 +37,16 @@ type vsRender struct {
 // chains they sit in, so changing one of 10,000 services costs microseconds
 // here and a few lines in iptables-restore.
 type desired struct {
-	opt      RenderOptions
-	noIPv6   error
-	gen      uint64
+	opt    RenderOptions
+	noIPv6 error
+	gen    uint64
+	// Kept up to date by add and remove: how many rendered services use
+	// each VIP, which VIPs an update touched, the services that failed to
+	// render, and how many rendered services are IPv6.
+	vipRefs  map[netip.Prefix]int
+	vipDirty map[netip.Prefix]bool
+	errs     map[string]error
+	v6       int
 	services map[string]*vsRender
 	rs       map[Family]Ruleset
 	buckets  map[Family]map[byte]map[string]*vsRender
@@ -56,6 +63,9 @@ func newDesired(opt RenderOptions) *desired {
 		rs:       map[Family]Ruleset{IPv4: newRuleset(opt), IPv6: newRuleset(opt)},
 		buckets:  map[Family]map[byte]map[string]*vsRender{IPv4: {}, IPv6: {}},
 		rejects:  map[Family]map[string]*vsRender{IPv4: {}, IPv6: {}},
+		vipRefs:  map[netip.Prefix]int{},
+		vipDirty: map[netip.Prefix]bool{},
+		errs:     map[string]error{},
 	}
 	return d
 }
@@ -166,7 +176,14 @@ func (d *desired) render(vs *model.VirtualService, key string, isOwner bool, own
 func (d *desired) add(key string, r *vsRender, dirty map[chainRef]bool) {
 	d.services[key] = r
 	if r.err != nil {
+		d.errs[key] = r.err
 		return
+	}
+	vip := netip.PrefixFrom(r.fe.VIP, r.fe.VIP.BitLen())
+	d.vipRefs[vip]++
+	d.vipDirty[vip] = true
+	if r.fam == IPv6 {
+		d.v6++
 	}
 	nat := d.rs[r.fam][tableNat]
 	for c, rules := range r.chains {
@@ -195,7 +212,16 @@ func (d *desired) remove(key string, dirty map[chainRef]bool) {
 	}
 	delete(d.services, key)
 	if r.err != nil {
+		delete(d.errs, key)
 		return
+	}
+	vip := netip.PrefixFrom(r.fe.VIP, r.fe.VIP.BitLen())
+	if d.vipRefs[vip]--; d.vipRefs[vip] <= 0 {
+		delete(d.vipRefs, vip)
+	}
+	d.vipDirty[vip] = true
+	if r.fam == IPv6 {
+		d.v6--
 	}
 	nat := d.rs[r.fam][tableNat]
 	for c := range r.chains {

@@ -114,10 +114,11 @@ func listVIPs(h *netlink.Handle, l netlink.Link) (map[netip.Prefix]bool, error) 
 // removes those it has beyond want. have is updated in place. They are
 // separate so that addresses go on before the rules that use them and come
 // off only after the rules are gone.
-func addVIPs(h *netlink.Handle, l netlink.Link, want map[netip.Prefix]bool, have map[netip.Prefix]bool) (int, error) {
+// Only the candidate prefixes are looked at.
+func addVIPs(h *netlink.Handle, l netlink.Link, candidates map[netip.Prefix]bool, want func(netip.Prefix) bool, have map[netip.Prefix]bool) (int, error) {
 	changes := 0
-	for p := range want {
-		if have[p] {
+	for p := range candidates {
+		if have[p] || !want(p) {
 			continue
 		}
 		a := &netlink.Addr{IPNet: ipNet(p)}
@@ -135,10 +136,10 @@ func addVIPs(h *netlink.Handle, l netlink.Link, want map[netip.Prefix]bool, have
 	return changes, nil
 }
 
-func removeVIPs(h *netlink.Handle, l netlink.Link, want map[netip.Prefix]bool, have map[netip.Prefix]bool) (int, error) {
+func removeVIPs(h *netlink.Handle, l netlink.Link, candidates map[netip.Prefix]bool, want func(netip.Prefix) bool, have map[netip.Prefix]bool) (int, error) {
 	changes := 0
-	for p := range have {
-		if want[p] {
+	for p := range candidates {
+		if !have[p] || want(p) {
 			continue
 		}
 		if err := h.AddrDel(l, &netlink.Addr{IPNet: ipNet(p)}); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
