@@ -51,7 +51,7 @@ func BenchmarkFullSync10k(b *testing.B) {
 	services := manyServices(10000, fourReals())
 	state := model.State{Services: services}
 	r := Render(services, RenderOptions{Masquerade: true})
-	script := diff(r.V4, kernelRules{}).script.Bytes()
+	script := diff(r.V4, r.Jumps, kernelRules{}).script.Bytes()
 	b.Logf("rules: %d in %d chains; restore script %d bytes", r.V4.Rules(), len(r.V4[tableNat])+len(r.V4[tableFilter]), len(script))
 	var agent, raw, restoreOnly time.Duration
 	for i := 0; i < b.N; i++ {
@@ -92,8 +92,13 @@ func BenchmarkFullSync10k(b *testing.B) {
 // 10,000 exist and measures Reconcile, which returns once the kernel has
 // the new rules.
 func BenchmarkOneChange10k(b *testing.B) {
+	b.Run("hooks=PREROUTING+OUTPUT", func(b *testing.B) { benchOneChange(b, false) })
+	b.Run("hooks=PREROUTING", func(b *testing.B) { benchOneChange(b, true) })
+}
+
+func benchOneChange(b *testing.B, noLocal bool) {
 	ns := testns.New(b, "oc")
-	d := nsDataplane(ns)
+	d := New(Options{Masquerade: true, NoLocalTraffic: noLocal, Netlink: ns.Handle(), CommandPrefix: []string{"ip", "netns", "exec", ns.Name}})
 	services := manyServices(10000, fourReals())
 	if err := d.Reconcile(context.Background(), model.State{Services: services}); err != nil {
 		b.Fatal(err)

@@ -30,6 +30,8 @@ type Options struct {
 	// MasqueradeMark is the packet-mark bit used to select traffic for
 	// masquerading; default DefaultMasqueradeMark.
 	MasqueradeMark uint32
+	// NoLocalTraffic leaves out the nat OUTPUT hook (see RenderOptions).
+	NoLocalTraffic bool
 	Logger         *slog.Logger
 	// Registerer receives the dataplane metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -158,7 +160,7 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		return err
 	}
 	if d.want == nil {
-		d.want = newDesired(RenderOptions{Masquerade: d.opt.Masquerade, MasqueradeMark: d.opt.MasqueradeMark})
+		d.want = newDesired(RenderOptions{Masquerade: d.opt.Masquerade, MasqueradeMark: d.opt.MasqueradeMark, NoLocalTraffic: d.opt.NoLocalTraffic})
 		d.want.noIPv6 = d.v6Err
 	}
 	dirty, changed := d.want.update(s.Services)
@@ -214,7 +216,7 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 				}
 			}
 		}
-		p := diffOnly(d.want.rs[f], d.ipt[f], only)
+		p := diffOnly(d.want.rs[f], d.want.jumps, d.ipt[f], only)
 		if p.empty() {
 			d.full[f] = false
 			continue
@@ -229,7 +231,7 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 			errs = append(errs, fmt.Errorf("apply %s rules (%d chains written, %d deleted): %w", f, p.written, p.deleted, err))
 			continue
 		}
-		d.ipt[f] = commit(d.ipt[f], d.want.rs[f], only)
+		d.ipt[f] = commit(d.ipt[f], d.want.rs[f], d.want.jumps, only)
 		d.full[f] = false
 		d.log.Debug("applied rules", "family", f.String(), "chains_written", p.written, "chains_deleted", p.deleted, "lines", p.lines)
 	}

@@ -38,6 +38,7 @@ type vsRender struct {
 // here and a few lines in iptables-restore.
 type desired struct {
 	opt    RenderOptions
+	jumps  []jump
 	noIPv6 error
 	gen    uint64
 	// Kept up to date by add and remove: how many rendered services use
@@ -59,6 +60,7 @@ func newDesired(opt RenderOptions) *desired {
 	}
 	d := &desired{
 		opt:      opt,
+		jumps:    jumpsFor(opt),
 		services: map[string]*vsRender{},
 		rs:       map[Family]Ruleset{IPv4: newRuleset(opt), IPv6: newRuleset(opt)},
 		buckets:  map[Family]map[byte]map[string]*vsRender{IPv4: {}, IPv6: {}},

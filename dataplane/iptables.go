@@ -142,9 +142,11 @@ func (p *plan) empty() bool { return p.lines == 0 }
 // only, when not nil, limits the comparison to those chains of the table
 // (the ones a sync touched); nil compares everything (after reading the
 // kernel).
-func diff(want Ruleset, have kernelRules) *plan { return diffOnly(want, have, nil) }
+func diff(want Ruleset, jumps []jump, have kernelRules) *plan {
+	return diffOnly(want, jumps, have, nil)
+}
 
-func diffOnly(want Ruleset, have kernelRules, only map[string]map[string]bool) *plan {
+func diffOnly(want Ruleset, jumps []jump, have kernelRules, only map[string]map[string]bool) *plan {
 	p := &plan{}
 	for _, t := range tables {
 		w := want[t]
@@ -181,9 +183,16 @@ func diffOnly(want Ruleset, have kernelRules, only map[string]map[string]bool) *
 			}
 		}
 		var ins []string
-		for _, j := range jumps {
-			if j.table == t && !slices.Contains(h.builtin[j.chain], j.rule) {
+		for _, j := range allJumps {
+			if j.table != t {
+				continue
+			}
+			wanted, present := slices.Contains(jumps, j), slices.Contains(h.builtin[j.chain], j.rule)
+			switch {
+			case wanted && !present:
 				ins = append(ins, "-I "+j.chain+" 1 "+strings.TrimPrefix(j.rule, "-A "+j.chain+" "))
+			case !wanted && present:
+				ins = append(ins, "-D"+strings.TrimPrefix(j.rule, "-A"))
 			}
 		}
 		if len(decl)+len(ins) == 0 {
@@ -242,9 +251,9 @@ func cleanupPlan(have kernelRules) *plan {
 
 // commit records in have that the kernel now holds want for the given
 // chains (nil: all), after a successful restore.
-func commit(have kernelRules, want Ruleset, only map[string]map[string]bool) kernelRules {
+func commit(have kernelRules, want Ruleset, jumps []jump, only map[string]map[string]bool) kernelRules {
 	if only == nil || have == nil {
-		return adopt(want)
+		return adopt(want, jumps)
 	}
 	for t, chains := range only {
 		st := have[t]
@@ -256,17 +265,22 @@ func commit(have kernelRules, want Ruleset, only map[string]map[string]bool) ker
 			}
 		}
 	}
+	for _, st := range have {
+		for c, rules := range st.builtin {
+			st.builtin[c] = slices.DeleteFunc(rules, func(r string) bool {
+				return slices.ContainsFunc(allJumps, func(j jump) bool { return j.rule == r })
+			})
+		}
+	}
 	for _, j := range jumps {
 		st := have[j.table]
-		if !slices.Contains(st.builtin[j.chain], j.rule) {
-			st.builtin[j.chain] = append(st.builtin[j.chain], j.rule)
-		}
+		st.builtin[j.chain] = append(st.builtin[j.chain], j.rule)
 	}
 	return have
 }
 
 // adopt records that the kernel now holds want (after a successful restore).
-func adopt(want Ruleset) kernelRules {
+func adopt(want Ruleset, jumps []jump) kernelRules {
 	out := kernelRules{}
 	for _, t := range tables {
 		st := &savedTable{chains: Table{}, builtin: Table{}}

@@ -58,13 +58,23 @@ type jump struct {
 	table, chain, rule string
 }
 
-// jumps are inserted at the top of their built-in chain, so VIP traffic is
-// load-balanced before anyone else's NAT rules see it (as kube-proxy does).
-var jumps = []jump{
+// allJumps are inserted at the top of their built-in chain, so VIP traffic
+// is load-balanced before anyone else's NAT rules see it (as kube-proxy
+// does).
+var allJumps = []jump{
 	{tableNat, "PREROUTING", `-A PREROUTING -m comment --comment "edgeagent: virtual services" -j EDGE-SERVICES`},
 	{tableNat, "OUTPUT", `-A OUTPUT -m comment --comment "edgeagent: virtual services" -j EDGE-SERVICES`},
 	{tableNat, "POSTROUTING", `-A POSTROUTING -m comment --comment "edgeagent: masquerade" -j EDGE-POSTROUTING`},
 	{tableFilter, "INPUT", `-A INPUT -m comment --comment "edgeagent: reject services without reals" -j EDGE-INPUT`},
+}
+
+// jumpsFor returns the jumps wanted: all of them, or all but OUTPUT when
+// processes on the node need not reach VIPs.
+func jumpsFor(opt RenderOptions) []jump {
+	if !opt.NoLocalTraffic {
+		return allJumps
+	}
+	return slices.DeleteFunc(slices.Clone(allJumps), func(j jump) bool { return j.chain == "OUTPUT" })
 }
 
 // Table is the agent's part of one iptables table: chain name → rules, each
@@ -87,7 +97,7 @@ func (rs Ruleset) Rules() int {
 
 // Format prints the ruleset as iptables-restore input: tables in order,
 // chains sorted, the way iptables-save orders them. Used for golden files.
-func (rs Ruleset) Format() string {
+func (rs Ruleset) Format(jumps []jump) string {
 	var b strings.Builder
 	for _, name := range tables {
 		t := rs[name]
@@ -116,6 +126,11 @@ func (rs Ruleset) Format() string {
 
 // RenderOptions tune the rendering.
 type RenderOptions struct {
+	// NoLocalTraffic leaves out the jump from nat OUTPUT: processes on the
+	// node itself cannot reach VIPs, and every sync's kernel-side rule
+	// validation, which walks all rules once per hook that reaches them,
+	// costs half (see docs/benchmarks/dataplane.md).
+	NoLocalTraffic bool
 	// Masquerade source-NATs DNATed traffic to the outgoing interface's
 	// address, so replies come back through this node.
 	Masquerade bool
@@ -131,6 +146,8 @@ const DefaultMasqueradeMark = 0x2000
 // Rendered is the desired iptables state for a set of virtual services.
 type Rendered struct {
 	V4, V6 Ruleset
+	// Jumps are the rules in built-in chains that enter V4 and V6.
+	Jumps []jump
 	// Programmed holds the keys that rendered; Errors the ones that did not,
 	// with the reason. A bad service never keeps the others from rendering.
 	Programmed map[string]bool
@@ -178,6 +195,7 @@ func Render(services []model.VirtualService, opt RenderOptions) *Rendered {
 	out := &Rendered{
 		V4:         d.rs[IPv4],
 		V6:         d.rs[IPv6],
+		Jumps:      jumpsFor(opt),
 		Programmed: map[string]bool{},
 		Errors:     map[string]error{},
 		Frontends:  map[string]Frontend{},

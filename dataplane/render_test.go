@@ -36,7 +36,7 @@ func realsN(n int, base string) []model.Real {
 
 func renderText(r *Rendered) string {
 	var b strings.Builder
-	b.WriteString("# IPv4\n" + r.V4.Format() + "# IPv6\n" + r.V6.Format())
+	b.WriteString("# IPv4\n" + r.V4.Format(r.Jumps) + "# IPv6\n" + r.V6.Format(r.Jumps))
 	for _, k := range sortedKeys(r.Errors) {
 		fmt.Fprintf(&b, "# error %s: %v\n", k, r.Errors[k])
 	}
@@ -67,6 +67,8 @@ func TestRenderGolden(t *testing.T) {
 			real("10.244.1.10:8080", 1), real("10.244.1.11:8080", 2), real("10.244.1.12:8080", 1))}},
 		{"sh-many-reals", masq, []model.VirtualService{vs("shop", "big", "10.200.0.10", 80, model.TCP, model.SourceHash,
 			realsN(40, "10.244.1.10")...)}},
+		{"no-local-traffic", RenderOptions{Masquerade: true, NoLocalTraffic: true}, []model.VirtualService{vs("shop", "web", "10.200.0.10", 80, model.TCP, model.RoundRobin,
+			realsN(2, "10.244.1.10")...)}},
 		{"no-masquerade", RenderOptions{}, []model.VirtualService{vs("shop", "web", "10.200.0.10", 80, model.TCP, model.RoundRobin,
 			realsN(2, "10.244.1.10")...)}},
 		{"no-reals-reject", masq, []model.VirtualService{
