@@ -351,22 +351,30 @@ func TestLifecycle(t *testing.T) {
 	})
 
 	t.Run("second instance adopts with zero changes", func(t *testing.T) {
+		// Every policy and family, so every rule form must read back from
+		// iptables-save exactly as rendered.
 		six := vs("l", "web6", "fd00:200::20", 80, model.TCP, model.SourceHash, realV6(1), realV6(2))
-		reconcile(t, d, web, dns, six)
+		rnd := vs("l", "rnd", "10.200.0.22", 80, model.TCP, model.Random, realV4(1), realV4(2), realV4(3))
+		rnd.Reals[2].Weight = 5
+		wrr := vs("l", "wrr", "10.200.0.23", 80, model.UDP, model.WeightedRoundRobin, realV4(1), realV4(2))
+		wrr.Reals[0].Weight = 3
+		rej6 := vs("l", "rej6", "fd00:200::21", 53, model.UDP, model.RoundRobin)
+		all := []model.VirtualService{web, dns, six, rnd, wrr, rej6}
+		reconcile(t, d, all...)
 		snap := kernelSnapshot(t, e)
 		d2 := b.dataplane(t, true)
-		reconcile(t, d2, web, dns, six)
+		reconcile(t, d2, all...)
 		if d2.restores != 0 || d2.lines != 0 || d2.netlinkChanges != 0 {
 			t.Fatalf("second instance changed the kernel: %d restores, %d lines, %d netlink/sysctl changes", d2.restores, d2.lines, d2.netlinkChanges)
 		}
 		if after := kernelSnapshot(t, e); after != snap {
 			t.Fatalf("kernel changed on adoption:\n%s", lineDiff(snap, after))
 		}
-		if len(d2.Programmed()) != 3 {
+		if len(d2.Programmed()) != len(all) {
 			t.Fatalf("adopted Programmed = %v", d2.Programmed())
 		}
 		// And a repeated sync is free too.
-		reconcile(t, d2, web, dns, six)
+		reconcile(t, d2, all...)
 		if d2.restores != 0 {
 			t.Fatal("repeated sync ran iptables-restore")
 		}
