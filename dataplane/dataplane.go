@@ -387,6 +387,19 @@ func (d *Dataplane) programmedNow() map[string]bool {
 	return d.programmed
 }
 
+// Resync makes the next Reconcile read the kernel again (link, addresses,
+// iptables-save) and repair whatever differs, instead of trusting what it
+// last applied: for a periodic check against someone else flushing the
+// agent's chains or deleting its addresses. At 10,000 services the re-read
+// costs about two seconds (docs/benchmarks/dataplane.md, BenchmarkAdopt10k).
+func (d *Dataplane) Resync() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.link = nil
+	d.ipt = map[Family]kernelRules{}
+	d.refresh = true
+}
+
 // Programmed reports the virtual-service keys whose rules are in the kernel.
 func (d *Dataplane) Programmed() map[string]bool {
 	d.smu.RLock()

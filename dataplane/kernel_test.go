@@ -501,3 +501,31 @@ func TestFailedRestoreKeepsRules(t *testing.T) {
 		t.Fatalf("status error after success: %s", st.LastError)
 	}
 }
+
+func TestResyncRepairsTampering(t *testing.T) {
+	b := newBed(t, 1)
+	e := b.edge
+	d := b.dataplane(t, true)
+	web := vs("r", "web", "10.200.0.50", 80, model.TCP, model.RoundRobin, realV4(1))
+	reconcile(t, d, web)
+	want := iptablesState(t, e)
+	restores := d.restores
+	// Someone flushes the service chain and removes the VIP.
+	e.MustRun("iptables", "-t", "nat", "-F", ChainPrefix+"VS-"+hash16(web.Key()))
+	e.MustRun("ip", "addr", "del", "10.200.0.50/32", "dev", "edge-vip0")
+	reconcile(t, d, web)
+	if d.restores != restores {
+		t.Fatalf("without Resync the dataplane trusts what it applied; yet it ran %d restores", d.restores-restores)
+	}
+	d.Resync()
+	reconcile(t, d, web)
+	if got := iptablesState(t, e); got != want {
+		t.Fatalf("Resync did not repair the rules:\n%s", lineDiff(want, got))
+	}
+	if out := e.MustRun("ip", "addr", "show", "edge-vip0"); !strings.Contains(out, "10.200.0.50/32") {
+		t.Fatalf("Resync did not restore the VIP: %s", out)
+	}
+	if r := runProbe(t, b.client.Name, "tcp", "10.200.0.50:80", 1, []string{""}, 0); r[0].Name != "r1" {
+		t.Fatalf("after repair: %+v", r[0])
+	}
+}
