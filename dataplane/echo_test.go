@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	case "probe":
 		probe()
 		return
+	case "hold":
+		hold()
+		return
 	}
 	os.Exit(m.Run())
 }
@@ -66,6 +69,12 @@ func serve() {
 		go func() {
 			defer c.Close()
 			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+			// Answer every further line on the same connection, so a test
+			// can tell an established connection still reaches this real.
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+			}
 		}()
 	}
 }
@@ -175,4 +184,37 @@ func runProbe(t testing.TB, ns, proto, addr string, n int, srcs []string, sport 
 		t.Fatalf("probe returned %d results, want %d", len(res), n)
 	}
 	return res
+}
+
+// hold opens one TCP connection to EDGE_ADDR, prints the first answer, then
+// for every line on stdin sends a line on the same connection and prints
+// the answer: an established connection across dataplane changes.
+func hold() {
+	enc := json.NewEncoder(os.Stdout)
+	c, err := net.DialTimeout("tcp", os.Getenv("EDGE_ADDR"), 2*time.Second)
+	if err != nil {
+		enc.Encode(probeResult{Err: err.Error()})
+		return
+	}
+	defer c.Close()
+	rd := bufio.NewReader(c)
+	answer := func() {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		line, err := rd.ReadString('\n')
+		r := probeResult{}
+		r.Name, r.Peer, _ = strings.Cut(strings.TrimSpace(line), " ")
+		if err != nil {
+			r.Err = err.Error()
+		}
+		enc.Encode(r)
+	}
+	answer()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if _, err := c.Write([]byte("again\n")); err != nil {
+			enc.Encode(probeResult{Err: err.Error()})
+			continue
+		}
+		answer()
+	}
 }

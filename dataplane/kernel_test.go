@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -527,5 +528,39 @@ func TestResyncRepairsTampering(t *testing.T) {
 	}
 	if r := runProbe(t, b.client.Name, "tcp", "10.200.0.50:80", 1, []string{""}, 0); r[0].Name != "r1" {
 		t.Fatalf("after repair: %+v", r[0])
+	}
+}
+
+func TestTCPDrainOfIneligibleReal(t *testing.T) {
+	b := newBed(t, 2)
+	d := b.dataplane(t, true)
+	web := vs("t", "web", "10.200.0.60", 80, model.TCP, model.RoundRobin, realV4(1), realV4(2))
+	reconcile(t, d, web)
+	cmd := helperCmd(b.client.Name, "EDGE_TEST_ROLE=hold", "EDGE_ADDR=10.200.0.60:80")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	dec := json.NewDecoder(stdout)
+	var first probeResult
+	if err := dec.Decode(&first); err != nil || first.Err != "" {
+		t.Fatalf("hold: %v %+v", err, first)
+	}
+	// The real the connection landed on turns unhealthy (or terminating):
+	// no new connections, but the established one keeps working.
+	i := map[string]int{"r1": 0, "r2": 1}[first.Name]
+	web.Reals[i].Terminating = true
+	reconcile(t, d, web)
+	for _, r := range runProbe(t, b.client.Name, "tcp", "10.200.0.60:80", 4, []string{""}, 0) {
+		if r.Name == first.Name {
+			t.Fatalf("new connection went to draining real %s", r.Name)
+		}
+	}
+	fmt.Fprintln(stdin, "again")
+	var again probeResult
+	if err := dec.Decode(&again); err != nil || again.Err != "" || again.Name != first.Name {
+		t.Fatalf("established connection to %s after it left: %v %+v", first.Name, err, again)
 	}
 }
