@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/arraynetworks/edgeagent/model"
 )
@@ -257,10 +260,21 @@ func TestLifecycle(t *testing.T) {
 		return counts(runProbe(t, b.client.Name, "tcp", addr, n, one, 0))
 	}
 
-	d := b.dataplane(t, true)
+	reg := prometheus.NewRegistry()
+	d := New(Options{Masquerade: true, Netlink: e.Handle(), Registerer: reg,
+		CommandPrefix: []string{"ip", "netns", "exec", e.Name}})
 	web := vs("l", "web", "10.200.0.20", 80, model.TCP, model.RoundRobin, realV4(1), realV4(2))
 	dns := vs("l", "dns", "10.200.0.20", 53, model.UDP, model.RoundRobin, realV4(1))
 	reconcile(t, d, web, dns)
+	if n := testutil.ToFloat64(d.metrics.services); n != 2 {
+		t.Fatalf("edgeagent_dataplane_virtual_services = %v, want 2", n)
+	}
+	if n := testutil.ToFloat64(d.metrics.rules); n != float64(d.Status().Rules) || n == 0 {
+		t.Fatalf("edgeagent_dataplane_rules = %v, status says %d", n, d.Status().Rules)
+	}
+	if n, err := testutil.GatherAndCount(reg, "edgeagent_dataplane_sync_duration_seconds", "edgeagent_dataplane_sync_errors_total"); err != nil || n != 2 {
+		t.Fatalf("sync metrics registered: %d, %v", n, err)
+	}
 	if got := hit("10.200.0.20:80", 4); got["r1"] != 2 || got["r2"] != 2 {
 		t.Fatalf("web with r1,r2: %v", got)
 	}
@@ -482,6 +496,9 @@ func TestFailedRestoreKeepsRules(t *testing.T) {
 	}
 	if st := d.Status(); st.LastError == "" {
 		t.Fatal("status must carry the error")
+	}
+	if n := testutil.ToFloat64(d.metrics.errors); n != 1 {
+		t.Fatalf("edgeagent_dataplane_sync_errors_total = %v, want 1", n)
 	}
 	if r := runProbe(t, b.client.Name, "tcp", "10.200.0.41:80", 1, []string{""}, 0); r[0].Name != "r1" {
 		t.Fatalf("old service must still work after the failed sync: %+v", r[0])
