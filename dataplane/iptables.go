@@ -64,7 +64,9 @@ func (r runner) save(ctx context.Context, f Family) (kernelRules, error) {
 // built-in chains, keep their rules. Each table section is one kernel
 // transaction; a failing one leaves that table as it was.
 func (r runner) restore(ctx context.Context, f Family, script []byte) error {
-	_, err := r.output(ctx, script, tool(f, "restore"), "--noflush")
+	// -w: with the legacy backend, wait for the xtables lock other tools
+	// (kube-proxy, Calico) hold instead of failing at once; nft ignores it.
+	_, err := r.output(ctx, script, tool(f, "restore"), "-w", "5", "--noflush")
 	return err
 }
 
