@@ -27,9 +27,9 @@ type Options struct {
 	// Masquerade source-NATs load-balanced traffic (config
 	// dataplane.masquerade, default on in the config).
 	Masquerade bool
-	// MasqueradeMark is the packet-mark bit used to select traffic for
-	// masquerading; default DefaultMasqueradeMark.
-	MasqueradeMark uint32
+	// ConnMark is the conntrack-mark bit of load-balanced connections
+	// (see RenderOptions); default DefaultConnMark.
+	ConnMark uint32
 	// NoLocalTraffic leaves out the nat OUTPUT hook (see RenderOptions).
 	NoLocalTraffic bool
 	Logger         *slog.Logger
@@ -97,8 +97,8 @@ func New(opt Options) *Dataplane {
 	if opt.Interface == "" {
 		opt.Interface = DefaultInterface
 	}
-	if opt.MasqueradeMark == 0 {
-		opt.MasqueradeMark = DefaultMasqueradeMark
+	if opt.ConnMark == 0 {
+		opt.ConnMark = DefaultConnMark
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -160,7 +160,7 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		return err
 	}
 	if d.want == nil {
-		d.want = newDesired(RenderOptions{Masquerade: d.opt.Masquerade, MasqueradeMark: d.opt.MasqueradeMark, NoLocalTraffic: d.opt.NoLocalTraffic})
+		d.want = newDesired(RenderOptions{Masquerade: d.opt.Masquerade, ConnMark: d.opt.ConnMark, NoLocalTraffic: d.opt.NoLocalTraffic})
 		d.want.noIPv6 = d.v6Err
 	}
 	dirty, changed := d.want.update(s.Services)

@@ -55,8 +55,8 @@ type desired struct {
 }
 
 func newDesired(opt RenderOptions) *desired {
-	if opt.MasqueradeMark == 0 {
-		opt.MasqueradeMark = DefaultMasqueradeMark
+	if opt.ConnMark == 0 {
+		opt.ConnMark = DefaultConnMark
 	}
 	d := &desired{
 		opt:      opt,
@@ -166,11 +166,7 @@ func (d *desired) render(vs *model.VirtualService, key string, isOwner bool, own
 	r.bucket = lastByte(fe.VIP)
 	r.dispatch = fmt.Sprintf("-A %s %s -j %s", bucketChain(r.fam, r.bucket), match, vsChain)
 	r.chains = Table{}
-	var rules []string
-	if d.opt.Masquerade {
-		rules = append(rules, fmt.Sprintf("-A %s -j MARK --set-xmark %#x/%#x", vsChain, d.opt.MasqueradeMark, d.opt.MasqueradeMark))
-	}
-	r.chains[vsChain] = rules
+	r.chains[vsChain] = []string{fmt.Sprintf("-A %s -j CONNMARK --set-xmark %#x/%#x", vsChain, d.opt.ConnMark, d.opt.ConnMark)}
 	renderPolicy(r.chains, vsChain, key, vs.Policy, proto, reals)
 	return r
 }
@@ -330,11 +326,12 @@ func sameService(a, b *model.VirtualService) bool {
 func newRuleset(opt RenderOptions) Ruleset {
 	rs := Ruleset{
 		tableNat:    Table{chainServices: nil, chainPostrouting: nil},
-		tableFilter: Table{chainInput: nil},
+		tableFilter: Table{chainInput: nil, chainForward: {fmt.Sprintf("-A %s -m connmark --mark %#x/%#x -j ACCEPT",
+			chainForward, opt.ConnMark, opt.ConnMark)}},
 	}
 	if opt.Masquerade {
-		rs[tableNat][chainPostrouting] = []string{fmt.Sprintf("-A %s -m mark --mark %#x/%#x -j MASQUERADE",
-			chainPostrouting, opt.MasqueradeMark, opt.MasqueradeMark)}
+		rs[tableNat][chainPostrouting] = []string{fmt.Sprintf("-A %s -m connmark --mark %#x/%#x -j MASQUERADE",
+			chainPostrouting, opt.ConnMark, opt.ConnMark)}
 	}
 	return rs
 }

@@ -122,6 +122,10 @@ func assertCycle(t *testing.T, what string, got []string, want map[string]int) {
 
 func TestPolicies(t *testing.T) {
 	b := newBed(t, 3)
+	// A hardened edge: forwarding dropped unless accepted; EDGE-FORWARD
+	// must let load-balanced connections through.
+	b.edge.MustRun("iptables", "-P", "FORWARD", "DROP")
+	b.edge.MustRun("ip6tables", "-P", "FORWARD", "DROP")
 	d := b.dataplane(t, true)
 	wrr := vs("p", "wrr", "10.200.0.11", 80, model.TCP, model.WeightedRoundRobin, realV4(1), realV4(2), realV4(3))
 	wrr.Reals[0].Weight, wrr.Reals[1].Weight, wrr.Reals[2].Weight = 3, 2, 1

@@ -24,6 +24,7 @@ const (
 	chainServices    = "EDGE-SERVICES"    // nat: entry from PREROUTING and OUTPUT
 	chainPostrouting = "EDGE-POSTROUTING" // nat: masquerade of DNATed traffic
 	chainInput       = "EDGE-INPUT"       // filter: reject for services without reals
+	chainForward     = "EDGE-FORWARD"     // filter: accept the agent's connections
 
 	// maxChainName is iptables' limit (XT_EXTENSION_MAXNAMELEN 29 with NUL).
 	maxChainName = 28
@@ -66,6 +67,7 @@ var allJumps = []jump{
 	{tableNat, "OUTPUT", `-A OUTPUT -m comment --comment "edgeagent: virtual services" -j EDGE-SERVICES`},
 	{tableNat, "POSTROUTING", `-A POSTROUTING -m comment --comment "edgeagent: masquerade" -j EDGE-POSTROUTING`},
 	{tableFilter, "INPUT", `-A INPUT -m comment --comment "edgeagent: reject services without reals" -j EDGE-INPUT`},
+	{tableFilter, "FORWARD", `-A FORWARD -m comment --comment "edgeagent: load-balanced connections" -j EDGE-FORWARD`},
 }
 
 // jumpsFor returns the jumps wanted: all of them, or all but OUTPUT when
@@ -134,14 +136,16 @@ type RenderOptions struct {
 	// Masquerade source-NATs DNATed traffic to the outgoing interface's
 	// address, so replies come back through this node.
 	Masquerade bool
-	// MasqueradeMark is the packet-mark bit that tells EDGE-POSTROUTING to
-	// masquerade; it must not collide with other users of the mark
-	// (kube-proxy uses 0x4000 and 0x8000, Calico 0xffff0000).
-	MasqueradeMark uint32
+	// ConnMark is the conntrack-mark bit set on every connection the agent
+	// load-balances: EDGE-POSTROUTING masquerades it (when Masquerade is on)
+	// and EDGE-FORWARD accepts it, so load balancing works on hosts whose
+	// FORWARD policy is DROP. A conntrack mark, unlike the packet mark,
+	// leaves routing alone and covers every packet of the connection.
+	ConnMark uint32
 }
 
-// DefaultMasqueradeMark is the mark bit used when none is configured.
-const DefaultMasqueradeMark = 0x2000
+// DefaultConnMark is the conntrack-mark bit used when none is configured.
+const DefaultConnMark = 0x2000
 
 // Rendered is the desired iptables state for a set of virtual services.
 type Rendered struct {
@@ -181,8 +185,9 @@ func (r *Rendered) Family(f Family) Ruleset {
 //	PREROUTING, OUTPUT → EDGE-SERVICES   dispatch on the high nibble of the VIP's last byte
 //	  EDGE-H4-<n>                        dispatch on the whole last byte
 //	    EDGE-B4-<nn>                     one rule per service whose VIP ends in nn
-//	      EDGE-VS-<hash(key)>            masquerade mark, then the policy's DNAT rules
-//	POSTROUTING → EDGE-POSTROUTING       MASQUERADE packets carrying the mark
+//	      EDGE-VS-<hash(key)>            connection mark, then the policy's DNAT rules
+//	POSTROUTING → EDGE-POSTROUTING       MASQUERADE marked connections
+//	filter: FORWARD → EDGE-FORWARD accepts marked connections, INPUT → EDGE-INPUT rejects
 //
 // The two dispatch levels keep a new connection to the 10,000th VIP from
 // walking 10,000 rules: it walks at most 16 + 16 + the services sharing its
