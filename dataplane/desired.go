@@ -325,7 +325,7 @@ func sameService(a, b *model.VirtualService) bool {
 // newRuleset holds the base chains, present even with no services.
 func newRuleset(opt RenderOptions) Ruleset {
 	rs := Ruleset{
-		tableNat:    Table{chainServices: nil, chainPostrouting: nil},
+		tableNat: Table{chainServices: nil, chainPostrouting: nil},
 		tableFilter: Table{chainInput: nil, chainForward: {fmt.Sprintf("-A %s -m connmark --mark %#x/%#x -j ACCEPT",
 			chainForward, opt.ConnMark, opt.ConnMark)}},
 	}
