@@ -132,9 +132,10 @@ func (d *Dataplane) Routes() *RouteTable { return NewRouteTable(d.h) }
 
 // Reconcile makes the kernel match s: VIP addresses, iptables chains,
 // sysctls; then drops conntrack entries of UDP reals that left. Only
-// eligible reals receive new connections. Services that fail validation are
-// left out (and reported by Programmed and the error); the others are
-// applied regardless.
+// eligible reals receive new connections. Services that cannot be rendered
+// are left out (Programmed false, Rejected says why, logged once) without
+// failing the sync; the error reports kernel failures only, after which the
+// previous rules stay in force and calling Reconcile again retries.
 func (d *Dataplane) Reconcile(ctx context.Context, s model.State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -164,10 +165,15 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		d.want.noIPv6 = d.v6Err
 	}
 	dirty, changed := d.want.update(s.Services)
-	var errs []error
-	for _, key := range sortedKeys(d.want.errs) {
-		errs = append(errs, fmt.Errorf("virtual service %s: %w", key, d.want.errs[key]))
+	// A service that cannot be rendered (a bad address, a frontend taken,
+	// IPv6 missing) is left out and reported, once, when its verdict
+	// changes; it is not a sync error, which the caller would retry.
+	for _, key := range changed {
+		if err := d.want.errs[key]; err != nil {
+			d.log.Warn("virtual service not programmed", "key", key, "err", err)
+		}
 	}
+	var errs []error
 	if d.want.v6 > 0 && d.v6Err == nil && d.sysctls[sysctlIPv6Forward] != "1" {
 		if err := d.ensureSysctl(ctx, sysctlIPv6Forward, "1"); err != nil {
 			errs = append(errs, err)
@@ -398,6 +404,17 @@ func (d *Dataplane) Resync() {
 	d.link = nil
 	d.ipt = map[Family]kernelRules{}
 	d.refresh = true
+}
+
+// Rejected returns the services left out because they cannot be rendered,
+// with the reason (their Programmed is false).
+func (d *Dataplane) Rejected() map[string]error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.want == nil {
+		return nil
+	}
+	return maps.Clone(d.want.errs)
 }
 
 // Programmed reports the virtual-service keys whose rules are in the kernel.

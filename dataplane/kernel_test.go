@@ -269,7 +269,13 @@ func TestLifecycle(t *testing.T) {
 		CommandPrefix: []string{"ip", "netns", "exec", e.Name}})
 	web := vs("l", "web", "10.200.0.20", 80, model.TCP, model.RoundRobin, realV4(1), realV4(2))
 	dns := vs("l", "dns", "10.200.0.20", 53, model.UDP, model.RoundRobin, realV4(1))
-	reconcile(t, d, web, dns)
+	// A service that cannot be rendered is left out without failing the
+	// sync (reconcile fails the test on an error).
+	bad := vs("l", "bad", "10.200.0.29", 80, model.TCP, model.RoundRobin, realV6(1))
+	reconcile(t, d, web, dns, bad)
+	if rej := d.Rejected(); len(rej) != 1 || rej["l/bad/TCP/80"] == nil || d.Programmed()["l/bad/TCP/80"] {
+		t.Fatalf("Rejected = %v, Programmed = %v", rej, d.Programmed())
+	}
 	if n := testutil.ToFloat64(d.metrics.services); n != 2 {
 		t.Fatalf("edgeagent_dataplane_virtual_services = %v, want 2", n)
 	}
