@@ -41,6 +41,8 @@ type desired struct {
 	jumps  []jump
 	noIPv6 error
 	gen    uint64
+	// fronts indexes every service (rendered or not) by frontend.
+	fronts map[model.Frontend]map[string]bool
 	// Kept up to date by add and remove: how many rendered services use
 	// each VIP, which VIPs an update touched, the services that failed to
 	// render, and how many rendered services are IPv6.
@@ -66,6 +68,7 @@ func newDesired(opt RenderOptions) *desired {
 		buckets:  map[Family]map[byte]map[string]*vsRender{IPv4: {}, IPv6: {}},
 		rejects:  map[Family]map[string]*vsRender{IPv4: {}, IPv6: {}},
 		vipRefs:  map[netip.Prefix]int{},
+		fronts:   map[model.Frontend]map[string]bool{},
 		vipDirty: map[netip.Prefix]bool{},
 		errs:     map[string]error{},
 	}
@@ -90,49 +93,96 @@ func (d *desired) allChains() map[chainRef]bool {
 // that changed.
 func (d *desired) update(services []model.VirtualService) (map[chainRef]bool, []string) {
 	dirty := map[chainRef]bool{}
-	// Which key owns each frontend: the smallest, so the verdict on a
-	// duplicate does not depend on input order.
-	keys := make([]string, len(services))
-	owner := make(map[model.Frontend]string, len(services))
-	for i := range services {
-		keys[i] = serviceKey(&services[i])
-		fe := services[i].Frontend()
-		fe.VIP = fe.VIP.Unmap()
-		if o, ok := owner[fe]; !ok || keys[i] < o {
-			owner[fe] = keys[i]
-		}
-	}
-	// Each service seen in this pass is stamped with gen; what is left
-	// unstamped afterwards is gone.
+	// Pass 1, the only one over all services: a service equal to what was
+	// rendered is stamped with this pass's gen and kept as it is.
 	d.gen++
-	var changed []string
+	var todo []string
+	next := map[string]*model.VirtualService{}
 	for i := range services {
-		vs, key := &services[i], keys[i]
-		old, ok := d.services[key]
-		if ok && old.gen == d.gen {
+		vs := &services[i]
+		key := serviceKey(vs)
+		if _, dup := next[key]; dup {
 			continue // the same key twice: the first one counts
 		}
-		fe := vs.Frontend()
-		fe.VIP = fe.VIP.Unmap()
-		isOwner := owner[fe] == key
-		if ok && old.owner == isOwner && sameService(&old.vs, vs) {
+		old, ok := d.services[key]
+		if ok && old.gen == d.gen {
+			continue
+		}
+		if ok && sameService(&old.vs, vs) {
 			old.gen = d.gen
 			continue
 		}
-		changed = append(changed, key)
+		todo = append(todo, key)
+		next[key] = vs
+	}
+	var gone []string
+	for key, r := range d.services {
+		if r.gen != d.gen && next[key] == nil {
+			gone = append(gone, key)
+		}
+	}
+	// Frontend ownership: the smallest key using a frontend owns it, so the
+	// verdict on a duplicate does not depend on input order. Only
+	// frontends that changed hands are looked at.
+	touched := map[model.Frontend]bool{}
+	for _, key := range append(slices.Clone(todo), gone...) {
+		if r, ok := d.services[key]; ok {
+			fe := frontendOf(&r.vs)
+			delete(d.fronts[fe], key)
+			if len(d.fronts[fe]) == 0 {
+				delete(d.fronts, fe)
+			}
+			touched[fe] = true
+		}
+	}
+	for _, key := range todo {
+		fe := frontendOf(next[key])
+		if d.fronts[fe] == nil {
+			d.fronts[fe] = map[string]bool{}
+		}
+		d.fronts[fe][key] = true
+		touched[fe] = true
+	}
+	for fe := range touched {
+		owner := d.ownerOf(fe)
+		for key := range d.fronts[fe] {
+			if r, ok := d.services[key]; ok && next[key] == nil && r.owner != (key == owner) {
+				// An unchanged service won or lost its frontend.
+				vs := r.vs
+				next[key] = &vs
+				todo = append(todo, key)
+			}
+		}
+	}
+	for _, key := range gone {
 		d.remove(key, dirty)
-		r := d.render(vs, key, isOwner, owner[fe])
+	}
+	for _, key := range todo {
+		vs := next[key]
+		owner := d.ownerOf(frontendOf(vs))
+		d.remove(key, dirty)
+		r := d.render(vs, key, owner == key, owner)
 		r.gen = d.gen
 		d.add(key, r, dirty)
 	}
-	for key, r := range d.services {
-		if r.gen != d.gen {
-			changed = append(changed, key)
-			d.remove(key, dirty)
+	d.rebuild(dirty)
+	return dirty, append(todo, gone...)
+}
+
+func (d *desired) ownerOf(fe model.Frontend) string {
+	owner := ""
+	for key := range d.fronts[fe] {
+		if owner == "" || key < owner {
+			owner = key
 		}
 	}
-	d.rebuild(dirty)
-	return dirty, changed
+	return owner
+}
+
+func frontendOf(vs *model.VirtualService) model.Frontend {
+	fe := vs.Frontend()
+	fe.VIP = fe.VIP.Unmap()
+	return fe
 }
 
 func (d *desired) render(vs *model.VirtualService, key string, isOwner bool, ownerKey string) *vsRender {

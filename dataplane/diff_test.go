@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -150,5 +152,56 @@ func TestDiffRemovesUnwantedJump(t *testing.T) {
 	p := diff(r.V4, r.Jumps, adopt(r.V4, allJumps))
 	if s := p.script.String(); !strings.Contains(s, "-D OUTPUT -m comment") || strings.Contains(s, "-I ") {
 		t.Fatalf("plan without local traffic:\n%s", s)
+	}
+}
+
+// TestIncrementalMatchesRender drives one desired state through random
+// changes (including duplicate frontends, invalid services, removals) and
+// checks after each that it equals a from-scratch Render.
+func TestIncrementalMatchesRender(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	vips := []string{"10.200.0.1", "10.200.0.2", "10.200.1.1", "10.200.0.17", "fd00:200::1", "fd00:200::2"}
+	policies := []model.Policy{model.RoundRobin, model.WeightedRoundRobin, model.Random, model.SourceHash}
+	random := func(i int) model.VirtualService {
+		vip := vips[rng.IntN(len(vips))]
+		v := vs("ns", fmt.Sprintf("r%d", i), vip, uint16(80+rng.IntN(2)), model.TCP, policies[rng.IntN(len(policies))])
+		if rng.IntN(2) == 0 {
+			v.Protocol = model.UDP
+		}
+		base := "10.244.1.10"
+		if strings.Contains(vip, ":") != (rng.IntN(10) == 0) { // sometimes the wrong family
+			base = "fd00:244::10"
+		}
+		for _, r := range realsN(rng.IntN(4), base) {
+			r.Weight = uint32(1 + rng.IntN(3))
+			r.Healthy = rng.IntN(5) != 0
+			v.Reals = append(v.Reals, r)
+		}
+		return v
+	}
+	opt := RenderOptions{Masquerade: true}
+	d := newDesired(opt)
+	var services []model.VirtualService
+	for step := range 300 {
+		switch k := rng.IntN(4); {
+		case k == 0 || len(services) < 3:
+			services = append(services, random(rng.IntN(12)))
+		case k == 1:
+			i := rng.IntN(len(services))
+			services = append(services[:i], services[i+1:]...)
+		default:
+			i := rng.IntN(len(services))
+			services[i] = random(i)
+		}
+		d.update(services)
+		want := Render(services, opt)
+		for _, f := range []Family{IPv4, IPv6} {
+			if got, w := d.rs[f].Format(d.jumps), want.Family(f).Format(want.Jumps); got != w {
+				t.Fatalf("step %d %s: incremental differs from Render:\n%s", step, f, lineDiff(w, got))
+			}
+		}
+		if len(d.errs) != len(want.Errors) {
+			t.Fatalf("step %d: errors %v, Render %v", step, d.errs, want.Errors)
+		}
 	}
 }
