@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -49,7 +48,13 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		}
 		opts.Source, opts.Mode = src, "standalone"
 	} else {
-		return nil, errors.New("source.dir is empty and the Kubernetes source is not available in this build")
+		kp, err := buildKube(cfg, log, reg)
+		if err != nil {
+			return nil, errComponent("kubernetes source", err)
+		}
+		opts.Source, opts.Reporter, opts.Mode = kp.source, kp.status, "kubernetes"
+		opts.APIServer = kp.monitor.Status
+		b.Loops = append(b.Loops, kp.loops...)
 	}
 
 	ap, err := buildAPV(cfg, log, reg)
