@@ -127,7 +127,6 @@ func TestRunBadConfig(t *testing.T) {
 	}
 }
 
-
 // getStatus asks the agent in ns for /status the way a user does.
 func getStatus(ns *testns.NS, addr string) (status.Report, error) {
 	var r status.Report
