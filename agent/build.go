@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/translate"
 	"github.com/arraynetworks/edgeagent/watcher"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // Built is an agent assembled from a configuration, with what must run
@@ -27,9 +31,42 @@ type Built struct {
 	Stop func(ctx context.Context) error
 }
 
+// BuildOption adjusts how FromConfig builds components.
+type BuildOption func(*buildOptions) error
+
+type buildOptions struct {
+	dataplane dataplane.Options
+}
+
+// WithNetns makes the dataplane program network namespace name (as created
+// by `ip netns add`) instead of the process's own: for tests that build the
+// agent in-process. The agent binary itself runs under `ip netns exec`.
+func WithNetns(name string) BuildOption {
+	return func(o *buildOptions) error {
+		fd, err := netns.GetFromName(name)
+		if err != nil {
+			return fmt.Errorf("open netns %s: %w", name, err)
+		}
+		defer fd.Close()
+		h, err := netlink.NewHandleAt(fd)
+		if err != nil {
+			return fmt.Errorf("netlink in %s: %w", name, err)
+		}
+		o.dataplane.Netlink = h
+		o.dataplane.CommandPrefix = []string{"ip", "netns", "exec", name}
+		return nil
+	}
+}
+
 // FromConfig builds the agent and its components from cfg (defaults applied
 // and validated).
-func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*Built, error) {
+func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, options ...BuildOption) (*Built, error) {
+	var bo buildOptions
+	for _, o := range options {
+		if err := o(&bo); err != nil {
+			return nil, err
+		}
+	}
 	opts := Options{Config: cfg, Logger: log, Registerer: reg}
 	b := &Built{Stop: func(context.Context) error { return nil }}
 
@@ -58,6 +95,12 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		b.Loops = append(b.Loops, kp.loops...)
 	}
 
+	dpo := bo.dataplane
+	dpo.Interface, dpo.Masquerade = cfg.Dataplane.VIPInterface, *cfg.Dataplane.Masquerade
+	dpo.Logger, dpo.Registerer = log, reg
+	dp := dataplane.New(dpo)
+	opts.Dataplane = dp
+
 	ap, err := buildAPV(cfg, log, reg)
 	if err != nil {
 		return nil, errComponent("apv", err)
@@ -74,7 +117,29 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	})
 
 	b.Agent = New(opts)
+	if iv := cfg.Dataplane.ResyncInterval.Duration; iv > 0 {
+		b.Loops = append(b.Loops, func(ctx context.Context) error {
+			return resyncLoop(ctx, iv, dp, b.Agent)
+		})
+	}
 	return b, nil
+}
+
+// resyncLoop makes the dataplane re-read the kernel now and then, so rules
+// or addresses someone else removed (a flushed nat table, a deleted VIP)
+// are put back within one interval instead of at the next change.
+func resyncLoop(ctx context.Context, every time.Duration, dp *dataplane.Dataplane, a *Agent) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			dp.Resync()
+			a.Trigger()
+		}
+	}
 }
 
 // errComponent wraps a component construction error.
@@ -83,6 +148,10 @@ func errComponent(name string, err error) error { return fmt.Errorf("build %s: %
 // Cleanup removes everything the agent created on the node. It is
 // idempotent.
 func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	log.Info("cleanup: nothing to remove yet: the dataplane is not part of this build")
+	dp := dataplane.New(dataplane.Options{Interface: cfg.Dataplane.VIPInterface, Logger: log})
+	if err := dp.Cleanup(ctx); err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	log.Info("cleanup done: VIP interface, EDGE- chains and the agent's routes removed", "interface", cfg.Dataplane.VIPInterface)
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
+	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -40,7 +41,7 @@ kubernetes: {namespace: default, neighborStatus: false}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b, err := FromConfig(ctx, cfg, slog.Default(), prometheus.NewRegistry())
+	b, err := FromConfig(ctx, cfg, slog.Default(), prometheus.NewRegistry(), WithNetns(testns.New(t, "agent").Name))
 	if err != nil {
 		t.Fatal(err)
 	}

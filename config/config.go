@@ -151,6 +151,10 @@ type GracefulRestart struct {
 type Dataplane struct {
 	VIPInterface string `json:"vipInterface,omitempty"`
 	Masquerade   *bool  `json:"masquerade,omitempty"`
+	// ResyncInterval is how often the dataplane re-reads the kernel to
+	// repair rules or addresses removed behind its back; 0 = default 5m,
+	// negative = never.
+	ResyncInterval Duration `json:"resyncInterval,omitzero"`
 }
 
 // APIServer configures the apiserver connection's health checking.
@@ -277,6 +281,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Dataplane.Masquerade == nil {
 		c.Dataplane.Masquerade = &t
+	}
+	if c.Dataplane.ResyncInterval.Duration == 0 {
+		c.Dataplane.ResyncInterval.Duration = 5 * time.Minute
 	}
 	if c.APIServer.ReadIdleTimeout == nil {
 		c.APIServer.ReadIdleTimeout = &Duration{envSeconds("HTTP2_READ_IDLE_TIMEOUT_SECONDS", 10*time.Second)}
