@@ -147,12 +147,12 @@ func (e *engine) take() []outcome {
 // start opens a probe of t.
 func (e *engine) start(t *target, now time.Time) {
 	fail := func(res string) { e.done = append(e.done, outcome{t: t, result: res}) }
-	addr := t.key.addr
-	family := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
-	if addr.Addr().Is6() {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+	ip, port := t.key.addr.Addr().Unmap(), int(t.key.addr.Port())
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: port, Addr: ip.As16()}
+	if ip.Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

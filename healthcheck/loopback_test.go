@@ -420,13 +420,15 @@ func TestProberBoundsConcurrency(t *testing.T) {
 func TestProberStopsPromptly(t *testing.T) {
 	t.Parallel()
 	hung := startHung(t)
-	h := model.HealthSpec{Type: model.HealthHTTP, Interval: 10 * time.Second, Timeout: 10 * time.Second, Rise: 1, Fall: 1, Path: "/"}
+	// A short interval so the first probe starts soon; it then hangs for
+	// its 10 s timeout.
+	h := model.HealthSpec{Type: model.HealthHTTP, Interval: 200 * time.Millisecond, Timeout: 10 * time.Second, Rise: 1, Fall: 1, Path: "/"}
 	p := New(Options{Logger: quiet})
 	p.Apply(model.State{Services: []model.VirtualService{oneVS("a", h, hung.addr)}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx, func() {}); close(done) }()
-	waitFor(t, 11*time.Second, "probe open", func() bool { return hung.open.Load() > 0 })
+	waitFor(t, 2*time.Second, "probe open", func() bool { return hung.open.Load() > 0 })
 	cancel()
 	select {
 	case <-done:
@@ -504,5 +506,23 @@ func TestProbesLeaveNoTimeWait(t *testing.T) {
 		if len(f) > 3 && (strings.HasSuffix(f[1], port) || strings.HasSuffix(f[2], port)) && f[3] == "06" {
 			t.Fatalf("TIME_WAIT socket left by a probe: %s", line)
 		}
+	}
+}
+
+func TestProbeIPv6(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	ln.Close()
+	s := startHTTP(t, "[::1]:0", 200)
+	for _, h := range []model.HealthSpec{{Type: model.HealthTCP, Timeout: time.Second}, httpSpec(time.Second)} {
+		if ok, res := probe(t, s.addr, h); !ok {
+			t.Errorf("%s probe of %s: %s", h.Type, s.addr, res)
+		}
+	}
+	if got := s.host.Load(); got != s.addr.String() {
+		t.Errorf("Host header %q, want %q", got, s.addr)
 	}
 }
