@@ -12,7 +12,7 @@ import (
 // figures are never staler than the scrape and a removed peer's series
 // disappear with it.
 type metrics struct {
-	s                                       *Speaker
+	s                                          *Speaker
 	up, advertised, received, updates, learned *prometheus.Desc
 
 	mu sync.Mutex
