@@ -123,3 +123,5 @@ func TestMD5Hint(t *testing.T) {
 		t.Errorf("no password: failure counter is someone else's: %q", h)
 	}
 }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -1,0 +1,159 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/testbed"
+)
+
+func bedPeers(bed *testbed.Bed, withFRR bool) []Peer {
+	ps := []Peer{{Address: netip.MustParseAddr(bed.Env["CALICO1_IP"])}}
+	if withFRR {
+		ps = append(ps, Peer{Address: netip.MustParseAddr(bed.Env["FRR_IP"])})
+	}
+	return ps
+}
+
+func bedConfig() Config {
+	return Config{
+		ASN:             64512,
+		GracefulRestart: true,
+		Import:          true,
+		ImportCIDRs:     []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+	}
+}
+
+// edgeRoutes is `ip route show proto 237` in the edge namespace.
+func edgeRoutes(t testing.TB, bed *testbed.Bed) string {
+	out, err := bed.Exec("edge", "ip", "route", "show", "proto", "237")
+	if err != nil {
+		t.Fatalf("ip route: %v %s", err, out)
+	}
+	return out
+}
+
+// birdRouteSince extracts the time BIRD recorded for the route from the
+// edge (changes only when the route is re-sent).
+func birdRouteSince(bed *testbed.Bed, prefix string) string {
+	out, _ := bed.BirdRoute(1, prefix)
+	for _, l := range strings.Split(out, "\n") {
+		if i := strings.Index(l, "[Global_"); i >= 0 {
+			return strings.TrimSpace(l[i:])
+		}
+	}
+	return ""
+}
+
+func TestPeeringWithCalicoAndFRR(t *testing.T) {
+	bed := testbed.Up(t, testbed.Options{})
+	edge := bed.Env["EDGE_IP"]
+	calico := bed.Env["CALICO1_IP"]
+	frr := bed.Env["FRR_IP"]
+	d := startSpeakerd(t, bed, bedConfig(), bedPeers(bed, true))
+
+	// Sessions wait for the first announcement.
+	if n := d.neighbor(calico); n.State != "idle" || !strings.Contains(n.LastError, "waiting for the first announcement") {
+		t.Errorf("before the first Announce: %+v", n)
+	}
+	d.announce(vip("10.200.0.10"))
+	waitEstablished(t, d, calico, frr)
+
+	testbed.Poll(t, 10*time.Second, "BIRD to have the VIP via the edge", func() (bool, string) {
+		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
+		return ok && strings.Contains(out, "via "+edge), out
+	})
+	testbed.Poll(t, 10*time.Second, "FRR to have the VIP via the edge", func() (bool, string) {
+		out, ok := bed.FRRRoute("10.200.0.10/32")
+		return ok && strings.Contains(out, edge), out
+	})
+	testbed.Poll(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return strings.Contains(out, "10.244.1.0/24 via "+calico), out
+	})
+	if out := edgeRoutes(t, bed); strings.Contains(out, "10.250.0.0") {
+		t.Errorf("FRR's 10.250.0.0/24 is outside importCIDRs but was installed:\n%s", out)
+	}
+	testbed.Poll(t, 10*time.Second, "status counts", func() (bool, string) {
+		c, f := d.neighbor(calico), d.neighbor(frr)
+		ok := c.Received == 1 && c.Accepted == 1 && c.Advertised == 1 && f.Received == 1 && f.Accepted == 0 && c.UptimeSeconds >= 0 && c.GracefulRestart
+		return ok, fmt.Sprintf("calico %+v frr %+v", c, f)
+	})
+	learned := d.call(speakerdReq{Op: "learned"}).Learned
+	if len(learned) != 1 || learned[0].Prefix != "10.244.1.0/24" || len(learned[0].NextHops) != 1 || learned[0].NextHops[0] != calico {
+		t.Errorf("learned = %+v", learned)
+	}
+	if adv := d.call(speakerdReq{Op: "advertised"}).Advertised; !adv["10.200.0.10/32"] || len(adv) != 1 {
+		t.Errorf("advertised = %v", adv)
+	}
+
+	// A second VIP does not re-send the first.
+	since := birdRouteSince(bed, "10.200.0.10/32")
+	d.announce(vip("10.200.0.10"), vip("10.200.0.11"))
+	testbed.Poll(t, 10*time.Second, "BIRD to have the second VIP", func() (bool, string) {
+		out, ok := bed.BirdRoute(1, "10.200.0.11/32")
+		return ok, out
+	})
+	if got := birdRouteSince(bed, "10.200.0.10/32"); got != since {
+		t.Errorf("adding a VIP re-sent another: %q -> %q", since, got)
+	}
+
+	// Communities and local-pref reach the peer.
+	lp := uint32(300)
+	r := vip("10.200.0.11")
+	r.Attrs.Communities = []string{"64512:42"}
+	r.Attrs.LocalPref = &lp
+	d.announce(vip("10.200.0.10"), r)
+	testbed.Poll(t, 10*time.Second, "BIRD to see the new attributes", func() (bool, string) {
+		out, _ := bed.BirdRoute(1, "10.200.0.11/32")
+		return strings.Contains(out, "(64512,42)") && strings.Contains(out, "local_pref: 300"), out
+	})
+
+	// Metrics are exported per peer.
+	m := d.call(speakerdReq{Op: "metrics"}).Metrics
+	for _, want := range []string{
+		fmt.Sprintf(`edgeagent_bgp_session_up{peer="%s"} 1`, calico),
+		fmt.Sprintf(`edgeagent_bgp_prefixes_advertised{peer="%s"} 2`, frr),
+		fmt.Sprintf(`edgeagent_bgp_prefixes_received{peer="%s"} 1`, calico),
+		fmt.Sprintf(`edgeagent_bgp_updates_total{direction="sent",peer="%s"}`, calico),
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q:\n%s", want, m)
+		}
+	}
+
+	// Removing a peer leaves the other session alone.
+	protoSince := bed.BirdProtocolState(1, bed.EdgeProtocol())
+	if r := d.call(speakerdReq{Op: "peers", Peers: bedPeers(bed, false)}); r.Error != "" {
+		t.Fatal(r.Error)
+	}
+	testbed.Poll(t, 10*time.Second, "FRR to lose the session", func() (bool, string) {
+		s := bed.FRRNeighborState()
+		return s != "Established", s
+	})
+	if got := bed.BirdProtocolState(1, bed.EdgeProtocol()); got != protoSince {
+		t.Errorf("removing FRR touched the BIRD session: %q -> %q", protoSince, got)
+	}
+
+	// Withdrawing a VIP removes it; the learned route stays.
+	d.announce(vip("10.200.0.11"))
+	testbed.Poll(t, 10*time.Second, "BIRD to drop the withdrawn VIP", func() (bool, string) {
+		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
+		return !ok, out
+	})
+	if out := edgeRoutes(t, bed); !strings.Contains(out, "10.244.1.0/24") {
+		t.Errorf("learned route lost after a VIP withdrawal:\n%s", out)
+	}
+
+	// Withdraw-on-exit: every VIP goes before the session closes.
+	if r := d.call(speakerdReq{Op: "stop", Withdraw: true}); r.Error != "" {
+		t.Fatal(r.Error)
+	}
+	testbed.Poll(t, 10*time.Second, "BIRD to drop every VIP", func() (bool, string) {
+		out, ok := bed.BirdRoute(1, "10.200.0.11/32")
+		return !ok, out
+	})
+}
