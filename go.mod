@@ -2,6 +2,11 @@ module github.com/arraynetworks/edgeagent
 
 go 1.26.0
 
+// Go 1.24+ makes listeners MPTCP by default; the kernel refuses TCP MD5
+// keys on MPTCP sockets (ENOPROTOOPT), so GoBGP's listener could not check
+// BGP passwords. Plain TCP for the agent and its tests.
+godebug multipathtcp=0
+
 require (
 	github.com/osrg/gobgp/v3 v3.37.0
 	github.com/prometheus/client_golang v1.25.0

@@ -166,15 +166,19 @@ func readMD5Counters() md5Counters {
 	return md5Counters{}
 }
 
-// md5Hint explains rising MD5 counters for one not-established peer.
+// md5Hint explains rising MD5 counters for one not-established peer. The
+// counters are per network namespace, not per peer, so the hint goes to
+// every peer that is down and could be affected.
 func md5Hint(prev, cur md5Counters, hasPassword bool) string {
 	switch {
-	case hasPassword && cur.failure > prev.failure:
+	case cur.failure > prev.failure && hasPassword:
 		return "TCP MD5 signature mismatch: the peer uses a different password (kernel TCPMD5Failure rising)"
-	case hasPassword && cur.notFound > prev.notFound:
+	case cur.notFound > prev.notFound && hasPassword:
 		return "TCP MD5: the peer sends no signature but a password is configured here (kernel TCPMD5NotFound rising)"
-	case !hasPassword && cur.unexpected > prev.unexpected:
+	case cur.unexpected > prev.unexpected && !hasPassword:
 		return "TCP MD5: the peer signs its segments but no password is configured here (kernel TCPMD5Unexpected rising)"
+	case cur.unexpected > prev.unexpected:
+		return "TCP MD5: signed segments arrive on a socket without our key (kernel TCPMD5Unexpected rising)"
 	}
 	return ""
 }
