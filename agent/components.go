@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
@@ -36,4 +37,16 @@ type Speaker interface {
 type Appliance interface {
 	Reconcile(ctx context.Context, s model.State) error
 	Status() []status.APVDevice
+}
+
+// Prober runs the active health checks of reals.
+type Prober interface {
+	// Run probes until ctx ends, calling changed (non-blocking) whenever a
+	// real's verdict changes.
+	Run(ctx context.Context, changed func())
+	// Apply starts probing the reals of s (and stops probing reals no longer
+	// in it) and returns s with each real's Healthy set from its verdict.
+	Apply(s model.State) model.State
+	// RealStatus describes the last probe of a real of virtual service vsKey.
+	RealStatus(vsKey string, r model.Real) (lastResult string, since time.Time)
 }

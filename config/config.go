@@ -61,6 +61,8 @@ type Config struct {
 
 	// baseDir resolves relative paths: the config file's directory.
 	baseDir string
+	// file is the config file's absolute path ("" without one).
+	file string
 }
 
 // Source says where LBRoutes come from.
@@ -176,6 +178,7 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	c.baseDir = abs
+	c.file, _ = filepath.Abs(path)
 	return c, nil
 }
 
@@ -188,6 +191,9 @@ func Parse(data []byte) (*Config, error) {
 	}
 	return c, nil
 }
+
+// File is the absolute path of the file the config was loaded from.
+func (c *Config) File() string { return c.file }
 
 // Default returns an empty configuration (flags only).
 func Default() *Config { return &Config{} }

@@ -1,0 +1,381 @@
+// Package agent wires the agent together: it takes snapshots from a source,
+// translates them into the desired state, lets the health checks mark the
+// reals, and hands the result to every reconciler (dataplane, BGP, APV) in
+// that order. It holds the last result for /status and reports verdicts back
+// to the source. It owns no protocol or kernel logic of its own.
+package agent
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/model"
+	"github.com/arraynetworks/edgeagent/status"
+	"github.com/arraynetworks/edgeagent/translate"
+	"github.com/arraynetworks/edgeagent/version"
+	"github.com/arraynetworks/edgeagent/watcher"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options assemble an agent. Only Config and Source are required; a nil
+// component is simply not driven (BGP disabled, no APV devices, ...).
+type Options struct {
+	Config    *config.Config
+	Mode      string // "standalone" or "kubernetes"
+	Source    watcher.Source
+	Reporter  watcher.Reporter
+	Dataplane Dataplane
+	Speaker   Speaker
+	Appliance Appliance
+	Prober    Prober
+	// APIServer reports the Kubernetes connection, when there is one.
+	APIServer func() status.APIServer
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// MinBackoff and MaxBackoff bound the retry delay after a failed
+	// reconcile; defaults 500ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Agent is a running agent.
+type Agent struct {
+	opts Options
+	log  *slog.Logger
+
+	syncs        *prometheus.CounterVec
+	syncDuration prometheus.Histogram
+	services     prometheus.Gauge
+	rejected     prometheus.Gauge
+
+	mu       sync.Mutex
+	state    model.State
+	results  []translate.Result
+	snapErrs []status.SourceError
+	errs     map[string]error // component → last error
+	synced   bool
+	lastSync time.Time
+}
+
+// New builds an agent; Run starts it.
+func New(opts Options) *Agent {
+	a := &Agent{
+		opts: opts,
+		log:  cmp.Or(opts.Logger, slog.Default()),
+		errs: map[string]error{},
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeagent_reconcile_total",
+			Help: "Reconciles of the whole desired state, by result.",
+		}, []string{"result"}),
+		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "edgeagent_reconcile_duration_seconds",
+			Help:    "Time to translate and apply the whole desired state.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		services: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_virtual_services",
+			Help: "Virtual services in the desired state.",
+		}),
+		rejected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_lbroutes_rejected",
+			Help: "LBRoutes currently refused (Accepted=False).",
+		}),
+	}
+	if opts.MinBackoff == 0 {
+		a.opts.MinBackoff = 500 * time.Millisecond
+	}
+	if opts.MaxBackoff == 0 {
+		a.opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected)
+	}
+	return a
+}
+
+// Run drives the agent until ctx ends. It returns the source's error if the
+// source fails for good.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	trigger := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case trigger <- struct{}{}:
+		default:
+		}
+	}
+
+	var wg sync.WaitGroup
+	srcErr := make(chan error, 1)
+	wg.Go(func() {
+		if err := a.opts.Source.Run(ctx, notify); err != nil {
+			srcErr <- err
+		}
+	})
+	if a.opts.Prober != nil {
+		wg.Go(func() { a.opts.Prober.Run(ctx, notify) })
+	}
+	defer wg.Wait()
+
+	backoff := a.opts.MinBackoff
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-srcErr:
+			return fmt.Errorf("source: %w", err)
+		case <-trigger:
+		case <-retry.C:
+		}
+		if err := a.Reconcile(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.log.Error("reconcile failed, will retry", "err", err, "retryIn", backoff)
+			retry.Reset(backoff)
+			backoff = min(backoff*2, a.opts.MaxBackoff)
+			continue
+		}
+		backoff = a.opts.MinBackoff
+	}
+}
+
+// Reconcile runs one pass: snapshot → translate → health → reconcilers. It
+// does nothing until the source has synced, so a restarted agent never
+// removes kernel or BGP state only because its source has not caught up.
+func (a *Agent) Reconcile(ctx context.Context) error {
+	if !a.opts.Source.Synced() {
+		return nil
+	}
+	start := time.Now()
+	snap := a.opts.Source.Snapshot()
+	state, results := translate.Build(snap.Routes, translate.Options{
+		Pools:     a.opts.Config.Pools(),
+		Endpoints: snap.Endpoints,
+	})
+	if a.opts.Prober != nil {
+		state = a.opts.Prober.Apply(state)
+	}
+
+	errs := map[string]error{}
+	if dp := a.opts.Dataplane; dp != nil {
+		if err := dp.Reconcile(ctx, state); err != nil {
+			errs["dataplane"] = err
+		}
+	}
+	if sp := a.opts.Speaker; sp != nil {
+		if err := sp.Announce(ctx, a.announceable(state)); err != nil {
+			errs["bgp"] = err
+		}
+	}
+	if ap := a.opts.Appliance; ap != nil {
+		if err := ap.Reconcile(ctx, state); err != nil {
+			errs["apv"] = err
+		}
+	}
+
+	rejected := 0
+	for _, r := range results {
+		if !r.Accepted {
+			rejected++
+		}
+	}
+	a.services.Set(float64(len(state.Services)))
+	a.rejected.Set(float64(rejected))
+	a.syncDuration.Observe(time.Since(start).Seconds())
+
+	a.mu.Lock()
+	a.state, a.results, a.snapErrs, a.errs = state, results, snap.Errors, errs
+	a.synced, a.lastSync = true, time.Now()
+	a.mu.Unlock()
+
+	if rep := a.opts.Reporter; rep != nil {
+		rep.ReportRoutes(ctx, a.routeReports())
+		if a.opts.Speaker != nil {
+			rep.ReportNeighbors(ctx, a.opts.Speaker.Neighbors())
+		}
+	}
+
+	var all []error
+	for name, err := range errs {
+		all = append(all, fmt.Errorf("%s: %w", name, err))
+	}
+	if len(all) > 0 {
+		a.syncs.WithLabelValues("error").Inc()
+		return errors.Join(all...)
+	}
+	a.syncs.WithLabelValues("ok").Inc()
+	a.log.Debug("reconciled", "services", len(state.Services), "rejected", rejected, "duration", time.Since(start))
+	return nil
+}
+
+// announceable is the VIP routes to advertise: VIPs with an eligible real
+// and, when there is a dataplane, whose virtual services are programmed —
+// announcing a VIP the kernel cannot serve would attract traffic only to
+// drop it.
+func (a *Agent) announceable(state model.State) []model.VIPRoute {
+	routes := state.Announceable()
+	if a.opts.Dataplane == nil {
+		return routes
+	}
+	prog := a.opts.Dataplane.Programmed()
+	ok := map[netip.Addr]bool{}
+	for i := range state.Services {
+		vs := &state.Services[i]
+		if prog[vs.Key()] && len(vs.EligibleReals()) > 0 {
+			ok[vs.VIP] = true
+		}
+	}
+	out := routes[:0]
+	for _, r := range routes {
+		if ok[r.Prefix.Addr()] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (a *Agent) routeReports() []watcher.RouteReport {
+	a.mu.Lock()
+	results, state := a.results, a.state
+	a.mu.Unlock()
+	prog, adv := a.programmed(), a.advertised()
+	byRoute := map[string][]*model.VirtualService{}
+	for i := range state.Services {
+		vs := &state.Services[i]
+		k := vs.Namespace + "/" + vs.Route
+		byRoute[k] = append(byRoute[k], vs)
+	}
+	out := make([]watcher.RouteReport, 0, len(results))
+	for _, r := range results {
+		rep := watcher.RouteReport{Result: r}
+		vss := byRoute[r.Key()]
+		if len(vss) > 0 {
+			rep.Programmed, rep.Advertised = true, true
+		}
+		for _, vs := range vss {
+			rep.Programmed = rep.Programmed && prog(vs)
+			rep.Advertised = rep.Advertised && adv(vs)
+			rep.Reals = max(rep.Reals, len(vs.Reals))
+			rep.HealthyReals = max(rep.HealthyReals, len(vs.EligibleReals()))
+		}
+		out = append(out, rep)
+	}
+	return out
+}
+
+func (a *Agent) programmed() func(*model.VirtualService) bool {
+	if a.opts.Dataplane == nil {
+		return func(*model.VirtualService) bool { return false }
+	}
+	p := a.opts.Dataplane.Programmed()
+	return func(vs *model.VirtualService) bool { return p[vs.Key()] }
+}
+
+func (a *Agent) advertised() func(*model.VirtualService) bool {
+	if a.opts.Speaker == nil {
+		return func(*model.VirtualService) bool { return false }
+	}
+	p := a.opts.Speaker.Advertised()
+	return func(vs *model.VirtualService) bool {
+		return p[netip.PrefixFrom(vs.VIP, vs.VIP.BitLen()).String()]
+	}
+}
+
+// Status builds the /status document.
+func (a *Agent) Status() status.Report {
+	a.mu.Lock()
+	state, results, snapErrs, synced := a.state, a.results, a.snapErrs, a.synced
+	errs := make(map[string]error, len(a.errs))
+	for k, v := range a.errs {
+		errs[k] = v
+	}
+	a.mu.Unlock()
+
+	r := status.Report{
+		Node:            a.opts.Config.NodeName,
+		Version:         version.String(),
+		Mode:            a.opts.Mode,
+		Time:            time.Now().UTC(),
+		Ready:           synced,
+		Neighbors:       []status.Neighbor{},
+		VirtualServices: []status.VirtualService{},
+		LBRoutes:        []status.LBRoute{},
+		SourceErrors:    snapErrs,
+	}
+	if !synced {
+		r.Degraded = append(r.Degraded, "source not synced yet")
+	}
+	for name, err := range errs {
+		r.Degraded = append(r.Degraded, fmt.Sprintf("%s: %v", name, err))
+	}
+	slices.Sort(r.Degraded)
+	prog, adv := a.programmed(), a.advertised()
+	for i := range state.Services {
+		vs := &state.Services[i]
+		svs := status.VirtualService{
+			Key: vs.Key(), Name: vs.Name, Group: vs.Group,
+			VIP: vs.VIP.String(), Port: vs.Port, Protocol: string(vs.Protocol), Policy: string(vs.Policy),
+			Reals:      make([]status.Real, 0, len(vs.Reals)),
+			Programmed: prog(vs), Advertised: adv(vs),
+			HealthCheck: healthSummary(vs.Health),
+		}
+		for _, rl := range vs.Reals {
+			sr := status.Real{IP: rl.IP.String(), Port: rl.Port, Weight: rl.Weight, Healthy: rl.Healthy, Terminating: rl.Terminating}
+			if a.opts.Prober != nil {
+				sr.LastResult, sr.Since = a.opts.Prober.RealStatus(vs.Key(), rl)
+			}
+			svs.Reals = append(svs.Reals, sr)
+		}
+		r.VirtualServices = append(r.VirtualServices, svs)
+	}
+	for _, res := range results {
+		lr := status.LBRoute{Key: res.Key(), Accepted: res.Accepted, Reason: res.Problems.Reason(), Services: len(res.Services)}
+		for _, p := range res.Problems {
+			lr.Problems = append(lr.Problems, status.Problem{Field: p.Field, Reason: p.Reason, Detail: p.Detail})
+		}
+		r.LBRoutes = append(r.LBRoutes, lr)
+	}
+	if a.opts.Dataplane != nil {
+		r.Dataplane = a.opts.Dataplane.Status()
+	}
+	if a.opts.Speaker != nil {
+		r.Neighbors = a.opts.Speaker.Neighbors()
+		r.LearnedRoutes = a.opts.Speaker.Learned()
+	}
+	if a.opts.Appliance != nil {
+		r.APV = a.opts.Appliance.Status()
+	}
+	if a.opts.APIServer != nil {
+		r.APIServer = a.opts.APIServer()
+		if !r.APIServer.Connected {
+			r.Degraded = append(r.Degraded, "apiserver unreachable: serving the last known state")
+		}
+	} else {
+		r.APIServer.LastEventAgeSeconds = -1
+	}
+	return r
+}
+
+func healthSummary(h model.HealthSpec) string {
+	switch h.Type {
+	case model.HealthNone:
+		return "None"
+	case model.HealthHTTP:
+		return fmt.Sprintf("HTTP GET %s every %s, timeout %s, rise %d, fall %d", h.Path, h.Interval, h.Timeout, h.Rise, h.Fall)
+	default:
+		return fmt.Sprintf("TCP every %s, timeout %s, rise %d, fall %d", h.Interval, h.Timeout, h.Rise, h.Fall)
+	}
+}

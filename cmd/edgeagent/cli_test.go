@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/arraynetworks/edgeagent/status"
+)
+
+// These tests drive the real binary, as a user would.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "edgeagent-cli")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "edgeagent")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func runCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return buf.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.String(), 0
+}
+
+func TestValidateExamples(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	out, code := runCLI(t, append([]string{"validate"}, files...)...)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("validate examples: exit %d\n%s", code, out)
+	}
+}
+
+func TestValidateBadFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(`apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: web, namespace: shop}
+spec:
+  vsIP: 10.200.0.300
+  ports: [{port: 0}, {port: 443, protocol: SCTP}]
+  policy: fastest
+  realServers: [{ip: 10.244.1.10, weight: 0}]
+---
+apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: typo, namespace: shop}
+spec: {vsIp: 10.200.0.1}
+`), 0o644)
+	out, code := runCLI(t, "validate", bad)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{
+		bad + ": shop/web: spec.vsIP: \"10.200.0.300\" is not an IP address",
+		bad + ": shop/web: spec.ports[0].port: must be 1-65535, got 0",
+		bad + ": shop/web: spec.ports[1].protocol: \"SCTP\" is not TCP or UDP",
+		bad + ": shop/web: spec.policy: \"fastest\" is not one of rr, wrr, random, sh",
+		bad + ": shop/web: spec.realServers[0].weight: must be 1-100, got 0",
+		bad + ": document 1: decode LBRoute: unknown field \"spec.vsIp\"",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("output lacks %q\n%s", want, out)
+		}
+	}
+}
+
+func TestValidatePoolsFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte("vipPools: [{cidr: 10.200.0.0/24}]\n"), 0o644)
+	rt := filepath.Join(dir, "r.yaml")
+	os.WriteFile(rt, []byte(`apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: web, namespace: shop}
+spec: {vsIP: 192.0.2.1, ports: [{port: 80}], realServers: [{ip: 10.244.1.10}]}
+`), 0o644)
+	out, code := runCLI(t, "validate", cfg, rt)
+	if code != 1 || !strings.Contains(out, "spec.vsIP: 192.0.2.1 is in no VIP pool that admits namespace \"shop\"") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+func TestRunBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte("source: {dir: .}\nvipPools: [{cidr: 10.200.0.0/33}]\nbgp: {peers: [{address: nope}]}\n"), 0o644)
+	out, code := runCLI(t, "run", "--config", cfg)
+	if code == 0 || !strings.Contains(out, "vipPools[0].cidr") || !strings.Contains(out, "bgp.peers[0].address") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	os.WriteFile(cfg, []byte("sourc: {dir: .}\n"), 0o644)
+	out, code = runCLI(t, "run", "--config", cfg)
+	if code == 0 || !strings.Contains(out, `unknown field "sourc"`) {
+		t.Fatalf("misspelt field: exit %d\n%s", code, out)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func getStatus(addr string) (status.Report, error) {
+	var r status.Report
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		return r, err
+	}
+	defer resp.Body.Close()
+	return r, json.NewDecoder(resp.Body).Decode(&r)
+}
+
+// TestRunStandalone runs the agent on a directory, changes a file and
+// waits for /status to show it; then stops it with SIGTERM.
+func TestRunStandalone(t *testing.T) {
+	dir := t.TempDir()
+	admin, metricsAddr := freePort(t), freePort(t)
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`nodeName: test-edge
+source: {dir: .}
+vipPools: [{cidr: 10.200.0.0/24}]
+bgp: {enabled: false}
+adminAddress: %q
+metricsAddress: %q
+`, admin, metricsAddr)), 0o644)
+	os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(`apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: web, namespace: shop}
+spec: {vsIP: 10.200.0.10, ports: [{port: 80}, {port: 53, protocol: UDP}], realServers: [{ip: 10.244.1.10}]}
+`), 0o644)
+
+	cmd := exec.Command(binary, "run", "--config", cfg)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	})
+
+	waitFor := func(what string, ok func(status.Report) bool) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < 15*time.Second {
+			if r, err := getStatus(admin); err == nil && ok(r) {
+				return time.Since(start)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		r, err := getStatus(admin)
+		t.Fatalf("timed out waiting for %s; last status %+v (%v)", what, r, err)
+		return 0
+	}
+	waitFor("two virtual services", func(r status.Report) bool {
+		return r.Ready && r.Node == "test-edge" && r.Mode == "standalone" && len(r.VirtualServices) == 2
+	})
+
+	out, code := runCLI(t, "status", "--admin-address", admin)
+	if code != 0 || !strings.Contains(out, "shop/web/TCP/80") || !strings.Contains(out, "10.244.1.10:80") {
+		t.Fatalf("status table: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "status", "-o", "json", "--config", cfg)
+	var rep status.Report
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || len(rep.VirtualServices) != 2 {
+		t.Fatalf("status -o json: exit %d\n%s", code, out)
+	}
+
+	// Change the file: the new real must show up.
+	os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(`apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: web, namespace: shop}
+spec: {vsIP: 10.200.0.10, ports: [{port: 80}], realServers: [{ip: 10.244.1.10}, {ip: 10.244.2.10}]}
+`), 0o644)
+	took := waitFor("the edited route", func(r status.Report) bool {
+		return len(r.VirtualServices) == 1 && len(r.VirtualServices[0].Reals) == 2
+	})
+	t.Logf("file change visible in /status after %v", took)
+
+	// A bad file is reported and leaves the good route alone.
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("apiVersion: apv.arraynetworks.com/v1alpha1\nkind: LBRoute\nmetadata: {name: bad}\nspec: {vsIP: 10.200.0.11, ports: [{port: 70000}], realServers: [{ip: 10.244.1.10}]}\n"), 0o644)
+	waitFor("the bad file reported", func(r status.Report) bool {
+		return len(r.SourceErrors) == 1 && strings.Contains(r.SourceErrors[0].Error, "spec.ports[0].port") && len(r.VirtualServices) == 1
+	})
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"edgeagent_build_info{", "go_goroutines", "process_resident_memory_bytes", "edgeagent_virtual_services 1", "edgeagent_source_bad_objects 1"} {
+		if !strings.Contains(body.String(), m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("agent did not stop on SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "msg=stopped") {
+		t.Fatalf("no clean stop in the log:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,49 @@
+package status
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestWriteTableGolden(t *testing.T) {
+	r := Report{
+		Node: "edge-1", Version: "v0.1.0", Mode: "kubernetes", Ready: true,
+		Degraded: []string{"apiserver unreachable: serving the last known state"},
+		Neighbors: []Neighbor{
+			{Address: "10.99.0.11", ASN: 64512, State: "established", UptimeSeconds: 83, Received: 1, Accepted: 1, Advertised: 2, GracefulRestart: true},
+			{Address: "10.99.0.21", ASN: 64512, State: "active", LastError: "TCP MD5 signature mismatch"},
+		},
+		LearnedRoutes: []LearnedRoute{{Prefix: "10.244.1.0/24", NextHops: []string{"10.99.0.11"}}},
+		VirtualServices: []VirtualService{{
+			Key: "shop/web/TCP/80", Name: "shop-web", VIP: "10.200.0.10", Port: 80, Protocol: "TCP", Policy: "rr",
+			Programmed: true, Advertised: true,
+			Reals: []Real{
+				{IP: "10.244.1.10", Port: 8080, Weight: 1, Healthy: true, LastResult: "ok", Since: time.Unix(0, 0)},
+				{IP: "10.244.2.10", Port: 8080, Weight: 1, Healthy: false, LastResult: "connection refused"},
+				{IP: "10.244.3.10", Port: 8080, Weight: 1, Healthy: true, Terminating: true},
+			},
+		}},
+		LBRoutes:  []LBRoute{{Key: "shop/bad", Accepted: false, Reason: "VIPConflict", Problems: []Problem{{Field: "spec.vsIP", Reason: "VIPConflict", Detail: "TCP 10.200.0.10:80 is already used by LBRoute shop/web"}}}},
+		APIServer: APIServer{Connected: false, Reconnects: 2, LastEventAgeSeconds: 31},
+	}
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	golden := "testdata/table.golden"
+	if *update {
+		os.WriteFile(golden, buf.Bytes(), 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(want, buf.Bytes()) {
+		t.Fatalf("table differs from %s (rerun with -update and review):\n%s", golden, buf.String())
+	}
+}

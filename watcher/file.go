@@ -1,0 +1,329 @@
+package watcher
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/model"
+	"github.com/arraynetworks/edgeagent/status"
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultNamespace is given to standalone LBRoutes that name none.
+const DefaultNamespace = "default"
+
+// FileSource reads LBRoutes from the YAML files of one directory (*.yaml,
+// *.yml, *.json; several documents per file) and watches it. Bursts of file
+// events are debounced into one reload.
+//
+// A document that cannot be decoded, or an object that fails validation, is
+// reported and skipped. If it was good before, its last good version stays
+// in force until the file is fixed or the object deleted — the same thing a
+// cluster gives you, where the apiserver refuses the bad update and the old
+// object lives on.
+type FileSource struct {
+	dir      string
+	validate func(*v1alpha1.LBRoute) model.Problems
+	ignore   map[string]bool
+	debounce time.Duration
+	log      *slog.Logger
+	badFiles prometheus.Gauge
+	reloads  prometheus.Counter
+
+	mu     sync.Mutex
+	files  map[string]map[string]*v1alpha1.LBRoute // file → key → last good object
+	errs   map[string][]status.SourceError         // file → problems now
+	synced bool
+}
+
+// FileOptions configure a FileSource.
+type FileOptions struct {
+	Dir string
+	// Validate checks one object; objects with problems are treated like
+	// undecodable ones. Nil accepts everything.
+	Validate func(*v1alpha1.LBRoute) model.Problems
+	// Debounce is how long the directory must be quiet before a reload;
+	// default 100ms.
+	Debounce time.Duration
+	// Ignore lists files in Dir that are not LBRoute sources (the agent's
+	// own config file, when it lives beside the routes).
+	Ignore     []string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// NewFileSource returns a source for opts.Dir. The directory must exist.
+func NewFileSource(opts FileOptions) (*FileSource, error) {
+	st, err := os.Stat(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("source dir: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("source dir %s: not a directory", opts.Dir)
+	}
+	s := &FileSource{
+		dir:      opts.Dir,
+		ignore:   map[string]bool{},
+		validate: opts.Validate,
+		debounce: cmp.Or(opts.Debounce, 100*time.Millisecond),
+		log:      cmp.Or(opts.Logger, slog.Default()),
+		files:    map[string]map[string]*v1alpha1.LBRoute{},
+		errs:     map[string][]status.SourceError{},
+		badFiles: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_source_bad_objects",
+			Help: "LBRoute documents or objects in the source directory that are currently rejected.",
+		}),
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_source_reloads_total",
+			Help: "Reloads of the LBRoute source directory.",
+		}),
+	}
+	for _, f := range opts.Ignore {
+		if abs, err := filepath.Abs(f); err == nil {
+			s.ignore[abs] = true
+		}
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(s.badFiles, s.reloads)
+	}
+	return s, nil
+}
+
+// Run loads the directory, then watches it until ctx ends.
+func (s *FileSource) Run(ctx context.Context, changed func()) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", s.dir, err)
+	}
+	defer w.Close()
+	if err := w.Add(s.dir); err != nil {
+		return fmt.Errorf("watch %s: %w", s.dir, err)
+	}
+	s.Reload()
+	changed()
+
+	var timer *time.Timer
+	var fire <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			if !isManifest(ev.Name) && ev.Name != s.dir {
+				continue
+			}
+			// Debounce: editors write a file in several steps (truncate,
+			// write, rename); reload once it is quiet.
+			if timer == nil {
+				timer = time.NewTimer(s.debounce)
+			} else {
+				timer.Reset(s.debounce)
+			}
+			fire = timer.C
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			s.log.Warn("watch source dir", "dir", s.dir, "err", err)
+		case <-fire:
+			fire = nil
+			if s.Reload() {
+				changed()
+			}
+		}
+	}
+}
+
+// Reload rereads the directory and reports whether anything changed.
+func (s *FileSource) Reload() bool {
+	s.reloads.Inc()
+	entries, err := os.ReadDir(s.dir)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := s.fingerprint()
+	s.synced = true
+	if err != nil {
+		// Keep what we have: a transient read error must not withdraw VIPs.
+		s.errs[s.dir] = []status.SourceError{{Source: s.dir, Error: err.Error()}}
+		s.log.Error("read source dir", "dir", s.dir, "err", err)
+		return true
+	}
+	delete(s.errs, s.dir)
+	present := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() || !isManifest(e.Name()) {
+			continue
+		}
+		path := filepath.Join(s.dir, e.Name())
+		if abs, err := filepath.Abs(path); err == nil && s.ignore[abs] {
+			continue
+		}
+		present[path] = true
+		s.loadFile(path)
+	}
+	for path := range s.files {
+		if !present[path] {
+			delete(s.files, path)
+			delete(s.errs, path)
+		}
+	}
+	n := 0
+	for _, es := range s.errs {
+		n += len(es)
+	}
+	s.badFiles.Set(float64(n))
+	return s.fingerprint() != before
+}
+
+func (s *FileSource) loadFile(path string) {
+	name := filepath.Base(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			delete(s.files, path)
+			delete(s.errs, path)
+			return
+		}
+		s.errs[path] = []status.SourceError{{Source: name, Error: err.Error()}}
+		return
+	}
+	var errs []status.SourceError
+	good := map[string]*v1alpha1.LBRoute{}
+	for _, d := range Decode(data, DefaultNamespace) {
+		if d.Err != nil {
+			errs = append(errs, status.SourceError{Source: fmt.Sprintf("%s[%d]", name, d.Index), Error: d.Err.Error()})
+			continue
+		}
+		key := d.Route.Namespace + "/" + d.Route.Name
+		if s.validate != nil {
+			if ps := s.validate(d.Route); len(ps) > 0 {
+				for _, p := range ps {
+					errs = append(errs, status.SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: p.String()})
+				}
+				continue
+			}
+		}
+		if other := s.owner(key, path); other != "" {
+			errs = append(errs, status.SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: "also defined in " + filepath.Base(other)})
+			continue
+		}
+		if _, dup := good[key]; dup {
+			errs = append(errs, status.SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: "defined twice in the file"})
+			continue
+		}
+		good[key] = d.Route
+	}
+	if len(errs) > 0 {
+		// Keep the last good version of every object the file held: we
+		// cannot tell which object a broken document was meant to be.
+		for key, rt := range s.files[path] {
+			if _, ok := good[key]; !ok {
+				good[key] = rt
+			}
+		}
+		s.errs[path] = errs
+		for _, e := range errs {
+			s.log.Warn("bad LBRoute input skipped", "source", e.Source, "err", e.Error)
+		}
+	} else {
+		delete(s.errs, path)
+	}
+	s.files[path] = good
+}
+
+// owner returns another file that already defines key, if any.
+func (s *FileSource) owner(key, path string) string {
+	for p, objs := range s.files {
+		if p == path {
+			continue
+		}
+		if _, ok := objs[key]; ok && p < path {
+			return p
+		}
+	}
+	return ""
+}
+
+// Snapshot returns the current LBRoutes, sorted by namespace/name.
+func (s *FileSource) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var snap Snapshot
+	for _, objs := range s.files {
+		for _, rt := range objs {
+			snap.Routes = append(snap.Routes, rt)
+		}
+	}
+	slices.SortFunc(snap.Routes, func(a, b *v1alpha1.LBRoute) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
+	for _, es := range s.errs {
+		snap.Errors = append(snap.Errors, es...)
+	}
+	slices.SortFunc(snap.Errors, func(a, b status.SourceError) int {
+		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Error, b.Error))
+	})
+	return snap
+}
+
+// Synced reports whether the directory has been read once.
+func (s *FileSource) Synced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.synced
+}
+
+// fingerprint summarises the loaded state so Reload can tell whether
+// anything changed; the caller holds mu.
+func (s *FileSource) fingerprint() string {
+	var b strings.Builder
+	paths := make([]string, 0, len(s.files))
+	for p := range s.files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		keys := make([]string, 0, len(s.files[p]))
+		for k := range s.files[p] {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			js, _ := json.Marshal(s.files[p][k])
+			fmt.Fprintf(&b, "%s|%s|%s;", p, k, js)
+		}
+	}
+	errPaths := make([]string, 0, len(s.errs))
+	for p := range s.errs {
+		errPaths = append(errPaths, p)
+	}
+	slices.Sort(errPaths)
+	for _, p := range errPaths {
+		fmt.Fprintf(&b, "E%s:%v;", p, s.errs[p])
+	}
+	return b.String()
+}
+
+func isManifest(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return !strings.HasPrefix(filepath.Base(name), ".")
+	}
+	return false
+}
