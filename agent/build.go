@@ -7,7 +7,9 @@ import (
 	"log/slog"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/translate"
 	"github.com/arraynetworks/edgeagent/watcher"
@@ -52,8 +54,40 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		return nil, errors.New("source.dir is empty and the Kubernetes source is not available in this build")
 	}
 
+	if cfg.BGP.Enabled == nil || *cfg.BGP.Enabled {
+		sp, err := startSpeaker(ctx, cfg, log, reg)
+		if err != nil {
+			return nil, errComponent("bgp", err)
+		}
+		opts.Speaker = sp
+		withdraw := cfg.BGP.WithdrawOnExit
+		b.Stop = func(ctx context.Context) error { return sp.Stop(ctx, withdraw) }
+	}
+
 	b.Agent = New(opts)
 	return b, nil
+}
+
+// startSpeaker builds and starts the BGP speaker. Learned routes go into
+// the kernel of the agent's own network namespace with the agent's route
+// protocol. Sessions open at the first Announce (after the source synced).
+func startSpeaker(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*bgp.Speaker, error) {
+	bcfg, peers, err := bgp.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := bgp.New(bcfg, bgp.Options{
+		Routes:     dataplane.NewRouteTable(nil),
+		Registerer: reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := sp.Start(ctx, peers); err != nil {
+		return nil, err
+	}
+	return sp, nil
 }
 
 // errComponent wraps a component construction error.
