@@ -234,9 +234,9 @@ func (s *Speaker) Start(ctx context.Context, peers []Peer) error {
 	return nil
 }
 
-// deriveRouterID picks the IPv4 source address the kernel would use
-// towards the first IPv4 peer (a UDP "connect" sends nothing), or the first
-// IPv4 listen address.
+// deriveRouterID picks the first IPv4 listen address, or the IPv4 source
+// address the kernel would use towards the first IPv4 peer (a UDP
+// "connect" sends nothing), or the node's first global IPv4 address.
 func deriveRouterID(listen []string, peers []Peer) (string, error) {
 	for _, l := range listen {
 		if a, err := netip.ParseAddr(l); err == nil && a.Is4() && !a.IsUnspecified() {
@@ -258,7 +258,18 @@ func deriveRouterID(listen []string, peers []Peer) (string, error) {
 		c.Close()
 		return a, nil
 	}
-	return "", errors.New("bgp.routerID: not set and no IPv4 peer or listen address to derive it from")
+	// No peer yet (they may be discovered later): the node's first global
+	// IPv4 address.
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() && ip.IsGlobalUnicast() {
+					return ip.Unmap().String(), nil
+				}
+			}
+		}
+	}
+	return "", errors.New("bgp.routerID: not set, and no IPv4 peer, listen address or interface address to derive it from")
 }
 
 func (s *Speaker) normalise(peers []Peer) ([]Peer, error) {
