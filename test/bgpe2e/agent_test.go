@@ -27,7 +27,7 @@ var (
 )
 
 // agentBinary builds cmd/edgeagent once per test run.
-func agentBinary(t *testing.T) string {
+func agentBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "edgeagent-bin-")
@@ -52,7 +52,7 @@ func agentBinary(t *testing.T) string {
 
 // agent is one edgeagent process in the edge namespace.
 type agent struct {
-	t      *testing.T
+	t      testing.TB
 	bed    *testbed.Bed
 	config string
 	cmd    *exec.Cmd
@@ -64,7 +64,7 @@ const adminAddr = "127.0.0.1:19561"
 
 // writeConfig writes the agent's config into dir: standalone source dir
 // "routes", the bed's peers, import of the pod CIDR. password is FRR's.
-func writeConfig(t *testing.T, bed *testbed.Bed, dir, frrPassword string) string {
+func writeConfig(t testing.TB, bed *testbed.Bed, dir, frrPassword string) string {
 	t.Helper()
 	routes := filepath.Join(dir, "routes")
 	if err := os.MkdirAll(routes, 0o755); err != nil {
@@ -76,7 +76,7 @@ func writeConfig(t *testing.T, bed *testbed.Bed, dir, frrPassword string) string
 	}
 	cfg := fmt.Sprintf(`nodeName: edge
 source: {dir: routes}
-vipPools: [{cidr: 10.200.0.0/24}]
+vipPools: [{cidr: 10.200.0.0/16}]
 bgp:
   asn: 64512
   peers:
@@ -92,7 +92,7 @@ logLevel: debug
 	return path
 }
 
-func startAgent(t *testing.T, bed *testbed.Bed, config string) *agent {
+func startAgent(t testing.TB, bed *testbed.Bed, config string) *agent {
 	t.Helper()
 	a := &agent{t: t, bed: bed, config: config, done: make(chan struct{})}
 	a.log = filepath.Join(filepath.Dir(config), fmt.Sprintf("agent-%d.log", time.Now().UnixNano()))
@@ -164,7 +164,7 @@ func (a *agent) neighbor(addr string) status.Neighbor {
 	return status.Neighbor{}
 }
 
-func writeRoute(t *testing.T, config, name, vip string, bed *testbed.Bed) string {
+func writeRoute(t testing.TB, config, name, vip string, bed *testbed.Bed) string {
 	t.Helper()
 	doc := fmt.Sprintf(`apiVersion: apv.arraynetworks.com/v1alpha1
 kind: LBRoute
