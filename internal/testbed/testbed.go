@@ -292,3 +292,11 @@ func Poll(t testing.TB, timeout time.Duration, what string, cond func() (bool, s
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// BirdGRActive reports whether BIRD on node n still holds the routes of
+// protocol name as stale, waiting for the peer's End-of-RIB after a
+// graceful restart.
+func (b *Bed) BirdGRActive(n int, name string) bool {
+	out, _ := b.Birdc(n, "show", "protocols", "all", name)
+	return strings.Contains(out, "graceful restart active")
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,7 +93,7 @@ logLevel: debug
 	return path
 }
 
-func startAgent(t testing.TB, bed *testbed.Bed, config string) *agent {
+func startAgent(t testing.TB, bed *testbed.Bed, config string, flags ...string) *agent {
 	t.Helper()
 	a := &agent{t: t, bed: bed, config: config, done: make(chan struct{})}
 	a.log = filepath.Join(filepath.Dir(config), fmt.Sprintf("agent-%d.log", time.Now().UnixNano()))
@@ -100,7 +101,7 @@ func startAgent(t testing.TB, bed *testbed.Bed, config string) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.cmd = bed.Command("edge", agentBinary(t), "run", "--config", config)
+	a.cmd = bed.Command("edge", append([]string{agentBinary(t), "run", "--config", config}, flags...)...)
 	a.cmd.Stdout, a.cmd.Stderr = f, f
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -310,7 +311,7 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 	writeRoute(t, cfg, "web", "10.200.0.10", bed)
 	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
-		return ok && !strings.Contains(out, "stale"), out
+		return ok, out
 	})
 	rep, err := a.status()
 	if err != nil {
@@ -360,6 +361,9 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return !strings.Contains(s, "Established"), s
 	})
+	if !bed.BirdGRActive(1, bed.EdgeProtocol()) {
+		t.Error("BIRD is not holding our routes as a graceful-restart helper")
+	}
 	restart := time.Now()
 	a = startAgent(t, bed, cfg)
 	testbed.Poll(t, 10*time.Second, "BIRD session re-established", func() (bool, string) {
@@ -371,10 +375,13 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("session took %s to come back, want < 5s", took)
 	}
-	testbed.Poll(t, 10*time.Second, "BIRD to refresh the VIP", func() (bool, string) {
-		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
-		return ok && !strings.Contains(out, "stale"), out
+	testbed.Poll(t, 10*time.Second, "BIRD to end the graceful restart (our End-of-RIB)", func() (bool, string) {
+		return !bed.BirdGRActive(1, bed.EdgeProtocol()), ""
 	})
+	t.Logf("graceful restart over %s after the restart", time.Since(restart).Round(time.Millisecond))
+	if _, ok := bed.BirdRoute(1, "10.200.0.10/32"); !ok {
+		t.Error("BIRD lost the VIP when the graceful restart ended")
+	}
 	close(stop)
 	wg.Wait()
 	if n := missing.Load(); n > 0 {
@@ -390,5 +397,54 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 	}
 	if out := edgeRoutes(bed); !strings.Contains(out, "10.244.1.0/24 via "+calico) {
 		t.Errorf("learned route after restart:\n%s", out)
+	}
+}
+
+// SIGTERM keeps the VIP at the peers (graceful restart, rolling upgrade);
+// with --withdraw-on-exit the VIP is withdrawn before the agent exits.
+func TestAgentSIGTERM(t *testing.T) {
+	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
+	cfg := writeConfig(t, bed, t.TempDir(), "")
+	writeRoute(t, cfg, "web", "10.200.0.10", bed)
+
+	term := func(a *agent) {
+		t.Helper()
+		if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-a.done:
+		case <-time.After(15 * time.Second):
+			t.Fatal("agent did not exit on SIGTERM")
+		}
+		if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("exit code %d after SIGTERM", code)
+		}
+	}
+	inBird := func() (bool, string) {
+		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
+		return ok, out
+	}
+
+	a := startAgent(t, bed, cfg)
+	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP", inBird)
+	term(a)
+	testbed.Poll(t, 10*time.Second, "BIRD to notice", func() (bool, string) {
+		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
+		return !strings.Contains(s, "Established"), s
+	})
+	if out, ok := bed.BirdRoute(1, "10.200.0.10/32"); !ok {
+		t.Fatalf("SIGTERM withdrew the VIP (want graceful restart):\n%s", out)
+	}
+
+	a = startAgent(t, bed, cfg, "--withdraw-on-exit")
+	testbed.Poll(t, 20*time.Second, "the agent's session back", func() (bool, string) {
+		n := a.neighbor(bed.Env["CALICO1_IP"])
+		return n.State == "established" && n.Advertised == 1, fmt.Sprintf("%+v", n)
+	})
+	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP again", inBird)
+	term(a)
+	if out, ok := bed.BirdRoute(1, "10.200.0.10/32"); ok {
+		t.Fatalf("--withdraw-on-exit left the VIP at BIRD after the agent exited:\n%s", out)
 	}
 }
