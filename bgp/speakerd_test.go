@@ -189,6 +189,9 @@ func startSpeakerd(t testing.TB, bed *testbed.Bed, cfg Config, peers []Peer) *sp
 	}()
 	t.Cleanup(func() {
 		d.kill()
+		if strings.Contains(d.stderr.String(), "WARNING: DATA RACE") {
+			t.Error("the race detector reported a data race in speakerd")
+		}
 		if t.Failed() {
 			log := d.stderr.String()
 			if len(log) > 20000 {
