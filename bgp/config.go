@@ -43,7 +43,9 @@ type Config struct {
 	// InitialHold is how long the speaker waits for the first Announce
 	// before opening sessions anyway. Sessions wait for the first Announce
 	// so that a restarted agent re-advertises its VIPs before End-of-RIB:
-	// otherwise peers would flush the routes they kept for us.
+	// otherwise peers would flush the routes they kept for us. Default:
+	// three quarters of RestartTime with graceful restart (peers keep our
+	// routes that long anyway, so a slow source costs nothing), else 10 s.
 	InitialHold time.Duration
 	// ConnectRetry is the interval between active connection attempts.
 	ConnectRetry time.Duration
@@ -86,6 +88,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.InitialHold == 0 {
 		c.InitialHold = DefaultInitialHold
+		if c.GracefulRestart {
+			c.InitialHold = c.RestartTime * 3 / 4
+		}
 	}
 	if c.ConnectRetry == 0 {
 		c.ConnectRetry = DefaultConnectRetry

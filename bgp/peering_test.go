@@ -157,3 +157,35 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 		return !ok, out
 	})
 }
+
+// A prefix two calico nodes announce alike is installed with both as next
+// hops; when one node's session goes, the other remains.
+func TestECMPAcrossPeers(t *testing.T) {
+	bed := testbed.Up(t, testbed.Options{CalicoNodes: 2, WithoutFRR: true, SharedPrefix: "10.244.200.0/24"})
+	c1, c2 := bed.Env["CALICO1_IP"], bed.Env["CALICO2_IP"]
+	peers := []Peer{{Address: netip.MustParseAddr(c1)}, {Address: netip.MustParseAddr(c2)}}
+	d := startSpeakerd(t, bed, bedConfig(), peers)
+	d.announce(vip("10.200.0.10"))
+	waitEstablished(t, d, c1, c2)
+	shared := func() string {
+		out, _ := bed.Exec("edge", "ip", "route", "show", "10.244.200.0/24", "proto", "237")
+		return out
+	}
+	testbed.Poll(t, 15*time.Second, "the shared prefix via both nodes", func() (bool, string) {
+		out := shared()
+		return strings.Contains(out, "nexthop via "+c1) && strings.Contains(out, "nexthop via "+c2), out
+	})
+	testbed.Poll(t, 10*time.Second, "each node's own block via that node", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return strings.Contains(out, "10.244.1.0/24 via "+c1) && strings.Contains(out, "10.244.2.0/24 via "+c2), out
+	})
+	bed.StopBird(2, false) // orderly: BIRD sends a Cease, no graceful restart
+	testbed.Poll(t, 15*time.Second, "the shared prefix via the remaining node only", func() (bool, string) {
+		out := shared()
+		return strings.Contains(out, "via "+c1) && !strings.Contains(out, c2), out
+	})
+	testbed.Poll(t, 10*time.Second, "calico2's block removed", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return !strings.Contains(out, "10.244.2.0/24"), out
+	})
+}

@@ -30,6 +30,8 @@
 #   ASN             everybody's AS (default 64512)
 #   VIP_RANGE       what the client routes via the edge (default 10.200.0.0/16)
 #   POD_PORT        pod HTTP port (default 8080)
+#   SHARED_PREFIX   a prefix inside the pod CIDR that every calico node
+#                   announces too (same attributes), for ECMP tests (default none)
 # "env" prints the addressing as KEY=VALUE lines for tests.
 # "down" stops our daemons by PID, kills whatever else still runs in our
 # namespaces (e.g. an agent a test left behind), then deletes them by name.
@@ -44,6 +46,7 @@ FRR_NETWORKS=${FRR_NETWORKS:-10.250.0.0/24}
 ASN=${ASN:-64512}
 VIP_RANGE=${VIP_RANGE:-10.200.0.0/16}
 POD_PORT=${POD_PORT:-8080}
+SHARED_PREFIX=${SHARED_PREFIX:-}
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=$(command -v python3)
 
@@ -71,9 +74,9 @@ alive() {
   local pid st
   pid=$(<"$1")
   [[ -r /proc/$pid/stat ]] || return 1
-  st=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f1)
-  [[ $st != Z ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$DIR"
+  st=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+  [[ -n $st && $st != Z ]] || return 1
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$DIR"
 }
 
 poll() { # poll SECONDS CMD... : until CMD succeeds
@@ -137,6 +140,7 @@ router id $me;
 protocol static {
   ipv4;
   route $block blackhole;
+$( [[ -n $SHARED_PREFIX ]] && echo "  route $SHARED_PREFIX blackhole;  # test bed only: every node announces it (ECMP)")
 }
 function calico_aggr() {
   if (net = $block) then accept;
@@ -366,6 +370,7 @@ do_env() {
   echo "VIP_RANGE=$VIP_RANGE"
   echo "POD_CIDR=$POD_CIDR"
   echo "POD_PORT=$POD_PORT"
+  echo "SHARED_PREFIX=$SHARED_PREFIX"
   echo "CALICO_NODES=$NODES"
   for ((n = 1; n <= NODES; n++)); do
     echo "NS_CALICO$n=${P}calico$n"

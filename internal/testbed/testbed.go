@@ -28,6 +28,8 @@ type Options struct {
 	FRRPassword  string // TCP MD5 password FRR uses towards the edge
 	FRRNetworks  string // prefixes FRR announces, default 10.250.0.0/24
 	PodPort      int
+	// SharedPrefix is announced by every calico node (ECMP tests).
+	SharedPrefix string
 	ExtraEnviron []string
 }
 
@@ -107,6 +109,9 @@ func Up(t testing.TB, o Options) *Bed {
 	}
 	if o.FRRNetworks != "" {
 		b.environ = append(b.environ, "FRR_NETWORKS="+o.FRRNetworks)
+	}
+	if o.SharedPrefix != "" {
+		b.environ = append(b.environ, "SHARED_PREFIX="+o.SharedPrefix)
 	}
 	if o.PodPort != 0 {
 		b.environ = append(b.environ, fmt.Sprintf("POD_PORT=%d", o.PodPort))
