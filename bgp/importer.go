@@ -65,6 +65,10 @@ func (im *importer) onPaths(paths []*api.Path) {
 		if p.NeighborIp == "" || p.NeighborIp == "<nil>" {
 			continue
 		}
+		if p.Nlri == nil { // End-of-RIB: the RIB may have converged
+			im.kick()
+			return
+		}
 		nlri, err := apiutil.GetNativeNlri(p)
 		if err != nil {
 			continue
@@ -100,10 +104,13 @@ func (im *importer) adopt() error {
 }
 
 func (im *importer) run(ctx context.Context) {
-	// The ticker retries failed kernel writes and notices the convergence
-	// deadline; events do the rest.
-	tick := time.NewTicker(5 * time.Second)
+	// The ticker retries failed kernel writes and, until the RIB has
+	// converged, looks often for it (GoBGP flags a peer's End-of-RIB just
+	// after announcing it); events do the rest.
+	const fast, slow = 250 * time.Millisecond, 5 * time.Second
+	tick := time.NewTicker(fast)
 	defer tick.Stop()
+	interval := fast
 	for {
 		select {
 		case <-ctx.Done():
@@ -113,6 +120,13 @@ func (im *importer) run(ctx context.Context) {
 		}
 		if err := im.reconcile(ctx); err != nil && ctx.Err() == nil {
 			im.log.Warn("install learned routes", "err", err)
+		}
+		im.mu.Lock()
+		converged := im.converged
+		im.mu.Unlock()
+		if converged && interval == fast {
+			interval = slow
+			tick.Reset(slow)
 		}
 	}
 }

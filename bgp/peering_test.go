@@ -79,7 +79,8 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	}
 	testbed.Poll(t, 10*time.Second, "status counts", func() (bool, string) {
 		c, f := d.neighbor(calico), d.neighbor(frr)
-		ok := c.Received == 1 && c.Accepted == 1 && c.Advertised == 1 && f.Received == 1 && f.Accepted == 0 && c.UptimeSeconds >= 0 && c.GracefulRestart
+		ok := c.Received == 1 && c.Accepted == 1 && c.Advertised == 1 && f.Received == 1 && f.Accepted == 0 &&
+			c.UptimeSeconds >= 0 && c.GracefulRestart && c.LocalAddress == edge && c.LastError == ""
 		return ok, fmt.Sprintf("calico %+v frr %+v", c, f)
 	})
 	learned := d.call(speakerdReq{Op: "learned"}).Learned
@@ -188,4 +189,33 @@ func TestECMPAcrossPeers(t *testing.T) {
 		out := edgeRoutes(t, bed)
 		return !strings.Contains(out, "10.244.2.0/24"), out
 	})
+}
+
+// Routes a previous run left in the kernel are adopted, not flushed: the
+// one still announced stays throughout, the one nobody announces goes once
+// the RIB has converged (peer up, End-of-RIB received).
+func TestAdoptsKernelRoutesAtStart(t *testing.T) {
+	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
+	calico := bed.Env["CALICO1_IP"]
+	for _, p := range []string{"10.244.1.0/24", "10.244.77.0/24"} {
+		if out, err := bed.Exec("edge", "ip", "route", "add", p, "via", calico, "proto", "237"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	d := startSpeakerd(t, bed, bedConfig(), bedPeers(bed, false))
+	if l := d.call(speakerdReq{Op: "learned"}).Learned; len(l) != 2 {
+		t.Errorf("adopted at start: %+v", l)
+	}
+	if out := edgeRoutes(t, bed); !strings.Contains(out, "10.244.77.0/24") {
+		t.Errorf("an adopted route was flushed before the RIB converged:\n%s", out)
+	}
+	d.announce()
+	waitEstablished(t, d, calico)
+	testbed.Poll(t, 15*time.Second, "the stale adopted route removed", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return !strings.Contains(out, "10.244.77.0/24"), out
+	})
+	if out := edgeRoutes(t, bed); !strings.Contains(out, "10.244.1.0/24 via "+calico) {
+		t.Errorf("the announced route is gone:\n%s", out)
+	}
 }
