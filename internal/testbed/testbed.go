@@ -23,11 +23,11 @@ import (
 
 // Options parameterise a bed (see topology.sh).
 type Options struct {
-	CalicoNodes  int    // 1-3, default 1
-	WithoutFRR   bool   // no FRR router
-	FRRPassword  string // TCP MD5 password FRR uses towards the edge
-	FRRNetworks  string // prefixes FRR announces, default 10.250.0.0/24
-	PodPort      int
+	CalicoNodes int    // 1-3, default 1
+	WithoutFRR  bool   // no FRR router
+	FRRPassword string // TCP MD5 password FRR uses towards the edge
+	FRRNetworks string // prefixes FRR announces, default 10.250.0.0/24
+	PodPort     int
 	// SharedPrefix is announced by every calico node (ECMP tests).
 	SharedPrefix string
 	ExtraEnviron []string
