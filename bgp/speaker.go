@@ -52,7 +52,10 @@ type Speaker struct {
 
 	// annMu serialises Announce and Stop; mu guards the fields below and
 	// is never held across a call into GoBGP that can block for long.
-	annMu    sync.Mutex
+	annMu sync.Mutex
+	// peerMu serialises changes to GoBGP's peer set (SetPeers and the
+	// gate opening may race).
+	peerMu   sync.Mutex
 	mu       sync.Mutex
 	started  bool
 	stopped  bool
@@ -319,6 +322,8 @@ func (s *Speaker) openGate(ctx context.Context) {
 
 // applyPeers adds, replaces and deletes GoBGP peers to match s.wanted.
 func (s *Speaker) applyPeers(ctx context.Context, restarting bool) error {
+	s.peerMu.Lock()
+	defer s.peerMu.Unlock()
 	s.mu.Lock()
 	cur := make(map[netip.Addr]Peer, len(s.peers))
 	for a, p := range s.peers {
