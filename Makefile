@@ -45,6 +45,7 @@ lint:
 
 test-deps:
 	hack/install-deps.sh
+	hack/install-promtool.sh
 
 test: test-deps lint verify-generated build
 	$(GO) test $(TEST_FLAGS) ./...

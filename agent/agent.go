@@ -357,6 +357,8 @@ func (a *Agent) Status() status.Report {
 	}
 	if a.opts.Appliance != nil {
 		r.APV = a.opts.Appliance.Status()
+		r.Degraded = append(r.Degraded, apvDegraded(r.APV)...)
+		slices.Sort(r.Degraded)
 	}
 	if a.opts.APIServer != nil {
 		r.APIServer = a.opts.APIServer()

@@ -54,6 +54,17 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		return nil, errors.New("source.dir is empty and the Kubernetes source is not available in this build")
 	}
 
+	ap, err := buildAPV(cfg, log, reg)
+	if err != nil {
+		return nil, errComponent("apv", err)
+	}
+	if ap != nil {
+		opts.Appliance = ap
+		b.Loops = append(b.Loops, ap.Run)
+	}
+
+	// BGP starts last: it opens a listener and, once the first Announce
+	// comes, sessions; nothing after it may fail.
 	if cfg.BGP.Enabled == nil || *cfg.BGP.Enabled {
 		sp, err := startSpeaker(ctx, cfg, log, reg)
 		if err != nil {

@@ -371,6 +371,13 @@ func (c *Config) Validate() error {
 		if !strings.HasPrefix(d.URL, "https://") && !strings.HasPrefix(d.URL, "http://") {
 			bad(f+".url", "%q must be an https:// URL", d.URL)
 		}
+		// cli_extend takes HTTP basic auth: both files are needed.
+		if d.UsernameFile == "" {
+			bad(f+".usernameFile", "must be set (a file holding the APV user name)")
+		}
+		if d.PasswordFile == "" {
+			bad(f+".passwordFile", "must be set (a file holding the APV password)")
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
