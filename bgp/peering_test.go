@@ -164,7 +164,8 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 func TestECMPAcrossPeers(t *testing.T) {
 	bed := testbed.Up(t, testbed.Options{CalicoNodes: 2, WithoutFRR: true, SharedPrefix: "10.244.200.0/24"})
 	c1, c2 := bed.Env["CALICO1_IP"], bed.Env["CALICO2_IP"]
-	peers := []Peer{{Address: netip.MustParseAddr(c1)}, {Address: netip.MustParseAddr(c2)}}
+	// calico2 is passive on our side: its BIRD opens the session.
+	peers := []Peer{{Address: netip.MustParseAddr(c1)}, {Address: netip.MustParseAddr(c2), Passive: true}}
 	d := startSpeakerd(t, bed, bedConfig(), peers)
 	d.announce(vip("10.200.0.10"))
 	waitEstablished(t, d, c1, c2)
