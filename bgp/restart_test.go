@@ -203,3 +203,28 @@ func TestMisconfiguredPeerBacksOff(t *testing.T) {
 	})
 	t.Logf("held down: %+v", d.neighbor(frr))
 }
+
+// A peer that dies and does not come back: its routes stay for the
+// restart time it announced, then leave the kernel.
+func TestLearnedRoutesExpireAfterPeerRestartTime(t *testing.T) {
+	bed := testbed.Up(t, testbed.Options{WithoutFRR: true, BirdGRTime: 3 * time.Second})
+	calico := bed.Env["CALICO1_IP"]
+	d := startSpeakerd(t, bed, bedConfig(), bedPeers(bed, false))
+	d.announce()
+	waitEstablished(t, d, calico)
+	testbed.Poll(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return strings.Contains(out, "10.244.1.0/24"), out
+	})
+	bed.StopBird(1, true)
+	died := time.Now()
+	testbed.Poll(t, 15*time.Second, "the block to leave the kernel after BIRD's restart time", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return !strings.Contains(out, "10.244.1.0/24"), out
+	})
+	if gone := time.Since(died); gone < 2*time.Second {
+		t.Errorf("the route left %s after the peer died: it should be kept for the peer's restart time (3s)", gone)
+	} else {
+		t.Logf("route kept %s after the peer died (restart time 3s)", gone.Round(time.Millisecond))
+	}
+}

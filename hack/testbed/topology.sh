@@ -30,6 +30,7 @@
 #   ASN             everybody's AS (default 64512)
 #   VIP_RANGE       what the client routes via the edge (default 10.200.0.0/16)
 #   POD_PORT        pod HTTP port (default 8080)
+#   BIRD_GR_TIME    BIRD's graceful restart time in seconds (default: BIRD's 120)
 #   SHARED_PREFIX   a prefix inside the pod CIDR that every calico node
 #                   announces too (same attributes), for ECMP tests (default none)
 # "env" prints the addressing as KEY=VALUE lines for tests.
@@ -47,6 +48,7 @@ ASN=${ASN:-64512}
 VIP_RANGE=${VIP_RANGE:-10.200.0.0/16}
 POD_PORT=${POD_PORT:-8080}
 SHARED_PREFIX=${SHARED_PREFIX:-}
+BIRD_GR_TIME=${BIRD_GR_TIME:-}
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=$(command -v python3)
 
@@ -185,6 +187,7 @@ template bgp bgp_template {
   local as $ASN;
   ipv4 { gateway recursive; add paths on; };
   graceful restart;
+$( [[ -n $BIRD_GR_TIME ]] && echo "  graceful restart time $BIRD_GR_TIME;  # test bed only")
   connect delay time 2;
   connect retry time 5;
   error wait time 5,30;

@@ -30,6 +30,8 @@ type Options struct {
 	PodPort     int
 	// SharedPrefix is announced by every calico node (ECMP tests).
 	SharedPrefix string
+	// BirdGRTime is BIRD's graceful restart time (default BIRD's 120 s).
+	BirdGRTime   time.Duration
 	ExtraEnviron []string
 }
 
@@ -109,6 +111,9 @@ func Up(t testing.TB, o Options) *Bed {
 	}
 	if o.FRRNetworks != "" {
 		b.environ = append(b.environ, "FRR_NETWORKS="+o.FRRNetworks)
+	}
+	if o.BirdGRTime > 0 {
+		b.environ = append(b.environ, fmt.Sprintf("BIRD_GR_TIME=%d", int(o.BirdGRTime.Seconds())))
 	}
 	if o.SharedPrefix != "" {
 		b.environ = append(b.environ, "SHARED_PREFIX="+o.SharedPrefix)
