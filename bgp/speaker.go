@@ -188,8 +188,8 @@ func (s *Speaker) Start(ctx context.Context, peers []Peer) error {
 			select {
 			case events <- ev.Peer:
 			default:
-				// The supervisor is behind; it re-reads all peers on
-				// its next tick, so a dropped event is not lost state.
+				// The supervisor is behind; it re-reads every
+				// session state on its next tick (resyncStates).
 			}
 			if s.imp != nil {
 				s.imp.kick()

@@ -62,6 +62,7 @@ func (s *Speaker) supervise(ctx context.Context, events <-chan *api.WatchEventRe
 			s.explainMD5(md5, cur)
 			md5 = cur
 			s.releaseBackoff(ctx)
+			s.resyncStates(ctx)
 		}
 	}
 }
@@ -104,6 +105,24 @@ func (s *Speaker) onPeerEvent(ctx context.Context, ev *api.WatchEventResponse_Pe
 		s.log.Warn("peer keeps failing; holding it down", "peer", addr, "for", hold, "lastError", reason)
 		if err := s.srv.DisablePeer(ctx, &api.DisablePeerRequest{Address: addr, Communication: "edgeagent: backing off"}); err != nil {
 			s.log.Warn("hold peer down", "peer", addr, "err", err)
+		}
+	}
+}
+
+// resyncStates refreshes the session states from GoBGP, in case a state
+// event was dropped while the supervisor was busy.
+func (s *Speaker) resyncStates(ctx context.Context) {
+	states := map[string]string{}
+	_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if p.Conf != nil && p.State != nil {
+			states[p.Conf.NeighborAddress] = stateWord(p.State.SessionState)
+		}
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, st := range states {
+		if pi := s.peerInfo[a]; pi != nil {
+			pi.state = st
 		}
 	}
 }
