@@ -39,7 +39,11 @@ func agentBinary(t testing.TB) string {
 		binary = filepath.Join(dir, "edgeagent")
 		root := filepath.Dir(filepath.Dir(testbed.Script(t)))
 		root = filepath.Dir(root)
-		cmd := exec.Command("go", "build", "-o", binary, "./cmd/edgeagent")
+		args := []string{"build", "-o", binary}
+		if os.Getenv("EDGEAGENT_E2E_RACE") == "1" {
+			args = append(args, "-race") // the agent's log is checked for races
+		}
+		cmd := exec.Command("go", append(args, "./cmd/edgeagent")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -113,6 +117,9 @@ func startAgent(t testing.TB, bed *testbed.Bed, config string, flags ...string) 
 	}()
 	t.Cleanup(func() {
 		a.kill()
+		if data, _ := os.ReadFile(a.log); strings.Contains(string(data), "WARNING: DATA RACE") {
+			t.Error("the race detector reported a data race in the agent")
+		}
 		if t.Failed() {
 			data, _ := os.ReadFile(a.log)
 			s := string(data)
