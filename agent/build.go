@@ -79,6 +79,9 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	return b, nil
 }
 
+// The BGP speaker is the agent's Speaker.
+var _ Speaker = (*bgp.Speaker)(nil)
+
 // startSpeaker builds and starts the BGP speaker. Learned routes go into
 // the kernel of the agent's own network namespace with the agent's route
 // protocol. Sessions open at the first Announce (after the source synced).

@@ -91,8 +91,9 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 		t.Errorf("advertised = %v", adv)
 	}
 
-	// A second VIP does not re-send the first.
+	// A second VIP does not re-send the first, nor reset the session.
 	since := birdRouteSince(bed, "10.200.0.10/32")
+	sessionSince := bed.BirdProtocolState(1, bed.EdgeProtocol())
 	d.announce(vip("10.200.0.10"), vip("10.200.0.11"))
 	testbed.Poll(t, 10*time.Second, "BIRD to have the second VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.11/32")
@@ -106,11 +107,35 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	lp := uint32(300)
 	r := vip("10.200.0.11")
 	r.Attrs.Communities = []string{"64512:42"}
+	r.Attrs.LargeCommunities = []string{"64512:1:2"}
 	r.Attrs.LocalPref = &lp
 	d.announce(vip("10.200.0.10"), r)
 	testbed.Poll(t, 10*time.Second, "BIRD to see the new attributes", func() (bool, string) {
 		out, _ := bed.BirdRoute(1, "10.200.0.11/32")
-		return strings.Contains(out, "(64512,42)") && strings.Contains(out, "local_pref: 300"), out
+		return strings.Contains(out, "(64512,42)") && strings.Contains(out, "(64512, 1, 2)") && strings.Contains(out, "local_pref: 300"), out
+	})
+	if got := birdRouteSince(bed, "10.200.0.10/32"); got != since {
+		t.Errorf("changing one VIP's attributes re-sent another: %q -> %q", since, got)
+	}
+	if got := bed.BirdProtocolState(1, bed.EdgeProtocol()); got != sessionSince {
+		t.Errorf("VIP changes touched the session: %q -> %q", sessionSince, got)
+	}
+
+	// A learned route withdrawn by its peer leaves the kernel, and comes
+	// back with the announcement.
+	if out, err := bed.Birdc(1, "disable", "static1"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	testbed.Poll(t, 10*time.Second, "the withdrawn block to leave the kernel", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return !strings.Contains(out, "10.244.1.0/24"), out
+	})
+	if out, err := bed.Birdc(1, "enable", "static1"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	testbed.Poll(t, 10*time.Second, "the block back in the kernel", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return strings.Contains(out, "10.244.1.0/24 via "+calico), out
 	})
 
 	// Metrics are exported per peer.
@@ -218,5 +243,19 @@ func TestAdoptsKernelRoutesAtStart(t *testing.T) {
 	})
 	if out := edgeRoutes(t, bed); !strings.Contains(out, "10.244.1.0/24 via "+calico) {
 		t.Errorf("the announced route is gone:\n%s", out)
+	}
+}
+
+// listenPort -1: no listener, the session is opened from our side only.
+func TestNoListen(t *testing.T) {
+	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
+	cfg := bedConfig()
+	cfg.ListenPort = -1
+	d := startSpeakerd(t, bed, cfg, bedPeers(bed, false))
+	d.announce(vip("10.200.0.10"))
+	waitEstablished(t, d, bed.Env["CALICO1_IP"])
+	out, err := bed.Exec("edge", "ss", "-Hltn", "sport", "= :179")
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("listenPort -1 but something listens on 179: %v %q", err, out)
 	}
 }
