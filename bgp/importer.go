@@ -43,7 +43,7 @@ type importer struct {
 
 func newImporter(s *Speaker, r RouteInstaller, cidrs []netip.Prefix, lg *slog.Logger) *importer {
 	return &importer{
-		s: s, routes: r, cidrs: cidrs, log: lg.With("part", "import"),
+		s: s, routes: r, cidrs: collapseCIDRs(cidrs), log: lg.With("part", "import"),
 		wake:      make(chan struct{}, 1),
 		installed: map[netip.Prefix][]netip.Addr{},
 		adopted:   map[netip.Prefix]bool{},

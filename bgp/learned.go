@@ -71,6 +71,27 @@ func importable(p netip.Prefix, cidrs []netip.Prefix) bool {
 	return false
 }
 
+// collapseCIDRs drops CIDRs contained in another one, so each RIB
+// destination is read once.
+func collapseCIDRs(cidrs []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for i, c := range cidrs {
+		c = c.Masked()
+		inside := false
+		for j, o := range cidrs {
+			o = o.Masked()
+			if i != j && o.Bits() <= c.Bits() && o.Contains(c.Addr()) && (o != c || j < i) {
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // candidateFromAPI reads a GoBGP path. ok is false for our own paths,
 // withdrawals and paths it cannot parse.
 func candidateFromAPI(p *api.Path) (candidate, bool) {

@@ -125,3 +125,11 @@ func TestMD5Hint(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func TestCollapseCIDRs(t *testing.T) {
+	in := []netip.Prefix{mustPrefix("10.244.1.0/24"), mustPrefix("10.244.0.0/16"), mustPrefix("10.250.0.0/24"), mustPrefix("10.244.0.0/16"), mustPrefix("fd00::/8")}
+	want := []netip.Prefix{mustPrefix("10.244.0.0/16"), mustPrefix("10.250.0.0/24"), mustPrefix("fd00::/8")}
+	if got := collapseCIDRs(in); !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
