@@ -259,3 +259,22 @@ func TestNoListen(t *testing.T) {
 		t.Errorf("listenPort -1 but something listens on 179: %v %q", err, out)
 	}
 }
+
+// An upstream router over eBGP: the VIP arrives with our AS in the path and
+// next hop = the edge; its routes inside importCIDRs are installed.
+func TestEBGPWithFRR(t *testing.T) {
+	bed := testbed.Up(t, testbed.Options{FRRASN: 65001, FRRNetworks: "10.244.250.0/24 10.250.0.0/24"})
+	frr, edge := bed.Env["FRR_IP"], bed.Env["EDGE_IP"]
+	peers := []Peer{{Address: netip.MustParseAddr(frr), ASN: 65001}}
+	d := startSpeakerd(t, bed, bedConfig(), peers)
+	d.announce(vip("10.200.0.10"))
+	waitEstablished(t, d, frr)
+	testbed.Poll(t, 10*time.Second, "FRR to have the VIP from AS 64512 via the edge", func() (bool, string) {
+		out, ok := bed.FRRRoute("10.200.0.10/32")
+		return ok && strings.Contains(out, "64512") && strings.Contains(out, edge), out
+	})
+	testbed.Poll(t, 10*time.Second, "FRR's route inside importCIDRs in the kernel", func() (bool, string) {
+		out := edgeRoutes(t, bed)
+		return strings.Contains(out, "10.244.250.0/24 via "+frr) && !strings.Contains(out, "10.250.0.0"), out
+	})
+}

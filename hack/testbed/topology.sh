@@ -27,6 +27,7 @@
 #   WITH_FRR        1/0 (default 1)
 #   FRR_PASSWORD    TCP MD5 password FRR uses towards the edge (default none)
 #   FRR_NETWORKS    prefixes FRR announces (default "10.250.0.0/24")
+#   FRR_ASN         FRR's own AS (default ASN: iBGP; another value makes it eBGP)
 #   ASN             everybody's AS (default 64512)
 #   VIP_RANGE       what the client routes via the edge (default 10.200.0.0/16)
 #   POD_PORT        pod HTTP port (default 8080)
@@ -44,6 +45,7 @@ NODES=${CALICO_NODES:-1}
 WITH_FRR=${WITH_FRR:-1}
 FRR_PASSWORD=${FRR_PASSWORD:-}
 FRR_NETWORKS=${FRR_NETWORKS:-10.250.0.0/24}
+FRR_ASN=${FRR_ASN:-}
 ASN=${ASN:-64512}
 VIP_RANGE=${VIP_RANGE:-10.200.0.0/16}
 POD_PORT=${POD_PORT:-8080}
@@ -272,11 +274,13 @@ up_frr() {
   {
     echo "frr defaults traditional"
     echo "hostname frr1"
-    echo "router bgp $ASN"
+    echo "router bgp ${FRR_ASN:-$ASN}"
     echo " bgp router-id $FRR_IP"
     echo " no bgp network import-check"
     echo " neighbor $EDGE_IP remote-as $ASN"
     echo " neighbor $EDGE_IP timers connect 2"
+    # eBGP needs an explicit policy in FRR (RFC 8212); this bed accepts all
+    [[ -n $FRR_ASN && $FRR_ASN != "$ASN" ]] && echo " no bgp ebgp-requires-policy"
     [[ -n $FRR_PASSWORD ]] && echo " neighbor $EDGE_IP password $FRR_PASSWORD"
     echo " address-family ipv4 unicast"
     for net in $FRR_NETWORKS; do echo "  network $net"; done
@@ -388,6 +392,7 @@ do_env() {
     echo "FRR_IP=$FRR_IP"
     echo "FRR_VTY_DIR=$DIR/frr1"
     echo "FRR_NETWORKS=$FRR_NETWORKS"
+    echo "FRR_ASN=${FRR_ASN:-$ASN}"
   fi
 }
 

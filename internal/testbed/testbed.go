@@ -27,6 +27,7 @@ type Options struct {
 	WithoutFRR  bool   // no FRR router
 	FRRPassword string // TCP MD5 password FRR uses towards the edge
 	FRRNetworks string // prefixes FRR announces, default 10.250.0.0/24
+	FRRASN      uint32 // FRR's AS; another than 64512 makes it an eBGP peer
 	PodPort     int
 	// SharedPrefix is announced by every calico node (ECMP tests).
 	SharedPrefix string
@@ -108,6 +109,9 @@ func Up(t testing.TB, o Options) *Bed {
 	}
 	if o.FRRPassword != "" {
 		b.environ = append(b.environ, "FRR_PASSWORD="+o.FRRPassword)
+	}
+	if o.FRRASN != 0 {
+		b.environ = append(b.environ, fmt.Sprintf("FRR_ASN=%d", o.FRRASN))
 	}
 	if o.FRRNetworks != "" {
 		b.environ = append(b.environ, "FRR_NETWORKS="+o.FRRNetworks)
