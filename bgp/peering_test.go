@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/internal/testbed"
+	"github.com/arraynetworks/edgeagent/model"
 )
 
 func bedPeers(bed *testbed.Bed, withFRR bool) []Peer {
@@ -277,4 +278,31 @@ func TestEBGPWithFRR(t *testing.T) {
 		out := edgeRoutes(t, bed)
 		return strings.Contains(out, "10.244.250.0/24 via "+frr) && !strings.Contains(out, "10.250.0.0"), out
 	})
+}
+
+// IPv6: a /128 VIP over an IPv6 session, next hop = the edge's IPv6
+// address; an IPv6 route inside importCIDRs installed in the kernel.
+func TestIPv6WithFRR(t *testing.T) {
+	bed := testbed.Up(t, testbed.Options{IPv6: true, FRRNetworks6: "fd00:244:0:1::/64 fd00:250::/64"})
+	frr6, edge6 := bed.Env["FRR_IP6"], bed.Env["EDGE_IP6"]
+	cfg := bedConfig()
+	cfg.ImportCIDRs = append(cfg.ImportCIDRs, netip.MustParsePrefix("fd00:244::/48"))
+	peers := []Peer{{Address: netip.MustParseAddr(frr6)}}
+	d := startSpeakerd(t, bed, cfg, peers)
+	d.announce(model.VIPRoute{Prefix: netip.MustParsePrefix("fd00:200::10/128")}, vip("10.200.0.10"))
+	waitEstablished(t, d, frr6)
+	testbed.Poll(t, 10*time.Second, "FRR to have the /128 via the edge", func() (bool, string) {
+		out, ok := bed.FRRRoute("fd00:200::10/128")
+		return ok && strings.Contains(out, edge6), out
+	})
+	if out, ok := bed.FRRRoute("10.200.0.10/32"); ok {
+		t.Errorf("an IPv4 VIP went over the IPv6 session:\n%s", out)
+	}
+	testbed.Poll(t, 10*time.Second, "the IPv6 route in the kernel", func() (bool, string) {
+		out, _ := bed.Exec("edge", "ip", "-6", "route", "show", "proto", "237")
+		return strings.Contains(out, "fd00:244:0:1::/64 via "+frr6) && !strings.Contains(out, "fd00:250"), out
+	})
+	if n := d.neighbor(frr6); n.Advertised != 1 || n.Accepted != 1 || n.Received != 2 {
+		t.Errorf("neighbor = %+v", n)
+	}
 }

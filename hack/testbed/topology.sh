@@ -27,6 +27,10 @@
 #   WITH_FRR        1/0 (default 1)
 #   FRR_PASSWORD    TCP MD5 password FRR uses towards the edge (default none)
 #   FRR_NETWORKS    prefixes FRR announces (default "10.250.0.0/24")
+#   FRR_NETWORKS6   with WITH_IPV6=1: IPv6 prefixes FRR announces over an IPv6
+#                   session with the edge (default "fd00:250::/64")
+#   WITH_IPV6       1 = also give the fabric IPv6 (edge fd99::1, frr1 fd99::21)
+#                   and an IPv6 session between FRR and the edge (default 0)
 #   FRR_ASN         FRR's own AS (default ASN: iBGP; another value makes it eBGP)
 #   ASN             everybody's AS (default 64512)
 #   VIP_RANGE       what the client routes via the edge (default 10.200.0.0/16)
@@ -46,6 +50,10 @@ WITH_FRR=${WITH_FRR:-1}
 FRR_PASSWORD=${FRR_PASSWORD:-}
 FRR_NETWORKS=${FRR_NETWORKS:-10.250.0.0/24}
 FRR_ASN=${FRR_ASN:-}
+WITH_IPV6=${WITH_IPV6:-0}
+FRR_NETWORKS6=${FRR_NETWORKS6:-fd00:250::/64}
+EDGE_IP6=fd99::1
+FRR_IP6=fd99::21
 ASN=${ASN:-64512}
 VIP_RANGE=${VIP_RANGE:-10.200.0.0/16}
 POD_PORT=${POD_PORT:-8080}
@@ -270,6 +278,7 @@ up_frr() {
   mkns "$ns"
   plug "$ns" "$FRR_IP/24"
   in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1
+  [[ $WITH_IPV6 == 1 ]] && ip -n "$ns" addr replace "$FRR_IP6/64" dev eth0 nodad
   echo "hostname frr1" >"$d/zebra.conf"
   {
     echo "frr defaults traditional"
@@ -282,9 +291,20 @@ up_frr() {
     # eBGP needs an explicit policy in FRR (RFC 8212); this bed accepts all
     [[ -n $FRR_ASN && $FRR_ASN != "$ASN" ]] && echo " no bgp ebgp-requires-policy"
     [[ -n $FRR_PASSWORD ]] && echo " neighbor $EDGE_IP password $FRR_PASSWORD"
+    if [[ $WITH_IPV6 == 1 ]]; then
+      echo " neighbor $EDGE_IP6 remote-as $ASN"
+      echo " neighbor $EDGE_IP6 timers connect 2"
+    fi
     echo " address-family ipv4 unicast"
     for net in $FRR_NETWORKS; do echo "  network $net"; done
+    [[ $WITH_IPV6 == 1 ]] && echo "  no neighbor $EDGE_IP6 activate"
     echo " exit-address-family"
+    if [[ $WITH_IPV6 == 1 ]]; then
+      echo " address-family ipv6 unicast"
+      echo "  neighbor $EDGE_IP6 activate"
+      for net in $FRR_NETWORKS6; do echo "  network $net"; done
+      echo " exit-address-family"
+    fi
   } >"$d/bgpd.conf"
   chown frr:frr "$d"/*.conf
   # FRR runs as the packaged frr user; every socket and pid file lives in
@@ -312,6 +332,8 @@ do_up() {
   ip -n "${P}fabric" link set br0 up
   mkns "${P}edge"
   plug "${P}edge" "$EDGE_IP/24"
+  # nodad: the address is usable at once (no duplicate address detection)
+  [[ $WITH_IPV6 == 1 ]] && ip -n "${P}edge" addr replace "$EDGE_IP6/64" dev eth0 nodad
   in_ns "${P}edge" sysctl -qw net.ipv4.ip_forward=1
   mkns "${P}client"
   veth "${P}edge" eth1 "${P}client" eth0
@@ -393,6 +415,11 @@ do_env() {
     echo "FRR_VTY_DIR=$DIR/frr1"
     echo "FRR_NETWORKS=$FRR_NETWORKS"
     echo "FRR_ASN=${FRR_ASN:-$ASN}"
+    if [[ $WITH_IPV6 == 1 ]]; then
+      echo "EDGE_IP6=$EDGE_IP6"
+      echo "FRR_IP6=$FRR_IP6"
+      echo "FRR_NETWORKS6=$FRR_NETWORKS6"
+    fi
   fi
 }
 

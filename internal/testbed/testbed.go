@@ -28,7 +28,11 @@ type Options struct {
 	FRRPassword string // TCP MD5 password FRR uses towards the edge
 	FRRNetworks string // prefixes FRR announces, default 10.250.0.0/24
 	FRRASN      uint32 // FRR's AS; another than 64512 makes it an eBGP peer
-	PodPort     int
+	// IPv6 adds fd99::1 (edge) and fd99::21 (FRR) and an IPv6 session
+	// between them; FRR announces FRRNetworks6 on it.
+	IPv6         bool
+	FRRNetworks6 string
+	PodPort      int
 	// SharedPrefix is announced by every calico node (ECMP tests).
 	SharedPrefix string
 	// BirdGRTime is BIRD's graceful restart time (default BIRD's 120 s).
@@ -109,6 +113,12 @@ func Up(t testing.TB, o Options) *Bed {
 	}
 	if o.FRRPassword != "" {
 		b.environ = append(b.environ, "FRR_PASSWORD="+o.FRRPassword)
+	}
+	if o.IPv6 {
+		b.environ = append(b.environ, "WITH_IPV6=1")
+	}
+	if o.FRRNetworks6 != "" {
+		b.environ = append(b.environ, "FRR_NETWORKS6="+o.FRRNetworks6)
 	}
 	if o.FRRASN != 0 {
 		b.environ = append(b.environ, fmt.Sprintf("FRR_ASN=%d", o.FRRASN))
@@ -233,9 +243,14 @@ func (b *Bed) BirdRoute(n int, prefix string) (string, bool) {
 	return out, strings.Contains(out, prefix)
 }
 
-// FRRRoute returns `show bgp ipv4 unicast PREFIX` and whether FRR has it.
+// FRRRoute returns `show bgp ipv4|ipv6 unicast PREFIX` and whether FRR
+// has it.
 func (b *Bed) FRRRoute(prefix string) (string, bool) {
-	out, err := b.Vtysh("show bgp ipv4 unicast " + prefix)
+	afi := "ipv4"
+	if strings.Contains(prefix, ":") {
+		afi = "ipv6"
+	}
+	out, err := b.Vtysh("show bgp " + afi + " unicast " + prefix)
 	if err != nil {
 		return out, false
 	}
