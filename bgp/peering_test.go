@@ -50,6 +50,7 @@ func birdRouteSince(bed *testbed.Bed, prefix string) string {
 }
 
 func TestPeeringWithCalicoAndFRR(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{})
 	edge := bed.Env["EDGE_IP"]
 	calico := bed.Env["CALICO1_IP"]
@@ -188,6 +189,7 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 // A prefix two calico nodes announce alike is installed with both as next
 // hops; when one node's session goes, the other remains.
 func TestECMPAcrossPeers(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{CalicoNodes: 2, WithoutFRR: true, SharedPrefix: "10.244.200.0/24"})
 	c1, c2 := bed.Env["CALICO1_IP"], bed.Env["CALICO2_IP"]
 	// calico2 is passive on our side: its BIRD opens the session.
@@ -222,6 +224,7 @@ func TestECMPAcrossPeers(t *testing.T) {
 // one still announced stays throughout, the one nobody announces goes once
 // the RIB has converged (peer up, End-of-RIB received).
 func TestAdoptsKernelRoutesAtStart(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
 	calico := bed.Env["CALICO1_IP"]
 	for _, p := range []string{"10.244.1.0/24", "10.244.77.0/24"} {
@@ -249,6 +252,7 @@ func TestAdoptsKernelRoutesAtStart(t *testing.T) {
 
 // listenPort -1: no listener, the session is opened from our side only.
 func TestNoListen(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
 	cfg := bedConfig()
 	cfg.ListenPort = -1
@@ -264,6 +268,7 @@ func TestNoListen(t *testing.T) {
 // An upstream router over eBGP: the VIP arrives with our AS in the path and
 // next hop = the edge; its routes inside importCIDRs are installed.
 func TestEBGPWithFRR(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{FRRASN: 65001, FRRNetworks: "10.244.250.0/24 10.250.0.0/24"})
 	frr, edge := bed.Env["FRR_IP"], bed.Env["EDGE_IP"]
 	peers := []Peer{{Address: netip.MustParseAddr(frr), ASN: 65001}}
@@ -283,6 +288,7 @@ func TestEBGPWithFRR(t *testing.T) {
 // IPv6: a /128 VIP over an IPv6 session, next hop = the edge's IPv6
 // address; an IPv6 route inside importCIDRs installed in the kernel.
 func TestIPv6WithFRR(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{IPv6: true, FRRNetworks6: "fd00:244:0:1::/64 fd00:250::/64"})
 	frr6, edge6 := bed.Env["FRR_IP6"], bed.Env["EDGE_IP6"]
 	cfg := bedConfig()

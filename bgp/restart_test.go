@@ -39,6 +39,7 @@ func watchBird(bed *testbed.Bed, prefix string, stop <-chan struct{}) (missing *
 // through the graceful restart and never withdraws it; the session is back
 // within 5 s; the learned route stays in the edge kernel throughout.
 func TestGracefulRestartOfTheSpeaker(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
 	calico := bed.Env["CALICO1_IP"]
 	cfg := bedConfig()
@@ -125,6 +126,7 @@ func TestGracefulRestartOfTheSpeaker(t *testing.T) {
 // the speaker keeps running; with SIGKILL the learned route is kept through
 // BIRD's restart (GoBGP as graceful-restart helper).
 func TestPeerRestart(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
 	calico := bed.Env["CALICO1_IP"]
 	d := startSpeakerd(t, bed, bedConfig(), bedPeers(bed, false))
@@ -164,6 +166,7 @@ func TestPeerRestart(t *testing.T) {
 // TCP MD5 with FRR: a wrong password never establishes and status says
 // why; the right one establishes.
 func TestMD5WithFRR(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{FRRPassword: "right-pw", CalicoNodes: 1})
 	frr := netip.MustParseAddr(bed.Env["FRR_IP"])
 	calico := netip.MustParseAddr(bed.Env["CALICO1_IP"])
@@ -192,6 +195,7 @@ func TestMD5WithFRR(t *testing.T) {
 
 // A peer with the wrong ASN is refused, says why, and is backed off.
 func TestMisconfiguredPeerBacksOff(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{CalicoNodes: 1})
 	frr := bed.Env["FRR_IP"]
 	peers := []Peer{{Address: netip.MustParseAddr(frr), ASN: 65999}}
@@ -207,6 +211,7 @@ func TestMisconfiguredPeerBacksOff(t *testing.T) {
 // A peer that dies and does not come back: its routes stay for the
 // restart time it announced, then leave the kernel.
 func TestLearnedRoutesExpireAfterPeerRestartTime(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{WithoutFRR: true, BirdGRTime: 3 * time.Second})
 	calico := bed.Env["CALICO1_IP"]
 	d := startSpeakerd(t, bed, bedConfig(), bedPeers(bed, false))

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/arraynetworks/edgeagent/dataplane"
+	"github.com/arraynetworks/edgeagent/internal/racecheck"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
@@ -189,8 +190,8 @@ func startSpeakerd(t testing.TB, bed *testbed.Bed, cfg Config, peers []Peer) *sp
 	}()
 	t.Cleanup(func() {
 		d.kill()
-		if strings.Contains(d.stderr.String(), "WARNING: DATA RACE") {
-			t.Error("the race detector reported a data race in speakerd")
+		if races := racecheck.Unexpected(d.stderr.String()); len(races) > 0 {
+			t.Errorf("the race detector reported a data race in speakerd:\n%s", races[0])
 		}
 		if t.Failed() {
 			log := d.stderr.String()

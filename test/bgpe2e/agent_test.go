@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/racecheck"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/status"
 )
@@ -117,8 +118,8 @@ func startAgent(t testing.TB, bed *testbed.Bed, config string, flags ...string) 
 	}()
 	t.Cleanup(func() {
 		a.kill()
-		if data, _ := os.ReadFile(a.log); strings.Contains(string(data), "WARNING: DATA RACE") {
-			t.Error("the race detector reported a data race in the agent")
+		if data, _ := os.ReadFile(a.log); len(racecheck.Unexpected(string(data))) > 0 {
+			t.Errorf("the race detector reported a data race in the agent:\n%s", racecheck.Unexpected(string(data))[0])
 		}
 		if t.Failed() {
 			data, _ := os.ReadFile(a.log)
@@ -204,6 +205,7 @@ func edgeRoutes(bed *testbed.Bed) string {
 func dataplaneBuilt(rep status.Report) bool { return rep.Dataplane != nil }
 
 func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{})
 	edge, calico, frr := bed.Env["EDGE_IP"], bed.Env["CALICO1_IP"], bed.Env["FRR_IP"]
 	cfg := writeConfig(t, bed, t.TempDir(), "")
@@ -281,6 +283,7 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 }
 
 func TestAgentMD5WithFRR(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{FRRPassword: "edge-secret"})
 	frr := bed.Env["FRR_IP"]
 	dir := t.TempDir()
@@ -311,6 +314,7 @@ func TestAgentMD5WithFRR(t *testing.T) {
 // (graceful restart) and never withdraws it; after the restart the session
 // is Established in < 5 s.
 func TestAgentKill9GracefulRestart(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
 	calico := bed.Env["CALICO1_IP"]
 	cfg := writeConfig(t, bed, t.TempDir(), "")
@@ -410,6 +414,7 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 // SIGTERM keeps the VIP at the peers (graceful restart, rolling upgrade);
 // with --withdraw-on-exit the VIP is withdrawn before the agent exits.
 func TestAgentSIGTERM(t *testing.T) {
+	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{WithoutFRR: true})
 	cfg := writeConfig(t, bed, t.TempDir(), "")
 	writeRoute(t, cfg, "web", "10.200.0.10", bed)
