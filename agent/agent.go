@@ -56,6 +56,9 @@ type Agent struct {
 	services     prometheus.Gauge
 	rejected     prometheus.Gauge
 
+	// trigger coalesces requests for a reconcile.
+	trigger chan struct{}
+
 	mu       sync.Mutex
 	state    model.State
 	results  []translate.Result
@@ -68,9 +71,10 @@ type Agent struct {
 // New builds an agent; Run starts it.
 func New(opts Options) *Agent {
 	a := &Agent{
-		opts: opts,
-		log:  cmp.Or(opts.Logger, slog.Default()),
-		errs: map[string]error{},
+		opts:    opts,
+		log:     cmp.Or(opts.Logger, slog.Default()),
+		errs:    map[string]error{},
+		trigger: make(chan struct{}, 1),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeagent_reconcile_total",
 			Help: "Reconciles of the whole desired state, by result.",
@@ -101,18 +105,21 @@ func New(opts Options) *Agent {
 	return a
 }
 
+// Trigger asks for a reconcile soon; it never blocks, and requests made
+// while one is pending coalesce.
+func (a *Agent) Trigger() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
 // Run drives the agent until ctx ends. It returns the source's error if the
 // source fails for good.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	trigger := make(chan struct{}, 1)
-	notify := func() {
-		select {
-		case trigger <- struct{}{}:
-		default:
-		}
-	}
+	trigger, notify := a.trigger, a.Trigger
 
 	var wg sync.WaitGroup
 	srcErr := make(chan error, 1)
@@ -323,6 +330,10 @@ func (a *Agent) Status() status.Report {
 	}
 	slices.Sort(r.Degraded)
 	prog, adv := a.programmed(), a.advertised()
+	var refused map[string]error
+	if rj, ok := a.opts.Dataplane.(interface{ Rejected() map[string]error }); ok {
+		refused = rj.Rejected()
+	}
 	for i := range state.Services {
 		vs := &state.Services[i]
 		svs := status.VirtualService{
@@ -331,6 +342,9 @@ func (a *Agent) Status() status.Report {
 			Reals:      make([]status.Real, 0, len(vs.Reals)),
 			Programmed: prog(vs), Advertised: adv(vs),
 			HealthCheck: healthSummary(vs.Health),
+		}
+		if err := refused[vs.Key()]; err != nil {
+			svs.Error = err.Error()
 		}
 		for _, rl := range vs.Reals {
 			sr := status.Real{IP: rl.IP.String(), Port: rl.Port, Weight: rl.Weight, Healthy: rl.Healthy, Terminating: rl.Terminating}

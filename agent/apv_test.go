@@ -15,6 +15,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/apv/apvemu"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -69,7 +70,7 @@ apv:
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	built, err := FromConfig(ctx, cfg, log, prometheus.NewRegistry())
+	built, err := FromConfig(ctx, cfg, log, prometheus.NewRegistry(), WithNetns(testns.New(t, "agent").Name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,9 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/bgp"
@@ -14,6 +14,8 @@ import (
 	"github.com/arraynetworks/edgeagent/translate"
 	"github.com/arraynetworks/edgeagent/watcher"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // Built is an agent assembled from a configuration, with what must run
@@ -29,9 +31,42 @@ type Built struct {
 	Stop func(ctx context.Context) error
 }
 
+// BuildOption adjusts how FromConfig builds components.
+type BuildOption func(*buildOptions) error
+
+type buildOptions struct {
+	dataplane dataplane.Options
+}
+
+// WithNetns makes the dataplane program network namespace name (as created
+// by `ip netns add`) instead of the process's own: for tests that build the
+// agent in-process. The agent binary itself runs under `ip netns exec`.
+func WithNetns(name string) BuildOption {
+	return func(o *buildOptions) error {
+		fd, err := netns.GetFromName(name)
+		if err != nil {
+			return fmt.Errorf("open netns %s: %w", name, err)
+		}
+		defer fd.Close()
+		h, err := netlink.NewHandleAt(fd)
+		if err != nil {
+			return fmt.Errorf("netlink in %s: %w", name, err)
+		}
+		o.dataplane.Netlink = h
+		o.dataplane.CommandPrefix = []string{"ip", "netns", "exec", name}
+		return nil
+	}
+}
+
 // FromConfig builds the agent and its components from cfg (defaults applied
 // and validated).
-func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*Built, error) {
+func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, options ...BuildOption) (*Built, error) {
+	var bo buildOptions
+	for _, o := range options {
+		if err := o(&bo); err != nil {
+			return nil, err
+		}
+	}
 	opts := Options{Config: cfg, Logger: log, Registerer: reg}
 	b := &Built{Stop: func(context.Context) error { return nil }}
 
@@ -51,8 +86,20 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		}
 		opts.Source, opts.Mode = src, "standalone"
 	} else {
-		return nil, errors.New("source.dir is empty and the Kubernetes source is not available in this build")
+		kp, err := buildKube(cfg, log, reg)
+		if err != nil {
+			return nil, errComponent("kubernetes source", err)
+		}
+		opts.Source, opts.Reporter, opts.Mode = kp.source, kp.status, "kubernetes"
+		opts.APIServer = kp.monitor.Status
+		b.Loops = append(b.Loops, kp.loops...)
 	}
+
+	dpo := bo.dataplane
+	dpo.Interface, dpo.Masquerade = cfg.Dataplane.VIPInterface, *cfg.Dataplane.Masquerade
+	dpo.Logger, dpo.Registerer = log, reg
+	dp := dataplane.New(dpo)
+	opts.Dataplane = dp
 
 	ap, err := buildAPV(cfg, log, reg)
 	if err != nil {
@@ -66,7 +113,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	// BGP starts last: it opens a listener and, once the first Announce
 	// comes, sessions; nothing after it may fail.
 	if cfg.BGP.Enabled == nil || *cfg.BGP.Enabled {
-		sp, err := startSpeaker(ctx, cfg, log, reg)
+		sp, err := startSpeaker(ctx, cfg, dp.Routes(), log, reg)
 		if err != nil {
 			return nil, errComponent("bgp", err)
 		}
@@ -76,6 +123,11 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	}
 
 	b.Agent = New(opts)
+	if iv := cfg.Dataplane.ResyncInterval.Duration; iv > 0 {
+		b.Loops = append(b.Loops, func(ctx context.Context) error {
+			return resyncLoop(ctx, iv, dp, b.Agent)
+		})
+	}
 	return b, nil
 }
 
@@ -83,15 +135,15 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 var _ Speaker = (*bgp.Speaker)(nil)
 
 // startSpeaker builds and starts the BGP speaker. Learned routes go into
-// the kernel of the agent's own network namespace with the agent's route
-// protocol. Sessions open at the first Announce (after the source synced).
-func startSpeaker(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*bgp.Speaker, error) {
+// the dataplane's kernel (routes) with the agent's route protocol. Sessions
+// open at the first Announce (after the source synced).
+func startSpeaker(ctx context.Context, cfg *config.Config, routes bgp.RouteInstaller, log *slog.Logger, reg prometheus.Registerer) (*bgp.Speaker, error) {
 	bcfg, peers, err := bgp.FromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	sp, err := bgp.New(bcfg, bgp.Options{
-		Routes:     dataplane.NewRouteTable(nil),
+		Routes:     routes,
 		Registerer: reg,
 		Logger:     log,
 	})
@@ -104,12 +156,33 @@ func startSpeaker(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	return sp, nil
 }
 
+// resyncLoop makes the dataplane re-read the kernel now and then, so rules
+// or addresses someone else removed (a flushed nat table, a deleted VIP)
+// are put back within one interval instead of at the next change.
+func resyncLoop(ctx context.Context, every time.Duration, dp *dataplane.Dataplane, a *Agent) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			dp.Resync()
+			a.Trigger()
+		}
+	}
+}
+
 // errComponent wraps a component construction error.
 func errComponent(name string, err error) error { return fmt.Errorf("build %s: %w", name, err) }
 
 // Cleanup removes everything the agent created on the node. It is
 // idempotent.
 func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	log.Info("cleanup: nothing to remove yet: the dataplane is not part of this build")
+	dp := dataplane.New(dataplane.Options{Interface: cfg.Dataplane.VIPInterface, Logger: log})
+	if err := dp.Cleanup(ctx); err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	log.Info("cleanup done: VIP interface, EDGE- chains and the agent's routes removed", "interface", cfg.Dataplane.VIPInterface)
 	return nil
 }

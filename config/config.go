@@ -58,6 +58,8 @@ type Config struct {
 	LogLevel string `json:"logLevel,omitempty"`
 	// LogFormat is text or json.
 	LogFormat string `json:"logFormat,omitempty"`
+	// Kubernetes tunes the cluster side (unused in standalone mode).
+	Kubernetes Kubernetes `json:"kubernetes"`
 
 	// baseDir resolves relative paths: the config file's directory.
 	baseDir string
@@ -77,6 +79,27 @@ type Source struct {
 type VIPPool struct {
 	CIDR       string   `json:"cidr"`
 	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+// Kubernetes tunes what the agent does in a cluster besides watching.
+type Kubernetes struct {
+	// Namespace holds the leader-election Lease; default $POD_NAMESPACE,
+	// then "edgeagent-system".
+	Namespace string `json:"namespace,omitempty"`
+	// AutoLBRoute runs the (leader-elected) controller that creates
+	// LBRoutes for LoadBalancer Services in namespaces labelled
+	// need-auto-LBRoute=true. Default true.
+	AutoLBRoute *bool `json:"autoLBRoute,omitempty"`
+	// NeighborStatus writes this node's BGP sessions into a cluster-scoped
+	// EdgeNodeStatus object. Default true.
+	NeighborStatus *bool `json:"neighborStatus,omitempty"`
+	// NeighborStatusInterval is the least time between two EdgeNodeStatus
+	// writes. Default 30s.
+	NeighborStatusInterval Duration `json:"neighborStatusInterval,omitzero"`
+	// StatusQPS and StatusBurst bound LBRoute status writes per agent.
+	// Defaults 20 and 100.
+	StatusQPS   float64 `json:"statusQPS,omitempty"`
+	StatusBurst int     `json:"statusBurst,omitempty"`
 }
 
 // BGP configures the embedded BGP speaker.
@@ -128,6 +151,10 @@ type GracefulRestart struct {
 type Dataplane struct {
 	VIPInterface string `json:"vipInterface,omitempty"`
 	Masquerade   *bool  `json:"masquerade,omitempty"`
+	// ResyncInterval is how often the dataplane re-reads the kernel to
+	// repair rules or addresses removed behind its back; 0 = default 5m,
+	// negative = never.
+	ResyncInterval Duration `json:"resyncInterval,omitzero"`
 }
 
 // APIServer configures the apiserver connection's health checking.
@@ -255,11 +282,35 @@ func (c *Config) ApplyDefaults() {
 	if c.Dataplane.Masquerade == nil {
 		c.Dataplane.Masquerade = &t
 	}
+	if c.Dataplane.ResyncInterval.Duration == 0 {
+		c.Dataplane.ResyncInterval.Duration = 5 * time.Minute
+	}
 	if c.APIServer.ReadIdleTimeout == nil {
 		c.APIServer.ReadIdleTimeout = &Duration{envSeconds("HTTP2_READ_IDLE_TIMEOUT_SECONDS", 10*time.Second)}
 	}
 	if c.APIServer.PingTimeout == nil {
 		c.APIServer.PingTimeout = &Duration{envSeconds("HTTP2_PING_TIMEOUT_SECONDS", 5*time.Second)}
+	}
+	if c.Kubernetes.Namespace == "" {
+		c.Kubernetes.Namespace = os.Getenv("POD_NAMESPACE")
+	}
+	if c.Kubernetes.Namespace == "" {
+		c.Kubernetes.Namespace = "edgeagent-system"
+	}
+	if c.Kubernetes.AutoLBRoute == nil {
+		c.Kubernetes.AutoLBRoute = &t
+	}
+	if c.Kubernetes.NeighborStatus == nil {
+		c.Kubernetes.NeighborStatus = &t
+	}
+	if c.Kubernetes.NeighborStatusInterval.Duration == 0 {
+		c.Kubernetes.NeighborStatusInterval.Duration = 30 * time.Second
+	}
+	if c.Kubernetes.StatusQPS == 0 {
+		c.Kubernetes.StatusQPS = 20
+	}
+	if c.Kubernetes.StatusBurst == 0 {
+		c.Kubernetes.StatusBurst = 100
 	}
 	if c.HealthCheck.HoldTime.Duration == 0 {
 		c.HealthCheck.HoldTime.Duration = 10 * time.Second
@@ -358,6 +409,15 @@ func (c *Config) Validate() error {
 	}
 	if c.APIServer.PingTimeout != nil && c.APIServer.PingTimeout.Duration < 0 {
 		bad("apiserver.pingTimeout", "must not be negative")
+	}
+	if c.Kubernetes.StatusQPS < 0 {
+		bad("kubernetes.statusQPS", "must not be negative")
+	}
+	if c.Kubernetes.StatusBurst < 0 {
+		bad("kubernetes.statusBurst", "must not be negative")
+	}
+	if c.Kubernetes.NeighborStatusInterval.Duration < 0 {
+		bad("kubernetes.neighborStatusInterval", "must not be negative")
 	}
 	names := map[string]bool{}
 	for i, d := range c.APV.Devices {

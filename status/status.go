@@ -63,6 +63,9 @@ type VirtualService struct {
 	Advertised bool   `json:"advertised"`
 	// HealthCheck summarises the probe ("TCP every 5s").
 	HealthCheck string `json:"healthCheck,omitempty"`
+	// Error says why the service is not programmed, when the dataplane
+	// refused it (address family unsupported, port taken, ...).
+	Error string `json:"error,omitempty"`
 }
 
 // Real is one real server.

@@ -17,7 +17,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &LBRoute{}, &LBRouteList{})
+	s.AddKnownTypes(GroupVersion, &LBRoute{}, &LBRouteList{}, &EdgeNodeStatus{}, &EdgeNodeStatusList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/arraynetworks/edgeagent/status"
 )
 
@@ -128,31 +127,23 @@ func TestRunBadConfig(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func getStatus(addr string) (status.Report, error) {
+// getStatus asks the agent in ns for /status the way a user does.
+func getStatus(ns *testns.NS, addr string) (status.Report, error) {
 	var r status.Report
-	resp, err := http.Get("http://" + addr + "/status")
+	out, err := ns.Cmd(binary, "status", "-o", "json", "--admin-address", addr).Output()
 	if err != nil {
 		return r, err
 	}
-	defer resp.Body.Close()
-	return r, json.NewDecoder(resp.Body).Decode(&r)
+	return r, json.Unmarshal(out, &r)
 }
 
 // TestRunStandalone runs the agent on a directory, changes a file and
-// waits for /status to show it; then stops it with SIGTERM.
+// waits for /status to show it; then stops it with SIGTERM. The agent
+// programs the kernel, so it runs in a network namespace of its own.
 func TestRunStandalone(t *testing.T) {
+	ns := testns.New(t, "cli")
 	dir := t.TempDir()
-	admin, metricsAddr := freePort(t), freePort(t)
+	admin, metricsAddr := "127.0.0.1:9561", "127.0.0.1:9560"
 	cfg := filepath.Join(dir, "agent.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`nodeName: test-edge
 source: {dir: .}
@@ -167,7 +158,7 @@ metadata: {name: web, namespace: shop}
 spec: {vsIP: 10.200.0.10, ports: [{port: 80}, {port: 53, protocol: UDP}], realServers: [{ip: 10.244.1.10}]}
 `), 0o644)
 
-	cmd := exec.Command(binary, "run", "--config", cfg)
+	cmd := ns.Cmd(binary, "run", "--config", cfg)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -186,12 +177,12 @@ spec: {vsIP: 10.200.0.10, ports: [{port: 80}, {port: 53, protocol: UDP}], realSe
 		t.Helper()
 		start := time.Now()
 		for time.Since(start) < 15*time.Second {
-			if r, err := getStatus(admin); err == nil && ok(r) {
+			if r, err := getStatus(ns, admin); err == nil && ok(r) {
 				return time.Since(start)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		r, err := getStatus(admin)
+		r, err := getStatus(ns, admin)
 		t.Fatalf("timed out waiting for %s; last status %+v (%v)", what, r, err)
 		return 0
 	}
@@ -199,14 +190,21 @@ spec: {vsIP: 10.200.0.10, ports: [{port: 80}, {port: 53, protocol: UDP}], realSe
 		return r.Ready && r.Node == "test-edge" && r.Mode == "standalone" && len(r.VirtualServices) == 2
 	})
 
-	out, code := runCLI(t, "status", "--admin-address", admin)
-	if code != 0 || !strings.Contains(out, "shop/web/TCP/80") || !strings.Contains(out, "10.244.1.10:80") {
-		t.Fatalf("status table: exit %d\n%s", code, out)
+	outb, err := ns.Cmd(binary, "status", "--admin-address", admin).CombinedOutput()
+	out := string(outb)
+	if err != nil || !strings.Contains(out, "shop/web/TCP/80") || !strings.Contains(out, "10.244.1.10:80") {
+		t.Fatalf("status table: %v\n%s", err, out)
 	}
-	out, code = runCLI(t, "status", "-o", "json", "--config", cfg)
+	outb, err = ns.Cmd(binary, "status", "-o", "json", "--config", cfg).Output()
 	var rep status.Report
-	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || len(rep.VirtualServices) != 2 {
-		t.Fatalf("status -o json: exit %d\n%s", code, out)
+	if err != nil || json.Unmarshal(outb, &rep) != nil || len(rep.VirtualServices) != 2 {
+		t.Fatalf("status -o json: %v\n%s", err, outb)
+	}
+	if !rep.VirtualServices[0].Programmed || rep.Dataplane == nil || rep.Dataplane.Interface != "edge-vip0" {
+		t.Fatalf("virtual services not programmed in the namespace: %+v %+v", rep.VirtualServices, rep.Dataplane)
+	}
+	if addrs := ns.MustRun("ip", "-4", "addr", "show", "dev", "edge-vip0"); !strings.Contains(addrs, "10.200.0.10/32") {
+		t.Fatalf("VIP not on edge-vip0:\n%s", addrs)
 	}
 
 	// Change the file: the new real must show up.
@@ -226,15 +224,9 @@ spec: {vsIP: 10.200.0.10, ports: [{port: 80}], realServers: [{ip: 10.244.1.10}, 
 		return len(r.SourceErrors) == 1 && strings.Contains(r.SourceErrors[0].Error, "spec.ports[0].port") && len(r.VirtualServices) == 1
 	})
 
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body bytes.Buffer
-	body.ReadFrom(resp.Body)
-	resp.Body.Close()
+	body := ns.MustRun("curl", "-sf", "http://"+metricsAddr+"/metrics")
 	for _, m := range []string{"edgeagent_build_info{", "go_goroutines", "process_resident_memory_bytes", "edgeagent_virtual_services 1", "edgeagent_source_bad_objects 1"} {
-		if !strings.Contains(body.String(), m) {
+		if !strings.Contains(body, m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
 	}
@@ -250,5 +242,14 @@ spec: {vsIP: 10.200.0.10, ports: [{port: 80}], realServers: [{ip: 10.244.1.10}, 
 	}
 	if !strings.Contains(logs.String(), "msg=stopped") {
 		t.Fatalf("no clean stop in the log:\n%s", logs.String())
+	}
+
+	// cleanup leaves the namespace with no trace of the agent.
+	ns.MustRun(binary, "cleanup", "--config", cfg)
+	if out, _ := ns.Run("ip", "link", "show", "edge-vip0"); !strings.Contains(out, "does not exist") {
+		t.Fatalf("edge-vip0 still there after cleanup: %s", out)
+	}
+	if out := ns.MustRun("iptables-save"); strings.Contains(out, "EDGE-") {
+		t.Fatalf("EDGE- rules left after cleanup:\n%s", out)
 	}
 }
