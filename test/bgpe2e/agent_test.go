@@ -199,11 +199,6 @@ func edgeRoutes(bed *testbed.Bed) string {
 	return out
 }
 
-// dataplaneBuilt reports whether this build programs VIPs (the dataplane
-// issue); without it the client cannot reach a VIP and the curl checks are
-// skipped.
-func dataplaneBuilt(rep status.Report) bool { return rep.Dataplane != nil }
-
 func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 	t.Parallel()
 	bed := testbed.Up(t, testbed.Options{})
@@ -236,14 +231,10 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 	if len(rep.LearnedRoutes) != 1 || rep.LearnedRoutes[0].Prefix != "10.244.1.0/24" {
 		t.Errorf("learnedRoutes = %+v", rep.LearnedRoutes)
 	}
-	if dataplaneBuilt(rep) {
-		testbed.Poll(t, 10*time.Second, "curl from the client to the VIP", func() (bool, string) {
-			out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
-			return err == nil && strings.TrimSpace(out) == "pod1", out
-		})
-	} else {
-		t.Log("no dataplane in this build: the client-to-VIP curl is not checked")
-	}
+	testbed.Poll(t, 10*time.Second, "curl from the client to the VIP", func() (bool, string) {
+		out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
+		return err == nil && strings.TrimSpace(out) == "pod1", out
+	})
 
 	if err := os.Remove(routeFile); err != nil {
 		t.Fatal(err)
@@ -324,11 +315,10 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return ok, out
 	})
-	rep, err := a.status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	withTraffic := dataplaneBuilt(rep)
+	testbed.Poll(t, 10*time.Second, "curl from the client to the VIP", func() (bool, string) {
+		out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
+		return err == nil && strings.TrimSpace(out) == "pod1", out
+	})
 
 	stop := make(chan struct{})
 	var missing, requests, failed atomic.Int64
@@ -348,24 +338,22 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	if withTraffic {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				requests.Add(1)
-				out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
-				if err != nil || strings.TrimSpace(out) != "pod1" {
-					failed.Add(1)
-				}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
 			}
-		}()
-	}
+			requests.Add(1)
+			out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
+			if err != nil || strings.TrimSpace(out) != "pod1" {
+				failed.Add(1)
+			}
+		}
+	}()
 
 	a.kill()
 	testbed.Poll(t, 10*time.Second, "BIRD to notice", func() (bool, string) {
@@ -398,13 +386,9 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 	if n := missing.Load(); n > 0 {
 		t.Errorf("BIRD lacked the VIP in %d polls (withdrawn during the restart)", n)
 	}
-	if withTraffic {
-		t.Logf("%d requests, %d failed", requests.Load(), failed.Load())
-		if failed.Load() > 0 {
-			t.Errorf("%d of %d requests failed across the restart", failed.Load(), requests.Load())
-		}
-	} else {
-		t.Log("no dataplane in this build: the client request loop is not run")
+	t.Logf("%d requests, %d failed", requests.Load(), failed.Load())
+	if failed.Load() > 0 || requests.Load() == 0 {
+		t.Errorf("%d of %d requests failed across the restart", failed.Load(), requests.Load())
 	}
 	if out := edgeRoutes(bed); !strings.Contains(out, "10.244.1.0/24 via "+calico) {
 		t.Errorf("learned route after restart:\n%s", out)
