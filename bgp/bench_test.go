@@ -3,6 +3,7 @@ package bgp
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,5 +152,41 @@ func Benchmark10kVIPs(b *testing.B) {
 		b.ReportMetric(announced.Seconds(), "announce-rtt-s")
 		b.ReportMetric(all.Seconds(), "all-in-bird-s")
 		b.ReportMetric(gone.Seconds(), "all-withdrawn-s")
+	}
+}
+
+// The speaker's own memory with 10,000 advertised VIPs and 1,000 learned
+// routes installed in the kernel (FRR announces them).
+func BenchmarkSpeakerMemory(b *testing.B) {
+	var nets []string
+	for i := range 1000 {
+		nets = append(nets, fmt.Sprintf("10.244.%d.%d/28", 128+i/16, (i%16)*16))
+	}
+	bed := testbed.Up(b, testbed.Options{FRRNetworks: strings.Join(nets, " ")})
+	d := startSpeakerd(b, bed, bedConfig(), bedPeers(bed, true))
+	routes := make([]model.VIPRoute, 10000)
+	for i := range routes {
+		routes[i] = vipN(i)
+	}
+	for b.Loop() {
+		d.announce(routes...)
+		waitEstablished(b, d, bed.Env["CALICO1_IP"], bed.Env["FRR_IP"])
+		testbed.Poll(b, 30*time.Second, "10,000 routes in BIRD", func() (bool, string) {
+			n := birdCount(bed)
+			return n == 10000, fmt.Sprint(n)
+		})
+		testbed.Poll(b, 30*time.Second, "1,001 learned routes installed", func() (bool, string) {
+			n := len(d.call(speakerdReq{Op: "learned"}).Learned)
+			return n == 1001, fmt.Sprint(n)
+		})
+		heap := d.call(speakerdReq{Op: "memstats"}).HeapInuse
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+		for _, l := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "RssAnon:") {
+				kb, _ := strconv.Atoi(f[1])
+				b.ReportMetric(float64(kb)/1024, strings.ToLower(strings.TrimSuffix(f[0], ":"))+"-MiB")
+			}
+		}
+		b.ReportMetric(float64(heap)/(1<<20), "heap-inuse-after-gc-MiB")
 	}
 }

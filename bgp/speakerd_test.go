@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,8 @@ type speakerdResp struct {
 	Advertised map[string]bool       `json:"advertised,omitempty"`
 	Metrics    string                `json:"metrics,omitempty"`
 	Elapsed    time.Duration         `json:"elapsed,omitempty"`
+	// HeapInuse is runtime.MemStats.HeapInuse after a GC ("memstats").
+	HeapInuse uint64 `json:"heapInuse,omitempty"`
 }
 
 func speakerdMain(spec string) int {
@@ -111,6 +114,11 @@ func speakerdMain(spec string) int {
 				_, _ = expfmt.MetricFamilyToText(&b, mf)
 			}
 			resp.Metrics = b.String()
+		case "memstats":
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			resp.HeapInuse = ms.HeapInuse
 		case "stop":
 			err = s.Stop(ctx, req.Withdraw)
 		default:

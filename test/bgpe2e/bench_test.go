@@ -138,7 +138,17 @@ spec:
 		})
 		pid := a.cmd.Process.Pid
 		rss, hwm := procStatus(pid, "VmRSS"), procStatus(pid, "VmHWM")
+		if out, err := bed.Exec("edge", "curl", "-s", "http://127.0.0.1:19560/metrics"); err == nil {
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) == 2 && (f[0] == "go_memstats_heap_inuse_bytes" || f[0] == "go_memstats_heap_alloc_bytes" || f[0] == "go_memstats_sys_bytes") {
+					v, _ := strconv.ParseFloat(f[1], 64)
+					b.ReportMetric(v/(1<<20), strings.TrimPrefix(f[0], "go_memstats_")+"-MiB")
+				}
+			}
+		}
 		b.ReportMetric(float64(rss)/1024, "rss-MiB")
+		b.ReportMetric(float64(procStatus(pid, "RssAnon"))/1024, "rss-anon-MiB")
+		b.ReportMetric(float64(procStatus(pid, "RssFile"))/1024, "rss-file-MiB")
 		b.ReportMetric(float64(hwm)/1024, "peak-rss-MiB")
 		b.ReportMetric(ready.Seconds(), "start-to-10k-in-bird-s")
 		a.kill()
