@@ -91,3 +91,35 @@ func TestSpeakerInProcess(t *testing.T) {
 		t.Error("Announce after Stop must fail")
 	}
 }
+
+// Discovered peers join the configured ones; the configuration wins on a
+// shared address; nothing connects before the first Announce.
+func TestSetDiscoveredPeers(t *testing.T) {
+	s, err := New(Config{ASN: 64512, RouterID: "192.0.2.100", ListenPort: -1}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	conf := Peer{Address: netip.MustParseAddr("192.0.2.1"), Password: "x"}
+	if err := s.Start(ctx, []Peer{conf}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx, false)
+	err = s.SetDiscoveredPeers(ctx, []Peer{
+		{Address: netip.MustParseAddr("192.0.2.1"), Source: "node/a"},
+		{Address: netip.MustParseAddr("192.0.2.2"), ASN: 65000, Source: "node/b"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := s.Neighbors()
+	if len(n) != 2 || n[0].Source != "config" || n[1].Source != "node/b" || n[1].ASN != 65000 || n[0].ASN != 64512 {
+		t.Errorf("neighbors = %+v", n)
+	}
+	if err := s.SetDiscoveredPeers(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Neighbors(); len(n) != 1 || n[0].Address != "192.0.2.1" {
+		t.Errorf("after the node left: %+v", n)
+	}
+}

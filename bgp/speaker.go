@@ -62,10 +62,13 @@ type Speaker struct {
 	gateOpen bool
 	gate     chan struct{} // closed when sessions may open
 	wanted   []Peer        // desired peers, defaults applied
-	peers    map[netip.Addr]Peer
-	paths    map[netip.Prefix]string // advertised VIP → attribute key
-	peerInfo map[string]*peerInfo
-	routerID string
+	// configured are the peers given to Start, discovered the last set
+	// given to SetDiscoveredPeers; wanted is their merge.
+	configured, discovered []Peer
+	peers                  map[netip.Addr]Peer
+	paths                  map[netip.Prefix]string // advertised VIP → attribute key
+	peerInfo               map[string]*peerInfo
+	routerID               string
 }
 
 // peerInfo is what the speaker tracks per neighbor beyond GoBGP's state.
@@ -173,6 +176,7 @@ func (s *Speaker) Start(ctx context.Context, peers []Peer) error {
 	s.mu.Lock()
 	s.routerID = routerID
 	s.wanted = wanted
+	s.configured = slices.Clone(peers)
 	s.mu.Unlock()
 
 	events := make(chan *api.WatchEventResponse_PeerEvent, 256)
@@ -304,6 +308,22 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		return verr
 	}
 	return errors.Join(verr, s.applyPeers(ctx, false))
+}
+
+// SetDiscoveredPeers sets the peers found outside the configuration (the
+// Kubernetes Nodes matching bgp.nodePeers) and applies them together with
+// the configured ones. A discovered peer at the address of a configured one
+// is ignored: the configuration wins.
+func (s *Speaker) SetDiscoveredPeers(ctx context.Context, peers []Peer) error {
+	s.mu.Lock()
+	if slices.Equal(s.discovered, peers) {
+		s.mu.Unlock()
+		return nil
+	}
+	s.discovered = slices.Clone(peers)
+	merged := mergePeers(s.configured, peers)
+	s.mu.Unlock()
+	return s.SetPeers(ctx, merged)
 }
 
 func (s *Speaker) openGate(ctx context.Context) {

@@ -318,6 +318,23 @@ func diffPeers(cur map[netip.Addr]Peer, want []Peer) (peerChanges, error) {
 	return ch, errors.Join(errs...)
 }
 
+// mergePeers is the configured peers followed by the discovered ones whose
+// address no configured peer (nor an earlier discovered one) has.
+func mergePeers(configured, discovered []Peer) []Peer {
+	out := slices.Clone(configured)
+	seen := map[netip.Addr]bool{}
+	for _, p := range configured {
+		seen[p.Address.Unmap()] = true
+	}
+	for _, p := range discovered {
+		if a := p.Address.Unmap(); !seen[a] {
+			seen[a] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // validatePeer checks one peer after defaults.
 func validatePeer(p Peer) error {
 	switch {

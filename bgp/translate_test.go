@@ -202,3 +202,13 @@ func TestValidatePeer(t *testing.T) {
 		}
 	}
 }
+
+func TestMergePeers(t *testing.T) {
+	c1 := Peer{Address: netip.MustParseAddr("10.99.0.21"), Password: "x", Source: "config"}
+	n1 := Peer{Address: netip.MustParseAddr("10.99.0.21"), Source: "node/frr"}
+	n2 := Peer{Address: netip.MustParseAddr("10.99.0.12"), Source: "node/calico2"}
+	got := mergePeers([]Peer{c1}, []Peer{n1, n2, n2})
+	if len(got) != 2 || got[0] != c1 || got[1] != n2 {
+		t.Errorf("got %+v: want the configured peer to win and the node peer once", got)
+	}
+}
