@@ -198,6 +198,12 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	}
 
 	errs := map[string]error{}
+	// Peers first, so the first announcement opens every session at once.
+	if pd, ok := a.opts.Speaker.(peerDiscoverer); ok && a.opts.Config.BGP.NodePeers != nil {
+		if err := pd.SetDiscoveredPeers(ctx, nodePeers(a.opts.Config, snap.NodePeers)); err != nil {
+			a.log.Warn("bgp node peers", "err", err)
+		}
+	}
 	if dp := a.opts.Dataplane; dp != nil {
 		if err := dp.Reconcile(ctx, state); err != nil {
 			errs["dataplane"] = err

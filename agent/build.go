@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/healthcheck"
@@ -116,6 +117,18 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		Registerer:  reg,
 	})
 
+	// BGP starts last: it opens a listener and, once the first Announce
+	// comes, sessions; nothing after it may fail.
+	if cfg.BGP.Enabled == nil || *cfg.BGP.Enabled {
+		sp, err := startSpeaker(ctx, cfg, dp.Routes(), log, reg)
+		if err != nil {
+			return nil, errComponent("bgp", err)
+		}
+		opts.Speaker = sp
+		withdraw := cfg.BGP.WithdrawOnExit
+		b.Stop = func(ctx context.Context) error { return sp.Stop(ctx, withdraw) }
+	}
+
 	b.Agent = New(opts)
 	if iv := cfg.Dataplane.ResyncInterval.Duration; iv > 0 {
 		b.Loops = append(b.Loops, func(ctx context.Context) error {
@@ -123,6 +136,31 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		})
 	}
 	return b, nil
+}
+
+// The BGP speaker is the agent's Speaker.
+var _ Speaker = (*bgp.Speaker)(nil)
+
+// startSpeaker builds and starts the BGP speaker. Learned routes go into
+// the dataplane's kernel (routes) with the agent's route protocol. Sessions
+// open at the first Announce (after the source synced).
+func startSpeaker(ctx context.Context, cfg *config.Config, routes bgp.RouteInstaller, log *slog.Logger, reg prometheus.Registerer) (*bgp.Speaker, error) {
+	bcfg, peers, err := bgp.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := bgp.New(bcfg, bgp.Options{
+		Routes:     routes,
+		Registerer: reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := sp.Start(ctx, peers); err != nil {
+		return nil, err
+	}
+	return sp, nil
 }
 
 // resyncLoop makes the dataplane re-read the kernel now and then, so rules
