@@ -95,6 +95,26 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// contextSwitches sums the voluntary and involuntary context switches of
+// this process's threads.
+func contextSwitches() int {
+	n := 0
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		data, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasSuffix(strings.Fields(l+" x")[0], "ctxt_switches:") {
+				v, _ := strconv.Atoi(strings.Fields(l)[1])
+				n += v
+			}
+		}
+	}
+	return n
+}
+
 // cpuTime returns this process's user and system CPU time.
 func cpuTime() (user, sys time.Duration) {
 	var ru syscall.Rusage
@@ -177,10 +197,12 @@ func benchProberCPU(b *testing.B, typ model.HealthType) {
 	time.Sleep(interval)
 	count0, fail0 := probeCounts(b, reg)
 	user0, sys0 := cpuTime()
+	cs0 := contextSwitches()
 	wall0 := time.Now()
 	b.ResetTimer()
 	time.Sleep(window)
 	user1, sys1 := cpuTime()
+	cs := contextSwitches() - cs0
 	wall := time.Since(wall0)
 	user, sys := user1-user0, sys1-sys0
 	cpu := user + sys
@@ -199,10 +221,11 @@ func benchProberCPU(b *testing.B, typ model.HealthType) {
 	pct := 100 * cpu.Seconds() / wall.Seconds()
 	b.ReportMetric(pct, "%cpu")
 	b.ReportMetric(float64(count)/wall.Seconds(), "probes/s")
+	b.ReportMetric(float64(cs)/wall.Seconds(), "ctxsw/s")
 	b.ReportMetric(float64(applyFirst.Microseconds())/1000, "ms/apply-first")
 	b.ReportMetric(float64(applyAgain.Microseconds())/1000, "ms/apply-again")
-	b.Logf("%s to %s: %d reals every %v for %v: %d probes (%d failed), %v CPU (user %v, system %v) = %.2f%% of one core; %d reals down at the end; Apply of 10k reals %v first, %v again",
-		typ, benchAddr(), reals, interval, wall.Round(time.Millisecond), count, fail, cpu.Round(time.Millisecond), user.Round(time.Millisecond), sys.Round(time.Millisecond), pct, down, applyFirst, applyAgain)
+	b.Logf("%s to %s: %d reals every %v for %v: %d probes (%d failed), %v CPU (user %v, system %v) = %.2f%% of one core, %d context switches/s; %d reals down at the end; Apply of 10k reals %v first, %v again",
+		typ, benchAddr(), reals, interval, wall.Round(time.Millisecond), count, fail, cpu.Round(time.Millisecond), user.Round(time.Millisecond), sys.Round(time.Millisecond), pct, int(float64(cs)/wall.Seconds()), down, applyFirst, applyAgain)
 	if fail > 0 || down > 0 {
 		b.Errorf("%d probes failed, %d reals down: the numbers measure failures, not probes", fail, down)
 	}
