@@ -106,7 +106,7 @@ func contextSwitches() int {
 			continue
 		}
 		for _, l := range strings.Split(string(data), "\n") {
-			if strings.HasSuffix(strings.Fields(l+" x")[0], "ctxt_switches:") {
+			if strings.HasSuffix(strings.Fields(l + " x")[0], "ctxt_switches:") {
 				v, _ := strconv.Atoi(strings.Fields(l)[1])
 				n += v
 			}
