@@ -57,6 +57,15 @@ test-deps:
 test: test-deps lint verify-generated build
 	EDGEAGENT_REQUIRE_APISERVER=1 $(GO) test $(TEST_FLAGS) ./...
 
+# The demo (hack/demo.sh; docs/demo.md): cluster mode when the apiserver
+# binaries are in K8S_BIN, else standalone (or force: DEMO_MODE=standalone).
+# It stays up after "make demo" (DEMO_KEEP=0: tear down at the end).
+demo:
+	hack/demo.sh up
+
+demo-down:
+	hack/demo.sh down
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
