@@ -57,8 +57,14 @@ CONFIG=$DIR/edgeagent.yaml
 KUBECONFIG_FILE=$DIR/k8s/kubeconfig
 
 T0=$SECONDS
-say() { printf '\n\033[1m==> %s\033[0m  (%ss)\n' "$*" "$((SECONDS - T0))"; }
+if [[ -t 1 ]]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
+say() { printf '\n%s==> %s%s  (%ss)\n' "$B" "$*" "$N" "$((SECONDS - T0))"; }
 info() { printf '    %s\n' "$*"; }
+# fds 8 and 9 keep the script's own stdout and stderr for the signal and exit
+# handlers: a trap runs inside whatever redirection was active (a poll sends
+# its check's output to /dev/null). Long-lived children get them closed, so a
+# pipe such as "make demo | tee log" ends when the script does.
+exec 8>&1 9>&2
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 # A poll's check sets FATAL (and fails) when waiting longer is pointless,
 # e.g. the process it waits for has exited.
@@ -66,7 +72,7 @@ FATAL=
 in_ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 testbed() {
   TESTBED_DIR=$DIR/testbed NS_PREFIX=$P CALICO_NODES=2 WITH_FRR=1 VIP_RANGE=$VIP_RANGE \
-    POD_PORT=$POD_PORT "$ROOT/hack/testbed/topology.sh" "$@"
+    POD_PORT=$POD_PORT "$ROOT/hack/testbed/topology.sh" "$@" 8>&- 9>&-
 }
 kctl() { in_ns "$EDGE" kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 agentctl() { in_ns "$EDGE" "$BIN" "$@"; }
@@ -105,7 +111,7 @@ spawn() {
   local name=$1 ns=$2; shift 2
   rm -f "$DIR/$name.pid"
   ip netns exec "$ns" setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$DIR/$name.pid" "$@" \
-    </dev/null >"$DIR/$name.log" 2>&1 &
+    </dev/null >"$DIR/$name.log" 2>&1 8>&- 9>&- &
   wait_quiet 5 test -s "$DIR/$name.pid" || die "$name did not start; see $DIR/$name.log"
 }
 wait_quiet() { # like wait_for, silent, returns 1 on timeout
@@ -341,6 +347,11 @@ frr_has() {
   out=$(vtysh_frr -c "show ip bgp $1") || return 1
   grep -q "$EDGE_IP" <<<"$out" && ! grep -q "not in table" <<<"$out"
 }
+edge_has_blocks() {
+  local out
+  out=$(ip -n "$EDGE" route show proto 237)
+  grep -q "10.244.1.0/24 via ${CALICO_IPS[0]}" <<<"$out" && grep -q "10.244.2.0/24 via ${CALICO_IPS[1]}" <<<"$out"
+}
 curl_ok() { in_ns "$CLIENT" curl -fsS --max-time 2 "http://$1/" >/dev/null; }
 lbr_ready() {
   [[ $(kctl get lbr -n shop -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}') == "True True " ]]
@@ -402,10 +413,11 @@ do_up() {
 
   say "waiting for the agent's work"
   wait_for 60 "3 BGP neighbors established (calico1, calico2, frr1)" neighbors_established
-  wait_for 30 "calico1 learned $WEB_VIP/32 via the edge" bird_has 1 "$WEB_VIP/32"
-  wait_for 30 "calico2 learned $WEB_VIP/32 via the edge" bird_has 2 "$WEB_VIP/32"
-  wait_for 30 "frr1 learned $WEB_VIP/32 via the edge" frr_has "$WEB_VIP/32"
-  wait_for 30 "frr1 learned $API_VIP/32 via the edge" frr_has "$API_VIP/32"
+  local vips="$WEB_VIP/32 and $API_VIP/32"
+  wait_for 30 "calico1 learned $vips via the edge" eval "bird_has 1 $WEB_VIP/32 && bird_has 1 $API_VIP/32"
+  wait_for 30 "calico2 learned $vips via the edge" eval "bird_has 2 $WEB_VIP/32 && bird_has 2 $API_VIP/32"
+  wait_for 30 "frr1 learned $vips via the edge" eval "frr_has $WEB_VIP/32 && frr_has $API_VIP/32"
+  wait_for 30 "the edge learned both pod blocks (kernel, proto 237)" edge_has_blocks
   wait_for 30 "the client reaches $WEB_VIP and $API_VIP" eval "curl_ok $WEB_VIP && curl_ok $API_VIP"
   if [[ $MODE == cluster ]]; then
     wait_for 60 "kubectl get lbr: both LBRoutes READY=True (written by the agent)" lbr_ready
@@ -489,6 +501,7 @@ EOF
 
 on_signal() {
   trap - INT TERM EXIT
+  exec 1>&8 2>&9
   echo
   echo "demo: interrupted; tearing down" >&2
   do_down
@@ -497,6 +510,7 @@ on_signal() {
 on_exit() {
   local rc=$?
   trap - INT TERM EXIT
+  exec 1>&8 2>&9
   ((rc == 0)) && return
   echo "demo: failed (exit $rc)" >&2
   local f
