@@ -440,6 +440,7 @@ do_show() {
   mode=$(cat "$DIR/mode" 2>/dev/null) || die "no demo running (make demo)"
   say "edgeagent status  (ip netns exec $EDGE bin/edgeagent status)"
   agentctl status --admin-address "$ADMIN" | sed 's/^/    /'
+  info "(frr1: received 1, accepted 0: its 10.250.0.0/24 lies outside importCIDRs 10.244.0.0/16)"
 
   say "what each peer learned from the edge ($EDGE_IP)"
   for n in 1 2; do
@@ -486,7 +487,11 @@ EOF
     cat <<EOF
     $kc get lbr -A
     $kc -n shop describe lbr web
+    $kc get edgenodestatuses
+    # take pod2 out of Service web (the agent drops that real):
     $kc -n shop patch endpointslice web-demo --type=json -p '[{"op":"remove","path":"/endpoints/1"}]'
+    # a VIP outside the pool: refused with field and reason, READY=False, the rest carries on:
+    printf 'apiVersion: apv.arraynetworks.com/v1alpha1\nkind: LBRoute\nmetadata: {name: bad, namespace: shop}\nspec:\n  vsIP: 192.0.2.1\n  ports: [{port: 80}]\n  realServers: [{ip: ${POD_IPS[0]}}]\n' | $kc apply -f -
 EOF
   else
     cat <<EOF
