@@ -44,8 +44,9 @@ lint:
 	$(GO) vet ./...
 
 # Where hack/get-apiserver.sh caches kube-apiserver and etcd (outside the
-# repository; cold build ~6 min on 2 cores, warm: instant).
-K8S_BIN     ?= /var/cache/edgeagent/k8s-bin
+# repository; cold build ~6 min on 2 cores, warm: instant). An
+# EDGEAGENT_K8S_BIN in the environment is honoured (the tests read it too).
+K8S_BIN     ?= $(or $(EDGEAGENT_K8S_BIN),/var/cache/edgeagent/k8s-bin)
 export EDGEAGENT_K8S_BIN := $(K8S_BIN)
 
 test-deps:
