@@ -57,7 +57,7 @@ CONFIG=$DIR/edgeagent.yaml
 KUBECONFIG_FILE=$DIR/k8s/kubeconfig
 
 T0=$SECONDS
-if [[ -t 1 ]]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
+if [[ -t 1 ]]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
 say() { printf '\n%s==> %s%s  (%ss)\n' "$B" "$*" "$N" "$((SECONDS - T0))"; }
 info() { printf '    %s\n' "$*"; }
 # fds 8 and 9 keep the script's own stdout and stderr for the signal and exit
@@ -110,6 +110,7 @@ alive() {
 spawn() {
   local name=$1 ns=$2; shift 2
   rm -f "$DIR/$name.pid"
+  # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
   ip netns exec "$ns" setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$DIR/$name.pid" "$@" \
     </dev/null >"$DIR/$name.log" 2>&1 8>&- 9>&- &
   wait_quiet 5 test -s "$DIR/$name.pid" || die "$name did not start; see $DIR/$name.log"
@@ -372,6 +373,7 @@ do_up() {
 
   say "installing dependencies (hack/install-deps.sh) and building the agent (make build)"
   "$ROOT/hack/install-deps.sh"
+  command -v go >/dev/null || die "go is not on PATH (the agent is built from source; Go 1.26)"
   make -s -C "$ROOT" build
   info "$("$BIN" version 2>/dev/null | head -n1)"
 
