@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/arraynetworks/edgeagent/translate"
@@ -66,6 +67,11 @@ type Agent struct {
 	errs     map[string]error // component → last error
 	synced   bool
 	lastSync time.Time
+
+	// damper holds back health-caused VIP announcement changes;
+	// dampDue is when the change it holds now becomes due (zero: none).
+	damper  *healthcheck.Damper
+	dampDue time.Time
 }
 
 // New builds an agent; Run starts it.
@@ -75,6 +81,7 @@ func New(opts Options) *Agent {
 		log:     cmp.Or(opts.Logger, slog.Default()),
 		errs:    map[string]error{},
 		trigger: make(chan struct{}, 1),
+		damper:  healthcheck.NewDamper(opts.Config.HealthCheck.HoldTime.Duration),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeagent_reconcile_total",
 			Help: "Reconciles of the whole desired state, by result.",
@@ -137,6 +144,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	// held fires when a VIP change the damper held back becomes due.
+	held := time.NewTimer(time.Hour)
+	held.Stop()
+	defer held.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -145,8 +156,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("source: %w", err)
 		case <-trigger:
 		case <-retry.C:
+		case <-held.C:
 		}
-		if err := a.Reconcile(ctx); err != nil {
+		err := a.Reconcile(ctx)
+		a.mu.Lock()
+		due := a.dampDue
+		a.mu.Unlock()
+		if due.IsZero() {
+			held.Stop()
+		} else {
+			held.Reset(time.Until(due))
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -237,27 +258,33 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 // announceable is the VIP routes to advertise: VIPs with an eligible real
 // and, when there is a dataplane, whose virtual services are programmed —
 // announcing a VIP the kernel cannot serve would attract traffic only to
-// drop it.
+// drop it. Health-caused changes pass the damper, so a flapping real moves
+// a route at most once per hold time (healthCheck.holdTime); the agent
+// reconciles again when a held change becomes due. Programming is not
+// damped.
 func (a *Agent) announceable(state model.State) []model.VIPRoute {
-	routes := state.Announceable()
-	if a.opts.Dataplane == nil {
-		return routes
+	prog := func(*model.VirtualService) bool { return true }
+	if a.opts.Dataplane != nil {
+		p := a.opts.Dataplane.Programmed()
+		prog = func(vs *model.VirtualService) bool { return p[vs.Key()] }
 	}
-	prog := a.opts.Dataplane.Programmed()
-	ok := map[netip.Addr]bool{}
+	healthy := map[netip.Addr]bool{}
 	for i := range state.Services {
 		vs := &state.Services[i]
-		if prog[vs.Key()] && len(vs.EligibleReals()) > 0 {
-			ok[vs.VIP] = true
-		}
+		healthy[vs.VIP] = healthy[vs.VIP] || len(vs.EligibleReals()) > 0
 	}
-	out := routes[:0]
-	for _, r := range routes {
-		if ok[r.Prefix.Addr()] {
-			out = append(out, r)
+	announce, due := a.damper.Update(time.Now(), healthy)
+	a.mu.Lock()
+	a.dampDue = due
+	a.mu.Unlock()
+	return state.RoutesWhere(func(vs *model.VirtualService) bool {
+		if !prog(vs) || !announce[vs.VIP] {
+			return false
 		}
-	}
-	return out
+		// A VIP held up although all its reals are down keeps the
+		// attributes of all its services.
+		return len(vs.EligibleReals()) > 0 || !healthy[vs.VIP]
+	})
 }
 
 func (a *Agent) routeReports() []watcher.RouteReport {

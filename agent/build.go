@@ -10,6 +10,7 @@ import (
 	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/dataplane"
+	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/translate"
 	"github.com/arraynetworks/edgeagent/watcher"
@@ -109,6 +110,12 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		opts.Appliance = ap
 		b.Loops = append(b.Loops, ap.Run)
 	}
+
+	opts.Prober = healthcheck.New(healthcheck.Options{
+		Concurrency: cfg.HealthCheck.Concurrency,
+		Logger:      log.With("component", "healthcheck"),
+		Registerer:  reg,
+	})
 
 	// BGP starts last: it opens a listener and, once the first Announce
 	// comes, sessions; nothing after it may fail.

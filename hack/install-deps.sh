@@ -2,7 +2,8 @@
 # Installs what the tests and the demo need on a Debian machine, idempotently:
 # a second run with everything present does nothing and takes milliseconds.
 #   bird2 (Calico's BGP daemon), frr (an FRR router peer), iptables, iproute2,
-#   conntrack, ipset, socat, curl, python3 (pod HTTP servers in the test bed).
+#   conntrack, ipset, socat, curl, python3 (pod HTTP servers in the test bed),
+#   ethtool (veth NAPI settings of hack/bench/healthcheck.sh).
 set -euo pipefail
 
 need=()
@@ -16,6 +17,7 @@ have ipset || need+=(ipset)
 have socat || need+=(socat)
 have curl || need+=(curl)
 have python3 || need+=(python3)
+have ethtool || need+=(ethtool)
 
 if ((${#need[@]} == 0)); then
   exit 0

@@ -18,11 +18,19 @@ type VIPRoute struct {
 // When several virtual services share a VIP, the attributes of the first one
 // (by key) win; communities are merged.
 func (s *State) Announceable() []VIPRoute {
+	return s.RoutesWhere(func(vs *VirtualService) bool { return len(vs.EligibleReals()) > 0 })
+}
+
+// RoutesWhere returns one host route per VIP of the virtual services keep
+// accepts, with the attributes of those services merged as in Announceable.
+// Callers that decide announcement by other rules (health damping, what the
+// kernel has programmed) use it to build the routes.
+func (s *State) RoutesWhere(keep func(*VirtualService) bool) []VIPRoute {
 	byVIP := map[netip.Addr]*VIPRoute{}
 	var order []netip.Addr
 	for i := range s.Services {
 		vs := &s.Services[i]
-		if len(vs.EligibleReals()) == 0 {
+		if !keep(vs) {
 			continue
 		}
 		r, ok := byVIP[vs.VIP]
