@@ -4,6 +4,7 @@
 #   hack/demo.sh up       (make demo)       build, start, show, leave running
 #   hack/demo.sh down     (make demo-down)  remove everything; idempotent
 #   hack/demo.sh show                       print the "what is going on" part again
+#   hack/demo.sh pod stop|start N           stop / restart pod N's HTTP server
 #
 # "up" installs what it needs (hack/install-deps.sh), builds bin/edgeagent,
 # builds the test bed (hack/testbed/topology.sh: an edge node, two Calico
@@ -353,6 +354,13 @@ edge_has_blocks() {
   out=$(ip -n "$EDGE" route show proto 237)
   grep -q "10.244.1.0/24 via ${CALICO_IPS[0]}" <<<"$out" && grep -q "10.244.2.0/24 via ${CALICO_IPS[1]}" <<<"$out"
 }
+reals_healthy() { # every real of both virtual services probed healthy
+  status_json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+reals = [x for v in r.get("virtualServices") or [] for x in v.get("reals") or []]
+sys.exit(0 if len(reals) == 4 and all(x.get("healthy") for x in reals) else 1)'
+}
 curl_ok() { in_ns "$CLIENT" curl -fsS --max-time 2 "http://$1/" >/dev/null; }
 lbr_ready() {
   [[ $(kctl get lbr -n shop -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}') == "True True " ]]
@@ -420,6 +428,7 @@ do_up() {
   wait_for 30 "calico2 learned $vips via the edge" eval "bird_has 2 $WEB_VIP/32 && bird_has 2 $API_VIP/32"
   wait_for 30 "frr1 learned $vips via the edge" eval "frr_has $WEB_VIP/32 && frr_has $API_VIP/32"
   wait_for 30 "the edge learned both pod blocks (kernel, proto 237)" edge_has_blocks
+  wait_for 30 "health checks: all 4 reals up" reals_healthy
   wait_for 30 "the client reaches $WEB_VIP and $API_VIP" eval "curl_ok $WEB_VIP && curl_ok $API_VIP"
   if [[ $MODE == cluster ]]; then
     wait_for 60 "kubectl get lbr: both LBRoutes READY=True (written by the agent)" lbr_ready
@@ -501,6 +510,8 @@ EOF
 EOF
   fi
   cat <<EOF
+    hack/demo.sh pod stop 2 (pod2's server stops: its real goes DOWN, requests go to pod1)
+    hack/demo.sh pod start 2
     hack/demo.sh show       (print all of the above again)
     make demo-down          (remove everything)
 EOF
@@ -555,9 +566,34 @@ do_down() {
   echo "demo: down"
 }
 
+# do_pod stop|start N: stop or restart pod N's HTTP server, to watch the
+# health checks take the real out and put it back.
+do_pod() {
+  local n=${2:-}
+  [[ -e $DIR/mode ]] || die "no demo running (make demo)"
+  [[ $n == 1 || $n == 2 ]] || die "usage: $0 pod stop|start 1|2"
+  case ${1:-} in
+    stop)
+      local f=$DIR/testbed/pod$n/http.pid
+      alive "$f" && kill "$(<"$f")"
+      wait_quiet 5 eval "! alive $f" || die "pod$n's server did not stop"
+      echo "demo: pod$n's HTTP server stopped"
+      wait_for 30 "the agent's health checks marked ${POD_IPS[n-1]} down" eval "! reals_healthy"
+      agentctl status --admin-address "$ADMIN" | sed -n '/^Virtual services/,/^$/p' | sed 's/^/    /'
+      ;;
+    start)
+      testbed up >/dev/null 2>&1 # idempotent: restarts what is missing
+      echo "demo: pod$n's HTTP server running again"
+      wait_for 30 "the agent's health checks: all reals up" reals_healthy
+      ;;
+    *) die "usage: $0 pod stop|start 1|2" ;;
+  esac
+}
+
 case ${1:-} in
   up) do_up ;;
   down) do_down ;;
   show) do_show; hints ;;
-  *) echo "usage: $0 up|down|show" >&2; exit 2 ;;
+  pod) shift; do_pod "$@" ;;
+  *) echo "usage: $0 up|down|show|pod stop|start N" >&2; exit 2 ;;
 esac
