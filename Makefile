@@ -44,8 +44,9 @@ lint:
 	$(GO) vet ./...
 
 # Where hack/get-apiserver.sh caches kube-apiserver and etcd (outside the
-# repository; cold build ~6 min on 2 cores, warm: instant).
-K8S_BIN     ?= /var/cache/edgeagent/k8s-bin
+# repository; cold build ~6 min on 2 cores, warm: instant). An
+# EDGEAGENT_K8S_BIN in the environment is honoured (the tests read it too).
+K8S_BIN     ?= $(or $(EDGEAGENT_K8S_BIN),/var/cache/edgeagent/k8s-bin)
 export EDGEAGENT_K8S_BIN := $(K8S_BIN)
 
 test-deps:
@@ -56,6 +57,15 @@ test-deps:
 # The apiserver tests must not skip here: test-deps built the binaries.
 test: test-deps lint verify-generated build
 	EDGEAGENT_REQUIRE_APISERVER=1 $(GO) test $(TEST_FLAGS) ./...
+
+# The demo (hack/demo.sh; docs/demo.md): cluster mode when the apiserver
+# binaries are in K8S_BIN, else standalone (or force: DEMO_MODE=standalone).
+# It stays up after "make demo" (DEMO_KEEP=0: tear down at the end).
+demo:
+	hack/demo.sh up
+
+demo-down:
+	hack/demo.sh down
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
