@@ -42,6 +42,9 @@ type Options struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// NoStartupGrace damps health changes from the very start instead of
+	// after the first hold time (tests of the damping itself).
+	NoStartupGrace bool
 	// MinBackoff and MaxBackoff bound the retry delay after a failed
 	// reconcile; defaults 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
@@ -81,7 +84,7 @@ func New(opts Options) *Agent {
 		log:     cmp.Or(opts.Logger, slog.Default()),
 		errs:    map[string]error{},
 		trigger: make(chan struct{}, 1),
-		damper:  healthcheck.NewDamper(opts.Config.HealthCheck.HoldTime.Duration),
+		damper:  newDamper(opts.Config.HealthCheck.HoldTime.Duration, opts.NoStartupGrace),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeagent_reconcile_total",
 			Help: "Reconciles of the whole desired state, by result.",
@@ -110,6 +113,16 @@ func New(opts Options) *Agent {
 		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected)
 	}
 	return a
+}
+
+// newDamper damps health-caused announcement changes, except during the
+// first hold time after start (see healthcheck.Damper.SetGrace).
+func newDamper(hold time.Duration, noGrace bool) *healthcheck.Damper {
+	d := healthcheck.NewDamper(hold)
+	if !noGrace {
+		d.SetGrace(time.Now().Add(hold))
+	}
+	return d
 }
 
 // Trigger asks for a reconcile soon; it never blocks, and requests made

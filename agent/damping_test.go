@@ -130,7 +130,7 @@ spec:
 	cfg.HealthCheck.HoldTime.Duration = hold
 	pr := &switchProber{healthy: true, ready: make(chan struct{})}
 	sp := &recordingSpeaker{}
-	a := New(Options{Config: cfg, Source: &staticSource{routes: []*v1alpha1.LBRoute{&rt}}, Prober: pr, Speaker: sp,
+	a := New(Options{Config: cfg, Source: &staticSource{routes: []*v1alpha1.LBRoute{&rt}}, Prober: pr, Speaker: sp, NoStartupGrace: true,
 		Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

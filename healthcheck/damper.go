@@ -19,8 +19,9 @@ import (
 type Damper struct {
 	hold time.Duration
 
-	mu   sync.Mutex
-	vips map[netip.Addr]*damped
+	mu    sync.Mutex
+	vips  map[netip.Addr]*damped
+	grace time.Time
 }
 
 type damped struct {
@@ -32,6 +33,17 @@ type damped struct {
 // damping.
 func NewDamper(hold time.Duration) *Damper {
 	return &Damper{hold: hold, vips: map[netip.Addr]*damped{}}
+}
+
+// SetGrace lets health changes through undamped until t: they do not start
+// the hold clock. The agent sets it to its start plus one hold time,
+// because at start health is still settling — the first probes can fail
+// only because BGP has not yet installed the routes to the pods — and a VIP
+// withdrawn by that must not then be held off for a whole hold time.
+func (d *Damper) SetGrace(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.grace = t
 }
 
 // Update takes, for every VIP in the desired state, whether health says it
@@ -54,6 +66,9 @@ func (d *Damper) Update(now time.Time, want map[netip.Addr]bool) (map[netip.Addr
 		case st.up == w:
 		case st.changed.IsZero() || now.Sub(st.changed) >= d.hold:
 			st.up, st.changed = w, now
+			if now.Before(d.grace) {
+				st.changed = time.Time{}
+			}
 		default:
 			at := st.changed.Add(d.hold)
 			if due.IsZero() || at.Before(due) {

@@ -112,3 +112,24 @@ func TestDamperZeroHoldFollowsHealth(t *testing.T) {
 		}
 	}
 }
+
+// During the start-up grace health changes pass at once and start no hold:
+// a VIP withdrawn because the first probes ran before the pod routes were
+// learned comes back as soon as the reals answer.
+func TestDamperStartupGrace(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d := NewDamper(10 * time.Second)
+	d.SetGrace(t0.Add(10 * time.Second))
+	d.Update(t0, map[netip.Addr]bool{vipA: true})
+	if got, _ := d.Update(t0.Add(2*time.Second), map[netip.Addr]bool{vipA: false}); got[vipA] {
+		t.Fatal("withdrawal held during the grace")
+	}
+	if got, due := d.Update(t0.Add(3*time.Second), map[netip.Addr]bool{vipA: true}); !got[vipA] || !due.IsZero() {
+		t.Fatalf("recovery held during the grace: %v due %v", got, due)
+	}
+	// After the grace, damping is back.
+	d.Update(t0.Add(20*time.Second), map[netip.Addr]bool{vipA: false})
+	if got, due := d.Update(t0.Add(21*time.Second), map[netip.Addr]bool{vipA: true}); got[vipA] || due != t0.Add(30*time.Second) {
+		t.Fatalf("after the grace: %v due %v, want held until t0+30s", got, due)
+	}
+}
