@@ -59,6 +59,8 @@ type suite struct {
 	config string
 	agent  *agentproc.Agent
 	before nsState
+	// goodVIPs are the VIPs of the accepted routes so far.
+	goodVIPs []string
 	// figures for the summary at the end
 	results []string
 }
@@ -297,6 +299,7 @@ func TestEndToEnd(t *testing.T) {
 	s.writeConfig(t)
 	s.mustApply(t, s.route("shop", "web", vipWeb, s.bed.Env["POD1_IP"], s.bed.Env["POD2_IP"]))
 	s.mustApply(t, s.route("shop", "web2", vipWeb2, s.bed.Env["POD2_IP"]))
+	s.goodVIPs = []string{vipWeb, vipWeb2}
 	s.startAgent()
 	took := s.waitEstablished(t, 30*time.Second)
 	s.record("first start: every session established %s after the process started", took.Round(time.Millisecond))

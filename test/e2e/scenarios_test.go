@@ -132,6 +132,7 @@ func (s *suite) apiserverBlackhole(t *testing.T) {
 	// kubectl runs in the apiserver's namespace: the change lands while
 	// the edge cannot see it.
 	s.mustApply(t, s.route("shop", "late", vipLate, s.bed.Env["POD2_IP"]))
+	s.goodVIPs = append(s.goodVIPs, vipLate)
 	time.Sleep(time.Until(cut.Add(blackhole)))
 	rep, err = s.agent.Status()
 	if err != nil {
