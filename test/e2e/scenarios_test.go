@@ -158,6 +158,14 @@ func (s *suite) apiserverBlackhole(t *testing.T) {
 	bound := readIdleTimeout + pingTimeout + 2*time.Second
 	s.waitServing(t, vipLate, "pod2")
 	served := time.Since(healedAt)
+	// The status side recovers too: the leader (this agent, after
+	// re-acquiring its Lease) accepts the new route in its status.
+	testbed.Poll(t, 30*time.Second, "Accepted=True on the route created during the outage", func() (bool, string) {
+		out, err := s.api.Kubectl(t.Context(), "get", "lbr", "-n", "shop", "late", "-o",
+			`jsonpath={.status.conditions[?(@.type=="Accepted")].status}`)
+		return err == nil && strings.TrimSpace(out) == "True", out
+	})
+	accepted := time.Since(healedAt)
 	time.Sleep(settle)
 	failed := s.expectNoFailures(t, ls)
 	rep, _ = s.agent.Status()
@@ -167,8 +175,8 @@ func (s *suite) apiserverBlackhole(t *testing.T) {
 	if s.agent.PID() != pid || !s.agent.Alive() {
 		t.Error("the agent restarted during the outage")
 	}
-	s.record("apiserver blackholed %s: %d failed of %d requests; change made during the outage programmed %s after the path healed (bound %s = readIdleTimeout %s + pingTimeout %s + 2s), served by the client %s after",
-		blackhole, failed, s.requests(ls), took.Round(time.Millisecond), bound, readIdleTimeout, pingTimeout, served.Round(time.Millisecond))
+	s.record("apiserver blackholed %s: %d failed of %d requests; change made during the outage programmed %s after the path healed (bound %s = readIdleTimeout %s + pingTimeout %s + 2s), served by the client %s after, Accepted=True in its status %s after",
+		blackhole, failed, s.requests(ls), took.Round(time.Millisecond), bound, readIdleTimeout, pingTimeout, served.Round(time.Millisecond), accepted.Round(time.Millisecond))
 	if took > bound {
 		t.Errorf("the change took %s after the path healed, want <= %s", took, bound)
 	}
