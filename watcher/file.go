@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +38,7 @@ const DefaultNamespace = "default"
 // object lives on.
 type FileSource struct {
 	dir      string
+	absDir   string
 	validate func(*v1alpha1.LBRoute) model.Problems
 	ignore   map[string]bool
 	debounce time.Duration
@@ -74,8 +77,13 @@ func NewFileSource(opts FileOptions) (*FileSource, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("source dir %s: not a directory", opts.Dir)
 	}
+	absDir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("source dir: %w", err)
+	}
 	s := &FileSource{
 		dir:      opts.Dir,
+		absDir:   absDir,
 		ignore:   map[string]bool{},
 		validate: opts.Validate,
 		debounce: cmp.Or(opts.Debounce, 100*time.Millisecond),
@@ -128,8 +136,17 @@ func (s *FileSource) Run(ctx context.Context, changed func()) error {
 			if !isManifest(ev.Name) && ev.Name != s.dir {
 				continue
 			}
-			// Debounce: editors write a file in several steps (truncate,
-			// write, rename); reload once it is quiet.
+			// Fast path: a new or grown file whose every document is good
+			// is applied at once, additively (nothing is removed), so an
+			// LBRoute appears in milliseconds.
+			if ev.Op.Has(fsnotify.Write) || ev.Op.Has(fsnotify.Create) {
+				if s.loadAdditive(ev.Name) {
+					changed()
+				}
+			}
+			// Then debounce the full reload: editors write a file in several
+			// steps (truncate, write, rename), and only a quiet directory is
+			// trusted to remove objects.
 			if timer == nil {
 				timer = time.NewTimer(s.debounce)
 			} else {
@@ -245,6 +262,63 @@ func (s *FileSource) loadFile(path string) {
 		delete(s.errs, path)
 	}
 	s.files[path] = good
+}
+
+// loadAdditive applies one file's objects without removing any: it adds
+// new objects and updates changed ones, and only when the whole file
+// decodes and validates. A half-written file (empty, or cut mid-document)
+// therefore changes nothing here; the debounced full reload that follows
+// sees the finished file and also handles removals. It reports whether
+// anything changed.
+func (s *FileSource) loadAdditive(path string) bool {
+	if abs, err := filepath.Abs(path); err != nil || s.ignore[abs] || filepath.Dir(abs) != s.absDir {
+		return false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return false
+	}
+	good := map[string]*v1alpha1.LBRoute{}
+	for _, d := range Decode(data, DefaultNamespace) {
+		if d.Err != nil {
+			return false
+		}
+		if s.validate != nil && len(s.validate(d.Route)) > 0 {
+			return false
+		}
+		good[d.Route.Namespace+"/"+d.Route.Name] = d.Route
+	}
+	if len(good) == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.synced {
+		return false
+	}
+	cur := maps.Clone(s.files[path])
+	if cur == nil {
+		cur = map[string]*v1alpha1.LBRoute{}
+	}
+	changed := false
+	for key, rt := range good {
+		if s.owner(key, path) != "" {
+			return false
+		}
+		if old, ok := cur[key]; !ok || !equalRoutes(old, rt) {
+			cur[key], changed = rt, true
+		}
+	}
+	if changed {
+		s.files[path] = cur
+	}
+	return changed
+}
+
+func equalRoutes(a, b *v1alpha1.LBRoute) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
 }
 
 // owner returns another file that already defines key, if any.

@@ -175,3 +175,43 @@ func TestFileSourceWatches(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFileSourceFastPathIsAdditive: with the debounced reload held off, a
+// good new file still appears at once, and a truncated (empty) rewrite of
+// it removes nothing — removal waits for the quiet-period reload.
+func TestFileSourceFastPathIsAdditive(t *testing.T) {
+	dir := t.TempDir()
+	src, _ := NewFileSource(FileOptions{Dir: dir, Debounce: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed := make(chan struct{}, 100)
+	go src.Run(ctx, func() { changed <- struct{}{} })
+	<-changed
+
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(routeA), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a new file did not appear without the debounced reload")
+	}
+	if got := keys(src.Snapshot()); !slices.Equal(got, []string{"shop/a@10.200.0.1"}) {
+		t.Fatalf("snapshot %v", got)
+	}
+	// Truncate in place, as an editor's first write step does.
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(routeA[:len(routeA)/2]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+		t.Fatalf("a half-written file changed the snapshot: %v", keys(src.Snapshot()))
+	case <-time.After(300 * time.Millisecond):
+	}
+	if got := keys(src.Snapshot()); !slices.Equal(got, []string{"shop/a@10.200.0.1"}) {
+		t.Fatalf("snapshot %v after a half-written file", got)
+	}
+}
