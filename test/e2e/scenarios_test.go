@@ -133,6 +133,21 @@ func (s *suite) apiserverBlackhole(t *testing.T) {
 	// the edge cannot see it.
 	s.mustApply(t, s.route("shop", "late", vipLate, s.bed.Env["POD2_IP"]))
 	s.goodVIPs = append(s.goodVIPs, vipLate)
+	// The HTTP/2 health check finds the silent connection dead after
+	// readIdleTimeout + pingTimeout; the agent then reports it.
+	var detected time.Duration
+	for time.Since(cut) < blackhole-time.Second {
+		if rep, err := s.agent.Status(); err == nil && !rep.APIServer.Connected {
+			detected = time.Since(cut)
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if detected == 0 {
+		t.Errorf("the agent still reported its apiserver connection up %s into the blackhole", blackhole)
+	} else if bound := readIdleTimeout + pingTimeout + 2*time.Second; detected > bound {
+		t.Errorf("the agent found the dead connection %s into the blackhole, want <= %s", detected, bound)
+	}
 	time.Sleep(time.Until(cut.Add(blackhole)))
 	rep, err = s.agent.Status()
 	if err != nil {
@@ -175,8 +190,8 @@ func (s *suite) apiserverBlackhole(t *testing.T) {
 	if s.agent.PID() != pid || !s.agent.Alive() {
 		t.Error("the agent restarted during the outage")
 	}
-	s.record("apiserver blackholed %s: %d failed of %d requests; change made during the outage programmed %s after the path healed (bound %s = readIdleTimeout %s + pingTimeout %s + 2s), served by the client %s after, Accepted=True in its status %s after",
-		blackhole, failed, s.requests(ls), took.Round(time.Millisecond), bound, readIdleTimeout, pingTimeout, served.Round(time.Millisecond), accepted.Round(time.Millisecond))
+	s.record("apiserver blackholed %s: agent reported the connection down %s into it; %d failed of %d requests; change made during the outage programmed %s after the path healed (bound %s = readIdleTimeout %s + pingTimeout %s + 2s), served by the client %s after, Accepted=True in its status %s after",
+		blackhole, detected.Round(time.Millisecond), failed, s.requests(ls), took.Round(time.Millisecond), bound, readIdleTimeout, pingTimeout, served.Round(time.Millisecond), accepted.Round(time.Millisecond))
 	if took > bound {
 		t.Errorf("the change took %s after the path healed, want <= %s", took, bound)
 	}
