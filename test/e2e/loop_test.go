@@ -21,9 +21,10 @@ type loop struct {
 	total atomic.Int64
 	fails atomic.Int64
 
-	mu     sync.Mutex
-	seen   map[string]int
-	sample []string // the first failures, for the log
+	mu       sync.Mutex
+	seen     map[string]int
+	sample   []string  // the first failures, for the log
+	lastFail time.Time // when the latest failed request ended
 }
 
 // startLoop starts the requests; stopLoop ends them and returns the loop.
@@ -47,6 +48,7 @@ func startLoop(bed *testbed.Bed, vip string, want ...string) *loop {
 			l.mu.Lock()
 			if err != nil || !l.want[body] {
 				l.fails.Add(1)
+				l.lastFail = time.Now()
 				if len(l.sample) < 5 {
 					l.sample = append(l.sample, fmt.Sprintf("%s: %v %q", time.Now().Format("15:04:05.000"), err, body))
 				}
@@ -84,4 +86,11 @@ func (ls loops) stop() loops {
 		l.stopLoop()
 	}
 	return ls
+}
+
+// lastFailure is when the latest failed request ended (zero: none failed).
+func (l *loop) lastFailure() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastFail
 }

@@ -265,6 +265,16 @@ func (s *suite) birdRestart(t *testing.T) {
 	if web2.fails.Load() > 0 || web2.total.Load() == 0 {
 		t.Errorf("requests to the VIP behind the surviving node failed: %s", web2)
 	}
+	// web may fail only until pod1's health check takes it out: fallCount
+	// probes 1 s apart, each up to its 1 s timeout, plus slack for a
+	// loaded machine.
+	if last := web.lastFailure(); !last.IsZero() {
+		window := 2*time.Second + time.Second + 2*time.Second
+		if after := last.Sub(down); after > window {
+			t.Errorf("requests to %s still failed %s after calico1's BIRD stopped; pod1's health check should have taken it out within %s", vipWeb, after.Round(time.Millisecond), window)
+		}
+		t.Logf("last failed request to %s ended %s after the stop", vipWeb, last.Sub(down).Round(time.Millisecond))
+	}
 	s.record("calico1 BIRD orderly restart: %d failed of %d requests to %s (pod2, surviving node); %d failed of %d to %s (pod1+pod2, before pod1's health check fell); routes back %s after the stop",
 		web2.fails.Load(), web2.total.Load(), vipWeb2, web.fails.Load(), web.total.Load(), vipWeb, recovered.Round(time.Millisecond))
 	if !s.agent.Alive() {
