@@ -11,8 +11,8 @@ import (
 )
 
 // nsState is what `edgeagent cleanup` must restore in the edge namespace:
-// its iptables rules and chains, links, addresses, routes of every table and
-// policy rules.
+// its iptables rules and chains, links, addresses, routes of every table,
+// policy rules and the forwarding sysctls the dataplane may switch on.
 type nsState map[string]string
 
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)
@@ -72,5 +72,7 @@ func captureEdge(t *testing.T, bed *testbed.Bed) nsState {
 	run("routes", "ip", "route", "show", "table", "all")
 	run("routes6", "ip", "-6", "route", "show", "table", "all")
 	run("rules", "ip", "rule", "show")
+	run("rules6", "ip", "-6", "rule", "show")
+	run("sysctls", "sysctl", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 	return st
 }
