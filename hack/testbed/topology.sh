@@ -258,7 +258,10 @@ up_calico() { # up_calico N
     poll 10 birdc -s "$d/bird.ctl" show status || { say "BIRD on calico$n did not start"; exit 1; }
   fi
 
-  echo "pod$n" >"$DIR/pod$n/www/index.html"
+  # Written atomically: "up" also restarts stopped daemons while clients
+  # are being served, and a truncated page would read as a failed request.
+  echo "pod$n" >"$DIR/pod$n/www/.index.html.tmp"
+  mv -f "$DIR/pod$n/www/.index.html.tmp" "$DIR/pod$n/www/index.html"
   if ! alive "$DIR/pod$n/http.pid"; then
     # bash records its PID and execs the server, so the file holds the
     # server's own PID

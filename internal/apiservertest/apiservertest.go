@@ -62,6 +62,7 @@ type Server struct {
 	Kubeconfig string
 
 	netns string // "" = the test process's namespace
+	addr  string
 	procs []*exec.Cmd
 	done  []chan struct{}
 }
@@ -74,6 +75,11 @@ type Options struct {
 	// CRDDir is installed after start; default the repository's
 	// deploy/daemonset/crds. "-" installs nothing.
 	CRDDir string
+	// Address is the IP the apiserver listens on and advertises, and the
+	// one its serving certificate names (besides 127.0.0.1); default
+	// 127.0.0.1. With Netns, an address of that namespace lets other
+	// namespaces reach the server. etcd stays on loopback.
+	Address string
 }
 
 // BinDir returns the directory holding kube-apiserver and etcd, or an error
@@ -171,7 +177,13 @@ func StopShared() {
 // New starts etcd and kube-apiserver from binDir with state in dir and
 // waits until the apiserver is ready and the CRDs are established.
 func New(binDir, dir string, opts Options) (*Server, error) {
-	s := &Server{Dir: dir, netns: opts.Netns}
+	s := &Server{Dir: dir, netns: opts.Netns, addr: opts.Address}
+	if s.addr == "" {
+		s.addr = "127.0.0.1"
+	}
+	if net.ParseIP(s.addr) == nil {
+		return nil, fmt.Errorf("apiservertest: address %q is not an IP", s.addr)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -185,7 +197,7 @@ func New(binDir, dir string, opts Options) (*Server, error) {
 	}
 	etcdPort, peerPort, apiPort := ports[0], ports[1], ports[2]
 	s.Port = apiPort
-	s.URL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	s.URL = "https://" + net.JoinHostPort(s.addr, strconv.Itoa(apiPort))
 	if err := s.writeCredentials(); err != nil {
 		return nil, err
 	}
@@ -214,8 +226,8 @@ func New(binDir, dir string, opts Options) (*Server, error) {
 
 	apiArgs := []string{
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
-		"--bind-address", "127.0.0.1",
-		"--advertise-address", "127.0.0.1",
+		"--bind-address", s.addr,
+		"--advertise-address", s.addr,
 		// Without this the apiserver tries to reconcile the kubernetes
 		// Service endpoints for 127.0.0.1 and exits.
 		"--endpoint-reconciler-type", "none",
@@ -463,7 +475,7 @@ func (s *Server) writeCredentials() error {
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(s.addr)},
 		DNSNames:     []string{"localhost", "kubernetes.default.svc"},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)

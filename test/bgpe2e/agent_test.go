@@ -5,10 +5,8 @@
 package bgpe2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,54 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arraynetworks/edgeagent/internal/racecheck"
+	"github.com/arraynetworks/edgeagent/internal/agentproc"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
-	"github.com/arraynetworks/edgeagent/status"
 )
-
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// agentBinary builds cmd/edgeagent once per test run.
-func agentBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "edgeagent-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "edgeagent")
-		root := filepath.Dir(filepath.Dir(testbed.Script(t)))
-		root = filepath.Dir(root)
-		args := []string{"build", "-o", binary}
-		if os.Getenv("EDGEAGENT_E2E_RACE") == "1" {
-			args = append(args, "-race") // the agent's log is checked for races
-		}
-		cmd := exec.Command("go", append(args, "./cmd/edgeagent")...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
-
-// agent is one edgeagent process in the edge namespace.
-type agent struct {
-	t      testing.TB
-	bed    *testbed.Bed
-	config string
-	cmd    *exec.Cmd
-	log    string
-	done   chan struct{}
-}
 
 const adminAddr = "127.0.0.1:19561"
 
@@ -98,79 +51,10 @@ logLevel: debug
 	return path
 }
 
-func startAgent(t testing.TB, bed *testbed.Bed, config string, flags ...string) *agent {
+// startAgent runs the agent in the bed's edge namespace.
+func startAgent(t testing.TB, bed *testbed.Bed, config string, flags ...string) *agentproc.Agent {
 	t.Helper()
-	a := &agent{t: t, bed: bed, config: config, done: make(chan struct{})}
-	a.log = filepath.Join(filepath.Dir(config), fmt.Sprintf("agent-%d.log", time.Now().UnixNano()))
-	f, err := os.Create(a.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.cmd = bed.Command("edge", append([]string{agentBinary(t), "run", "--config", config}, flags...)...)
-	a.cmd.Stdout, a.cmd.Stderr = f, f
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = a.cmd.Wait()
-		f.Close()
-		close(a.done)
-	}()
-	t.Cleanup(func() {
-		a.kill()
-		if data, _ := os.ReadFile(a.log); len(racecheck.Unexpected(string(data))) > 0 {
-			t.Errorf("the race detector reported a data race in the agent:\n%s", racecheck.Unexpected(string(data))[0])
-		}
-		if t.Failed() {
-			data, _ := os.ReadFile(a.log)
-			s := string(data)
-			if len(s) > 15000 {
-				s = s[len(s)-15000:]
-			}
-			t.Logf("--- agent log %s (tail)\n%s", a.log, s)
-		}
-	})
-	return a
-}
-
-func (a *agent) kill() {
-	if a.cmd.Process != nil {
-		_ = a.cmd.Process.Kill()
-	}
-	<-a.done
-}
-
-func (a *agent) alive() bool {
-	select {
-	case <-a.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// status asks the running agent through the CLI, as an operator would.
-func (a *agent) status() (status.Report, error) {
-	var rep status.Report
-	out, err := a.bed.Exec("edge", agentBinary(a.t), "status", "-o", "json", "--config", a.config)
-	if err != nil {
-		return rep, fmt.Errorf("%v: %s", err, out)
-	}
-	err = json.Unmarshal([]byte(out), &rep)
-	return rep, err
-}
-
-func (a *agent) neighbor(addr string) status.Neighbor {
-	rep, err := a.status()
-	if err != nil {
-		return status.Neighbor{LastError: "status: " + err.Error()}
-	}
-	for _, n := range rep.Neighbors {
-		if n.Address == addr {
-			return n
-		}
-	}
-	return status.Neighbor{}
+	return agentproc.Start(t, bed, "edge", config, flags...)
 }
 
 func writeRoute(t testing.TB, config, name, vip string, bed *testbed.Bed) string {
@@ -220,11 +104,11 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 		return strings.Contains(out, "10.244.1.0/24 via "+calico), out
 	})
 	testbed.Poll(t, 10*time.Second, "status: both neighbors established", func() (bool, string) {
-		c, f := a.neighbor(calico), a.neighbor(frr)
+		c, f := a.Neighbor(calico), a.Neighbor(frr)
 		return c.State == "established" && f.State == "established" && c.Accepted == 1 && c.Advertised == 1,
 			fmt.Sprintf("calico %+v frr %+v", c, f)
 	})
-	rep, err := a.status()
+	rep, err := a.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +141,7 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 	bed.StopBird(1, false)
 	bed.StartBird()
 	testbed.Poll(t, 20*time.Second, "BIRD session back", func() (bool, string) {
-		n := a.neighbor(calico)
+		n := a.Neighbor(calico)
 		return n.State == "established", fmt.Sprintf("%+v", n)
 	})
 	testbed.Poll(t, 10*time.Second, "BIRD to have the VIP again", func() (bool, string) {
@@ -268,7 +152,7 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 		out := edgeRoutes(bed)
 		return strings.Contains(out, "10.244.1.0/24 via "+calico), out
 	})
-	if !a.alive() {
+	if !a.Alive() {
 		t.Fatal("the agent exited while BIRD restarted")
 	}
 }
@@ -282,17 +166,17 @@ func TestAgentMD5WithFRR(t *testing.T) {
 	a := startAgent(t, bed, cfg)
 	writeRoute(t, cfg, "web", "10.200.0.10", bed)
 	testbed.Poll(t, 30*time.Second, "status to say why FRR is down", func() (bool, string) {
-		n := a.neighbor(frr)
+		n := a.Neighbor(frr)
 		return n.State != "established" && strings.Contains(n.LastError, "MD5"), fmt.Sprintf("%+v", n)
 	})
-	out, _ := bed.Exec("edge", agentBinary(t), "status", "--config", cfg)
+	out, _ := bed.Exec("edge", agentproc.Binary(t), "status", "--config", cfg)
 	t.Logf("edgeagent status with the wrong password:\n%s", out)
-	a.kill()
+	a.Kill()
 
 	cfg = writeConfig(t, bed, dir, "edge-secret")
 	a = startAgent(t, bed, cfg)
 	testbed.Poll(t, 20*time.Second, "FRR session established with the right password", func() (bool, string) {
-		n := a.neighbor(frr)
+		n := a.Neighbor(frr)
 		return n.State == "established", fmt.Sprintf("%+v", n)
 	})
 	testbed.Poll(t, 10*time.Second, "FRR to have the VIP", func() (bool, string) {
@@ -355,7 +239,7 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 		}
 	}()
 
-	a.kill()
+	a.Kill()
 	testbed.Poll(t, 10*time.Second, "BIRD to notice", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return !strings.Contains(s, "Established"), s
@@ -403,17 +287,17 @@ func TestAgentSIGTERM(t *testing.T) {
 	cfg := writeConfig(t, bed, t.TempDir(), "")
 	writeRoute(t, cfg, "web", "10.200.0.10", bed)
 
-	term := func(a *agent) {
+	term := func(a *agentproc.Agent) {
 		t.Helper()
-		if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		if err := a.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-a.done:
+		case <-a.Done:
 		case <-time.After(15 * time.Second):
 			t.Fatal("agent did not exit on SIGTERM")
 		}
-		if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+		if code := a.Cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("exit code %d after SIGTERM", code)
 		}
 	}
@@ -435,7 +319,7 @@ func TestAgentSIGTERM(t *testing.T) {
 
 	a = startAgent(t, bed, cfg, "--withdraw-on-exit")
 	testbed.Poll(t, 20*time.Second, "the agent's session back", func() (bool, string) {
-		n := a.neighbor(bed.Env["CALICO1_IP"])
+		n := a.Neighbor(bed.Env["CALICO1_IP"])
 		return n.State == "established" && n.Advertised == 1, fmt.Sprintf("%+v", n)
 	})
 	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP again", inBird)

@@ -136,7 +136,7 @@ spec:
 			n := strings.Count(edgeRoutes(bed), "\n")
 			return n == 1001, fmt.Sprint(n) // 1,000 from FRR + calico1's block
 		})
-		pid := a.cmd.Process.Pid
+		pid := a.PID()
 		rss, hwm := procStatus(pid, "VmRSS"), procStatus(pid, "VmHWM")
 		if out, err := bed.Exec("edge", "curl", "-s", "http://127.0.0.1:19560/metrics"); err == nil {
 			for _, l := range strings.Split(out, "\n") {
@@ -151,6 +151,6 @@ spec:
 		b.ReportMetric(float64(procStatus(pid, "RssFile"))/1024, "rss-file-MiB")
 		b.ReportMetric(float64(hwm)/1024, "peak-rss-MiB")
 		b.ReportMetric(ready.Seconds(), "start-to-10k-in-bird-s")
-		a.kill()
+		a.Kill()
 	}
 }
