@@ -15,6 +15,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/arraynetworks/edgeagent/status"
+	"github.com/spf13/pflag"
 )
 
 // These tests drive the real binary, as a user would.
@@ -251,5 +252,36 @@ spec: {vsIP: 10.200.0.10, ports: [{port: 80}], realServers: [{ip: 10.244.1.10}, 
 	}
 	if out := ns.MustRun("iptables-save"); strings.Contains(out, "EDGE-") {
 		t.Fatalf("EDGE- rules left after cleanup:\n%s", out)
+	}
+}
+
+// Flags override the file, field by field; fields without a flag keep the
+// file's value.
+func TestFlagsOverrideFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte("nodeName: from-file\nbgp: {asn: 65000, peers: [{address: 10.0.0.1}]}\nhealthCheck: {holdTime: 3s}\n"), 0o644)
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	var ov overrides
+	ov.register(fs)
+	if err := fs.Parse([]string{"--node-name", "from-flag", "--bgp-peer", "10.0.0.9:64999:1179", "--healthcheck-concurrency", "7", "--bgp-node-peers", "edge=true"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(cfg, fs, &ov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.BGP.Peers
+	switch {
+	case c.NodeName != "from-flag":
+		t.Errorf("nodeName %q", c.NodeName)
+	case c.BGP.ASN != 65000:
+		t.Errorf("asn %d: the file's value must stay", c.BGP.ASN)
+	case len(p) != 1 || p[0].Address != "10.0.0.9" || p[0].ASN != 64999 || p[0].Port != 1179:
+		t.Errorf("peers %+v", p)
+	case c.HealthCheck.HoldTime.Duration != 3*time.Second || c.HealthCheck.Concurrency != 7:
+		t.Errorf("healthCheck %+v", c.HealthCheck)
+	case c.BGP.NodePeers == nil || c.BGP.NodePeers.LabelSelector != "edge=true":
+		t.Errorf("nodePeers %+v", c.BGP.NodePeers)
 	}
 }

@@ -30,6 +30,10 @@ type overrides struct {
 	readIdle, pingTimeout                       time.Duration
 	apvSync, apvScan                            time.Duration
 	metricsAddr, adminAddr, logLevel, logFormat string
+	resync, holdTime                            time.Duration
+	hcConcurrency                               int
+	k8sNamespace, nodePeerSelector              string
+	autoLBRoute, neighborStatus                 bool
 }
 
 func (o *overrides) register(fs *pflag.FlagSet) {
@@ -57,6 +61,13 @@ func (o *overrides) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.adminAddr, "admin-address", "127.0.0.1:9561", "admin listen address (/status, /healthz, /readyz)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&o.resync, "dataplane-resync-interval", 5*time.Minute, "how often the dataplane re-reads the kernel to repair what others removed (negative: never)")
+	fs.DurationVar(&o.holdTime, "healthcheck-hold-time", 10*time.Second, "least time between two health-caused changes of a VIP's announcement")
+	fs.IntVar(&o.hcConcurrency, "healthcheck-concurrency", 256, "health probes in flight at most")
+	fs.StringVar(&o.k8sNamespace, "kubernetes-namespace", "", "namespace of the leader-election Lease (default $POD_NAMESPACE, then edgeagent-system)")
+	fs.BoolVar(&o.autoLBRoute, "auto-lbroute", true, "create LBRoutes for LoadBalancer Services in namespaces labelled need-auto-LBRoute=true")
+	fs.BoolVar(&o.neighborStatus, "neighbor-status", true, "write this node's BGP sessions into an EdgeNodeStatus object")
+	fs.StringVar(&o.nodePeerSelector, "bgp-node-peers", "", "also peer with Nodes matching this label selector, at their Calico address annotation")
 }
 
 // apply copies every flag the user set onto cfg.
@@ -150,6 +161,30 @@ func (o *overrides) apply(fs *pflag.FlagSet, c *config.Config) error {
 	}
 	if set("log-format") {
 		c.LogFormat = o.logFormat
+	}
+	if set("dataplane-resync-interval") {
+		c.Dataplane.ResyncInterval.Duration = o.resync
+	}
+	if set("healthcheck-hold-time") {
+		c.HealthCheck.HoldTime.Duration = o.holdTime
+	}
+	if set("healthcheck-concurrency") {
+		c.HealthCheck.Concurrency = o.hcConcurrency
+	}
+	if set("kubernetes-namespace") {
+		c.Kubernetes.Namespace = o.k8sNamespace
+	}
+	if set("auto-lbroute") {
+		c.Kubernetes.AutoLBRoute = b(o.autoLBRoute)
+	}
+	if set("neighbor-status") {
+		c.Kubernetes.NeighborStatus = b(o.neighborStatus)
+	}
+	if set("bgp-node-peers") {
+		if c.BGP.NodePeers == nil {
+			c.BGP.NodePeers = &config.NodePeers{}
+		}
+		c.BGP.NodePeers.LabelSelector = o.nodePeerSelector
 	}
 	return nil
 }
