@@ -8,13 +8,16 @@ import (
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 )
 
 // buildAPV constructs the APV driver when apv.devices is configured (nil
 // otherwise). Credential and CA file paths are resolved against the config
-// file's directory. Events go to the log until the Kubernetes side provides
-// an event recorder.
-func buildAPV(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*apv.Appliance, error) {
+// file's directory. o carries what the mode adds (cluster mode: MayWrite
+// from the Lease, Kubernetes Events); nil Events logs them.
+func buildAPV(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, o apv.Options) (*apv.Appliance, error) {
 	if len(cfg.APV.Devices) == 0 {
 		return nil, nil
 	}
@@ -24,8 +27,40 @@ func buildAPV(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (
 		d := &c.Devices[i]
 		d.UsernameFile, d.PasswordFile, d.CAFile = cfg.Resolve(d.UsernameFile), cfg.Resolve(d.PasswordFile), cfg.Resolve(d.CAFile)
 	}
-	// Events: nil logs them (apv.LogEvents) with the apv component's logger.
-	return apv.New(c, apv.Options{Logger: log, Registerer: reg})
+	o.Logger, o.Registerer = log, reg
+	return apv.New(c, o)
+}
+
+// DeviceAnnotation names the APV device on the Kubernetes Events the agent
+// records for it.
+const DeviceAnnotation = "apv.arraynetworks.com/device"
+
+// recorderEvents is the cluster-mode apv.EventSink: each device state
+// change is logged and recorded as a Kubernetes Event on this agent's Node
+// (every agent scans the devices, so each reports what it sees; `kubectl
+// describe node` lists them). The recorder aggregates repeats and
+// rate-limits per node as usual.
+type recorderEvents struct {
+	rec  record.EventRecorder
+	node *corev1.ObjectReference
+	log  apv.LogEvents
+}
+
+// kubeEvents returns the EventSink recording on node's Node object. The UID
+// is the node name, as the kubelet sets it for its own Node events and
+// kubectl describe node looks them up.
+func kubeEvents(rec record.EventRecorder, node string, log *slog.Logger) apv.EventSink {
+	return &recorderEvents{
+		rec:  rec,
+		node: &corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: node, UID: types.UID(node)},
+		log:  apv.LogEvents{Logger: log},
+	}
+}
+
+// Event logs the event and records it on the Node.
+func (e *recorderEvents) Event(device, kind, reason, message string) {
+	e.log.Event(device, kind, reason, message)
+	e.rec.AnnotatedEventf(e.node, map[string]string{DeviceAnnotation: device}, kind, reason, "%s", message)
 }
 
 // apvDegraded lists the devices that are failing, for /status degraded.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/apv"
 	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/dataplane"
@@ -71,6 +72,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	opts := Options{Config: cfg, Logger: log, Registerer: reg}
 	b := &Built{Stop: func(context.Context) error { return nil }}
 
+	var kp *kubeParts // nil in standalone mode
 	if cfg.Standalone() {
 		pools := cfg.Pools()
 		src, err := watcher.NewFileSource(watcher.FileOptions{
@@ -87,7 +89,8 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		}
 		opts.Source, opts.Mode = src, "standalone"
 	} else {
-		kp, err := buildKube(cfg, log, reg)
+		var err error
+		kp, err = buildKube(cfg, log, reg)
 		if err != nil {
 			return nil, errComponent("kubernetes source", err)
 		}
@@ -102,13 +105,24 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	dp := dataplane.New(dpo)
 	opts.Dataplane = dp
 
-	ap, err := buildAPV(cfg, log, reg)
+	var apo apv.Options
+	if kp != nil {
+		// Every agent reads and scans the devices; only the leader writes.
+		apo.MayWrite = kp.leading.Load
+		apo.Events = kubeEvents(kp.status.Recorder(), cfg.NodeName, log.With("component", "apv"))
+	}
+	ap, err := buildAPV(cfg, log, reg, apo)
 	if err != nil {
 		return nil, errComponent("apv", err)
 	}
 	if ap != nil {
 		opts.Appliance = ap
 		b.Loops = append(b.Loops, ap.Run)
+		if kp != nil {
+			// A new leader syncs at once: the device may hold what the
+			// previous one wrote or not, and the diff settles it.
+			kp.onLead = ap.Kick
+		}
 	}
 
 	opts.Prober = healthcheck.New(healthcheck.Options{

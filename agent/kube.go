@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/healthcheck"
@@ -23,6 +24,11 @@ type kubeParts struct {
 	status  *watcher.StatusWriter
 	monitor *healthcheck.APIServerMonitor
 	loops   []func(ctx context.Context) error
+	// leading is true while this agent holds the Lease (the APV driver's
+	// MayWrite). onLead, set before the loops start, runs at the start of
+	// each term.
+	leading *atomic.Bool
+	onLead  func()
 }
 
 func buildKube(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*kubeParts, error) {
@@ -71,24 +77,29 @@ func buildKube(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 			return nil, err
 		}
 	}
+	kp := &kubeParts{source: k, status: sw, monitor: mon, leading: new(atomic.Bool)}
 	lead := func(ctx context.Context) {
+		kp.leading.Store(true)
+		defer kp.leading.Store(false)
+		if kp.onLead != nil {
+			kp.onLead()
+		}
 		sw.SetLeader(true)
 		defer sw.SetLeader(false)
 		if auto != nil {
 			_ = auto.Run(ctx)
-			return
 		}
+		// The term lasts until the Lease is lost, even if the controller
+		// stopped early: the APV writer and route-wide status go with it.
 		<-ctx.Done()
 	}
-	return &kubeParts{
-		source: k, status: sw, monitor: mon,
-		loops: []func(ctx context.Context) error{
-			sw.Run,
-			func(ctx context.Context) error {
-				return watcher.RunLeaderElection(ctx, watcher.LeaderOptions{
-					Client: k.Client, Namespace: cfg.Kubernetes.Namespace, Identity: cfg.NodeName, Logger: log,
-				}, lead)
-			},
+	kp.loops = []func(ctx context.Context) error{
+		sw.Run,
+		func(ctx context.Context) error {
+			return watcher.RunLeaderElection(ctx, watcher.LeaderOptions{
+				Client: k.Client, Namespace: cfg.Kubernetes.Namespace, Identity: cfg.NodeName, Logger: log,
+			}, lead)
 		},
-	}, nil
+	}
+	return kp, nil
 }

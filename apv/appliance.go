@@ -116,16 +116,22 @@ func (a *Appliance) Reconcile(_ context.Context, s model.State) error {
 	a.mu.Lock()
 	a.want, a.haveWant = want, true
 	a.mu.Unlock()
+	a.Kick()
+	if err != nil {
+		return fmt.Errorf("apv: %w", err)
+	}
+	return nil
+}
+
+// Kick wakes every device's sync loop without waiting for it: for a change
+// that is not in the desired state, such as MayWrite turning true.
+func (a *Appliance) Kick() {
 	for _, d := range a.devices {
 		select {
 		case d.kick <- struct{}{}:
 		default:
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("apv: %w", err)
-	}
-	return nil
 }
 
 func (a *Appliance) desired() (Config, bool) {

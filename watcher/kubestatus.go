@@ -206,6 +206,11 @@ func NewStatusWriter(k *Kube, opts StatusOptions) (*StatusWriter, error) {
 	return w, nil
 }
 
+// Recorder is the writer's event recorder (component "edgeagent"), for
+// other parts of the agent to record Events with: they share its
+// broadcaster, which Run starts, and so its aggregation and spam filter.
+func (w *StatusWriter) Recorder() record.EventRecorder { return w.recorder }
+
 // Writes is the number of successful status writes so far.
 func (w *StatusWriter) Writes() int64 { return w.nWrites.Load() }
 

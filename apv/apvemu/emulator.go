@@ -42,6 +42,8 @@ type Emulator struct {
 	running  *config
 	saved    *config
 	commands []string
+	cmdUsers []string          // who sent commands[i]
+	users    map[string]string // AddUser accounts: user → password
 
 	// faults
 	failStatus   int
@@ -178,7 +180,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	user, pass, ok := r.BasicAuth()
 	e.mu.Lock()
-	authOK := ok && !e.authFail && user == e.user && pass == e.pass
+	authOK := ok && !e.authFail && ((user == e.user && pass == e.pass) || (e.users[user] == pass && pass != ""))
 	e.mu.Unlock()
 	if !authOK {
 		w.Header().Set("WWW-Authenticate", `Basic realm="apv"`)
@@ -187,6 +189,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Lock()
 	e.commands = append(e.commands, req.Cmd)
+	e.cmdUsers = append(e.cmdUsers, user)
 	if e.skipFail > 0 {
 		if e.skipReqs > 0 {
 			e.skipReqs--
@@ -253,10 +256,35 @@ func (e *Emulator) ConfigCommands() []string {
 	return out
 }
 
+// AddUser adds another account, so that tests with several clients can
+// tell their commands apart (ConfigCommandsBy).
+func (e *Emulator) AddUser(user, pass string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.users == nil {
+		e.users = map[string]string{}
+	}
+	e.users[user] = pass
+}
+
+// ConfigCommandsBy returns the configuration cmds (see ConfigCommands) that
+// user sent.
+func (e *Emulator) ConfigCommandsBy(user string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for i, c := range e.commands {
+		if e.cmdUsers[i] == user && isConfig(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // ResetLog forgets the received commands.
 func (e *Emulator) ResetLog() {
 	e.mu.Lock()
-	e.commands = nil
+	e.commands, e.cmdUsers = nil, nil
 	e.mu.Unlock()
 }
 
