@@ -118,6 +118,7 @@ func New(opts Options) *Agent {
 // newDamper damps health-caused announcement changes, except during the
 // first hold time after start (see healthcheck.Damper.SetGrace).
 func newDamper(hold time.Duration, noGrace bool) *healthcheck.Damper {
+	hold = max(hold, 0) // negative: damping off
 	d := healthcheck.NewDamper(hold)
 	if !noGrace {
 		d.SetGrace(time.Now().Add(hold))

@@ -166,7 +166,8 @@ type APIServer struct {
 // HealthCheck configures the real-server prober.
 type HealthCheck struct {
 	// HoldTime is the least time between two changes of a VIP's
-	// announcement caused by health (flap damping).
+	// announcement caused by health (flap damping); 0 = default 10s,
+	// negative = no damping.
 	HoldTime Duration `json:"holdTime,omitzero"`
 	// Concurrency bounds probes in flight.
 	Concurrency int `json:"concurrency,omitempty"`
