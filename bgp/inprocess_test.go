@@ -123,3 +123,35 @@ func TestSetDiscoveredPeers(t *testing.T) {
 		t.Errorf("after the node left: %+v", n)
 	}
 }
+
+// A peer that never answers is not just "active": status says what that
+// means, since GoBGP keeps its TCP connect errors to itself.
+func TestSilentPeerHasAReason(t *testing.T) {
+	cfg := Config{
+		ASN: 64512, RouterID: "192.0.2.100", ListenPort: -1,
+	}
+	s, err := New(cfg, Options{Routes: &fakeRoutes{m: map[netip.Prefix][]netip.Addr{}}, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Nothing listens on loopback port 1.
+	if err := s.Start(ctx, []Peer{{Address: netip.MustParseAddr("127.0.0.1"), Port: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx, false)
+	if err := s.Announce(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ns := s.Neighbors()
+		if len(ns) == 1 && (ns[0].State == "active" || ns[0].State == "connect") && ns[0].LastError != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("neighbors %+v: want active/connect with a lastError", ns)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

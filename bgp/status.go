@@ -101,6 +101,12 @@ func (s *Speaker) snapshot(ctx context.Context) []peerSnapshot {
 				}
 			}
 		}
+		if n.LastError == "" && (n.State == "active" || n.State == "connect") {
+			// GoBGP reports TCP connect failures only at debug level: say
+			// at least what the state means, so "active" alone is not all
+			// an operator gets.
+			n.LastError = "no session: the peer has not answered or accepted our TCP connection yet"
+		}
 		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b peerSnapshot) int {
