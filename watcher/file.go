@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,8 @@ type FileSource struct {
 	mu     sync.Mutex
 	files  map[string]map[string]*v1alpha1.LBRoute // file → key → last good object
 	errs   map[string][]status.SourceError         // file → problems now
+	sums   map[string][sha256.Size]byte            // file → content last fully loaded
+	dirty  bool                                    // the running Reload changed something
 	synced bool
 }
 
@@ -89,6 +92,7 @@ func NewFileSource(opts FileOptions) (*FileSource, error) {
 		debounce: cmp.Or(opts.Debounce, 100*time.Millisecond),
 		log:      cmp.Or(opts.Logger, slog.Default()),
 		files:    map[string]map[string]*v1alpha1.LBRoute{},
+		sums:     map[string][sha256.Size]byte{},
 		errs:     map[string][]status.SourceError{},
 		badFiles: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeagent_source_bad_objects",
@@ -173,7 +177,7 @@ func (s *FileSource) Reload() bool {
 	entries, err := os.ReadDir(s.dir)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	before := s.fingerprint()
+	s.dirty = false
 	s.synced = true
 	if err != nil {
 		// Keep what we have: a transient read error must not withdraw VIPs.
@@ -196,8 +200,23 @@ func (s *FileSource) Reload() bool {
 	}
 	for path := range s.files {
 		if !present[path] {
-			delete(s.files, path)
-			delete(s.errs, path)
+			s.forget(path)
+		}
+	}
+	for path := range s.errs {
+		if path != s.dir && !present[path] {
+			s.forget(path)
+		}
+	}
+	if s.dirty {
+		// A change elsewhere can settle an unchanged file's problem (the
+		// other definition of a duplicate object is gone): read files with
+		// problems again.
+		for path := range s.errs {
+			if path != s.dir && present[path] {
+				delete(s.sums, path)
+				s.loadFile(path)
+			}
 		}
 	}
 	n := 0
@@ -205,7 +224,15 @@ func (s *FileSource) Reload() bool {
 		n += len(es)
 	}
 	s.badFiles.Set(float64(n))
-	return s.fingerprint() != before
+	return s.dirty
+}
+
+// forget drops a file that is gone; the caller holds mu.
+func (s *FileSource) forget(path string) {
+	delete(s.files, path)
+	delete(s.errs, path)
+	delete(s.sums, path)
+	s.dirty = true
 }
 
 func (s *FileSource) loadFile(path string) {
@@ -213,13 +240,22 @@ func (s *FileSource) loadFile(path string) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			delete(s.files, path)
-			delete(s.errs, path)
+			s.forget(path)
 			return
 		}
 		s.errs[path] = []status.SourceError{{Source: name, Error: err.Error()}}
+		s.dirty = true
 		return
 	}
+	// An unchanged file is not decoded again: at 10,000 objects decoding
+	// dominates a reload, and the garbage it makes is what drives the
+	// agent's peak memory.
+	sum := sha256.Sum256(data)
+	if old, ok := s.sums[path]; ok && old == sum {
+		return
+	}
+	s.sums[path] = sum
+	s.dirty = true
 	var errs []status.SourceError
 	good := map[string]*v1alpha1.LBRoute{}
 	for _, d := range Decode(data, DefaultNamespace) {
@@ -311,6 +347,9 @@ func (s *FileSource) loadAdditive(path string) bool {
 	}
 	if changed {
 		s.files[path] = cur
+		// The next full reload must decode this file again, whatever it
+		// holds then.
+		delete(s.sums, path)
 	}
 	return changed
 }
@@ -361,37 +400,6 @@ func (s *FileSource) Synced() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.synced
-}
-
-// fingerprint summarises the loaded state so Reload can tell whether
-// anything changed; the caller holds mu.
-func (s *FileSource) fingerprint() string {
-	var b strings.Builder
-	paths := make([]string, 0, len(s.files))
-	for p := range s.files {
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	for _, p := range paths {
-		keys := make([]string, 0, len(s.files[p]))
-		for k := range s.files[p] {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			js, _ := json.Marshal(s.files[p][k])
-			fmt.Fprintf(&b, "%s|%s|%s;", p, k, js)
-		}
-	}
-	errPaths := make([]string, 0, len(s.errs))
-	for p := range s.errs {
-		errPaths = append(errPaths, p)
-	}
-	slices.Sort(errPaths)
-	for _, p := range errPaths {
-		fmt.Fprintf(&b, "E%s:%v;", p, s.errs[p])
-	}
-	return b.String()
 }
 
 func isManifest(name string) bool {

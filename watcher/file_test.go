@@ -215,3 +215,42 @@ func TestFileSourceFastPathIsAdditive(t *testing.T) {
 		t.Fatalf("snapshot %v after a half-written file", got)
 	}
 }
+
+// An object defined in two files: when the winning file goes, the other
+// (unchanged) file's definition takes over.
+func TestFileSourceDuplicateResolvesWhenWinnerGoes(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "1.yaml", routeA)
+	write(t, dir, "2.yaml", strings.Replace(routeA, "10.200.0.1", "10.200.0.7", 1))
+	src, _ := NewFileSource(FileOptions{Dir: dir})
+	src.Reload()
+	if src.Reload() {
+		t.Fatal("a reload of unchanged files reported a change")
+	}
+	os.Remove(filepath.Join(dir, "1.yaml"))
+	if !src.Reload() {
+		t.Fatal("removing a file reported no change")
+	}
+	snap := src.Snapshot()
+	if got := keys(snap); !slices.Equal(got, []string{"shop/a@10.200.0.7"}) || len(snap.Errors) != 0 {
+		t.Fatalf("got %v %+v, want 2.yaml's version and no errors", got, snap.Errors)
+	}
+}
+
+// A file applied by the fast path and then put back to what the last full
+// reload read must be decoded again, not skipped as unchanged.
+func TestFileSourceRevertAfterFastPath(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yaml", routeA)
+	src, _ := NewFileSource(FileOptions{Dir: dir})
+	src.Reload()
+	write(t, dir, "a.yaml", strings.Replace(routeA, "10.200.0.1", "10.200.0.9", 1))
+	if !src.loadAdditive(filepath.Join(dir, "a.yaml")) {
+		t.Fatal("fast path applied nothing")
+	}
+	write(t, dir, "a.yaml", routeA)
+	src.Reload()
+	if got := keys(src.Snapshot()); !slices.Equal(got, []string{"shop/a@10.200.0.1"}) {
+		t.Fatalf("got %v, want the reverted file's version", got)
+	}
+}
