@@ -3,7 +3,7 @@
 // runs it on an edge node: built once per test binary, started with
 // `ip netns exec`, stopped with SIGKILL or SIGTERM, and asked for its state
 // through `edgeagent status -o json`. The end-to-end suites (test/bgpe2e,
-// test/e2e) share it.
+// test/e2e, test/healthe2e) share it.
 package agentproc
 
 import (

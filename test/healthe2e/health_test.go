@@ -8,7 +8,6 @@
 package healthe2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/agentproc"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/status"
 )
@@ -33,41 +33,13 @@ const (
 	podPort  = 18080 // the test's own servers; the bed's own run on 8080
 )
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// agentBinary builds cmd/edgeagent once per test run.
-func agentBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "edgeagent-health-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "edgeagent")
-		root := filepath.Dir(filepath.Dir(filepath.Dir(testbed.Script(t)))) // repo/hack/testbed/topology.sh
-		cmd := exec.Command("go", "build", "-o", binary, "./cmd/edgeagent")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
-
 // env is one bed with an agent in its edge namespace.
 type env struct {
 	t      *testing.T
 	bed    *testbed.Bed
 	dir    string
 	config string
+	agent  *agentproc.Agent
 }
 
 func setup(t *testing.T) *env {
@@ -101,30 +73,7 @@ logLevel: debug
 
 func (e *env) startAgent() {
 	t := e.t
-	logPath := filepath.Join(e.dir, "agent.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := e.bed.Command("edge", agentBinary(t), "run", "--config", e.config)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			data, _ := os.ReadFile(logPath)
-			s := string(data)
-			if len(s) > 20000 {
-				s = s[len(s)-20000:]
-			}
-			t.Logf("--- agent log (tail)\n%s", s)
-		}
-	})
+	e.agent = agentproc.Start(t, e.bed, "edge", e.config)
 	// The pod routes come from BGP: wait until the edge can reach both pods.
 	testbed.Poll(t, 30*time.Second, "the pod blocks learned into the edge kernel", func() (bool, string) {
 		out, _ := e.bed.Exec("edge", "ip", "route", "show", "proto", "237")
@@ -219,12 +168,7 @@ func inChains(nat, ip string) bool {
 }
 
 func (e *env) status() (status.Report, error) {
-	var rep status.Report
-	out, err := e.bed.Exec("edge", agentBinary(e.t), "status", "-o", "json", "--config", e.config)
-	if err != nil {
-		return rep, fmt.Errorf("%v: %s", err, out)
-	}
-	return rep, json.Unmarshal([]byte(out), &rep)
+	return e.agent.Status()
 }
 
 func (e *env) real(vip, ip string) (status.Real, bool) {
@@ -465,7 +409,7 @@ func TestFlappingPodDoesNotFlapRoute(t *testing.T) {
 	}
 	// The verdicts must have flapped more than the route: count them in
 	// the agent's log.
-	logData, err := os.ReadFile(filepath.Join(e.dir, "agent.log"))
+	logData, err := os.ReadFile(e.agent.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
