@@ -378,8 +378,8 @@ func (a *Agent) Status() status.Report {
 	slices.Sort(r.Degraded)
 	prog, adv := a.programmed(), a.advertised()
 	var refused map[string]error
-	if rj, ok := a.opts.Dataplane.(interface{ Rejected() map[string]error }); ok {
-		refused = rj.Rejected()
+	if a.opts.Dataplane != nil {
+		refused = a.opts.Dataplane.Rejected()
 	}
 	for i := range state.Services {
 		vs := &state.Services[i]

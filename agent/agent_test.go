@@ -56,6 +56,7 @@ func (f *fakeDataplane) Reconcile(_ context.Context, s model.State) error {
 	return nil
 }
 func (f *fakeDataplane) Programmed() map[string]bool { f.mu.Lock(); defer f.mu.Unlock(); return f.prog }
+func (f *fakeDataplane) Rejected() map[string]error  { return nil }
 func (f *fakeDataplane) Status() *status.Dataplane   { return &status.Dataplane{Interface: "edge-vip0"} }
 
 type fakeSpeaker struct{ announced []string }

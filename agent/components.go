@@ -19,6 +19,9 @@ type Dataplane interface {
 	Reconcile(ctx context.Context, s model.State) error
 	// Programmed reports which virtual-service keys are in the kernel.
 	Programmed() map[string]bool
+	// Rejected says, per virtual-service key, why the dataplane left a
+	// service out (address family unsupported, port taken, ...).
+	Rejected() map[string]error
 	// Status describes the kernel side for /status.
 	Status() *status.Dataplane
 }
