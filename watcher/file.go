@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,6 +22,7 @@ import (
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/equality"
 )
 
 // DefaultNamespace is given to standalone LBRoutes that name none.
@@ -341,7 +341,7 @@ func (s *FileSource) loadAdditive(path string) bool {
 		if s.owner(key, path) != "" {
 			return false
 		}
-		if old, ok := cur[key]; !ok || !equalRoutes(old, rt) {
+		if old, ok := cur[key]; !ok || !equality.Semantic.DeepEqual(old, rt) {
 			cur[key], changed = rt, true
 		}
 	}
@@ -352,12 +352,6 @@ func (s *FileSource) loadAdditive(path string) bool {
 		delete(s.sums, path)
 	}
 	return changed
-}
-
-func equalRoutes(a, b *v1alpha1.LBRoute) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return bytes.Equal(ja, jb)
 }
 
 // owner returns another file that already defines key, if any.
