@@ -123,7 +123,9 @@ func quoteArgs(a []string) string {
 }
 
 // tokenize splits a CLI line; double quotes group a field. ok is false for
-// unbalanced quotes.
+// unbalanced quotes. It deliberately does not reuse the driver's splitter
+// (apv/cli.go): the emulator stands in for the device, and sharing the
+// driver's parsing would hide a quoting bug on both sides at once.
 func tokenize(line string) (f []string, ok bool) {
 	var cur strings.Builder
 	inQ, have := false, false
