@@ -161,3 +161,34 @@ func TestReconcileErrorIsReportedAndRetried(t *testing.T) {
 		t.Fatalf("degraded after recovery: %v", st.Degraded)
 	}
 }
+
+// Built.Run stops everything when one loop fails for good and reports that
+// failure; a plain cancellation is no error.
+func TestBuiltRun(t *testing.T) {
+	src := &fakeSource{synced: true}
+	boom := errors.New("apv loop: boom")
+	stopped := make(chan struct{})
+	b := &Built{
+		Agent: New(Options{Config: testConfig(), Source: src}),
+		Loops: []func(context.Context) error{
+			func(ctx context.Context) error { <-ctx.Done(); close(stopped); return ctx.Err() },
+			func(context.Context) error { return boom },
+		},
+	}
+	if err := b.Run(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want the failing loop's error", err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the other loop was not stopped before Run returned")
+	}
+
+	b.Loops = b.Loops[:1]
+	stopped = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Run(ctx); err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+}

@@ -78,10 +78,11 @@ apv:
 		t.Fatal("apv.devices set but no appliance wired")
 	}
 	var wg sync.WaitGroup
-	for _, l := range built.Loops {
-		wg.Go(func() { _ = l(ctx) })
-	}
-	wg.Go(func() { _ = built.Agent.Run(ctx) })
+	wg.Go(func() {
+		if err := built.Run(ctx); err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		lines := strings.Join(emu.Saved(), "\n")

@@ -85,12 +85,13 @@ apv:
 			t.Fatal(err)
 		}
 		agents[node] = b
-		for _, l := range b.Loops {
-			running++
-			go func() { _ = l(runCtx); done <- struct{}{} }()
-		}
 		running++
-		go func() { _ = b.Agent.Run(runCtx); done <- struct{}{} }()
+		go func() {
+			if err := b.Run(runCtx); err != nil {
+				t.Errorf("agent %s: %v", node, err)
+			}
+			done <- struct{}{}
+		}()
 	}
 
 	route := `{"apiVersion":"apv.arraynetworks.com/v1alpha1","kind":"LBRoute","metadata":{"name":"web","namespace":"default"},

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
@@ -31,6 +33,30 @@ type Built struct {
 	// restart or withdraw, ...). It is given a fresh context with a
 	// deadline.
 	Stop func(ctx context.Context) error
+}
+
+// Run runs the agent and every background loop until ctx ends or one of
+// them fails for good; then it cancels the rest, waits for all of them and
+// returns the first failure (nil after a plain cancellation). Components are
+// not stopped: call Stop after Run returns.
+func (b *Built) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	fail := func(err error) {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			cancel(err)
+		}
+	}
+	for _, loop := range b.Loops {
+		wg.Go(func() { fail(loop(ctx)) })
+	}
+	wg.Go(func() { fail(b.Agent.Run(ctx)) })
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // BuildOption adjusts how FromConfig builds components.

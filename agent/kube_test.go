@@ -46,15 +46,12 @@ kubernetes: {namespace: default, neighborStatus: false}
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{}, len(b.Loops)+1)
-	for _, l := range b.Loops {
-		go func() { _ = l(runCtx); done <- struct{}{} }()
-	}
-	go func() { _ = b.Agent.Run(runCtx); done <- struct{}{} }()
+	done := make(chan error, 1)
+	go func() { done <- b.Run(runCtx) }()
 	defer func() {
 		stop()
-		for range len(b.Loops) + 1 {
-			<-done
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
 		}
 	}()
 

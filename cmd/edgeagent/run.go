@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -80,31 +79,15 @@ func run(parent context.Context, cfg *config.Config) error {
 		return err
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, len(built.Loops)+1)
-	for _, loop := range built.Loops {
-		wg.Go(func() {
-			if err := loop(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- err
-			}
-		})
-	}
-	wg.Go(func() {
-		if err := built.Agent.Run(runCtx); err != nil {
-			errc <- err
-		}
-	})
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "cause", context.Cause(ctx))
-	case runErr = <-errc:
+	runErr := built.Run(ctx)
+	if runErr != nil {
 		log.Error("agent failed", "err", runErr)
+	} else {
+		log.Info("shutting down", "cause", context.Cause(ctx))
 	}
-	cancel()
-	wg.Wait()
+	// The admin and metrics servers run on ctx: end it also when the agent
+	// failed on its own, or they would keep the process alive.
+	stop()
 
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
