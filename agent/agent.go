@@ -60,6 +60,8 @@ type Agent struct {
 	services     prometheus.Gauge
 	rejected     prometheus.Gauge
 
+	// pools are the configured VIP pools, parsed once.
+	pools []model.Pool
 	// trigger coalesces requests for a reconcile.
 	trigger chan struct{}
 
@@ -83,6 +85,7 @@ func New(opts Options) *Agent {
 		opts:    opts,
 		log:     cmp.Or(opts.Logger, slog.Default()),
 		errs:    map[string]error{},
+		pools:   opts.Config.Pools(),
 		trigger: make(chan struct{}, 1),
 		damper:  newDamper(opts.Config.HealthCheck.HoldTime.Duration, opts.NoStartupGrace),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -204,7 +207,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	start := time.Now()
 	snap := a.opts.Source.Snapshot()
 	state, results := translate.Build(snap.Routes, translate.Options{
-		Pools:     a.opts.Config.Pools(),
+		Pools:     a.pools,
 		Endpoints: snap.Endpoints,
 	})
 	if a.opts.Prober != nil {
