@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,8 @@ type Server struct {
 	CAData []byte
 	// Kubeconfig is a kubeconfig file for the admin.
 	Kubeconfig string
+	// EtcdURL is etcd's client URL (on loopback of the server's namespace).
+	EtcdURL string
 
 	netns string // "" = the test process's namespace
 	addr  string
@@ -197,6 +200,7 @@ func New(binDir, dir string, opts Options) (*Server, error) {
 	}
 	etcdPort, peerPort, apiPort := ports[0], ports[1], ports[2]
 	s.Port = apiPort
+	s.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
 	s.URL = "https://" + net.JoinHostPort(s.addr, strconv.Itoa(apiPort))
 	if err := s.writeCredentials(); err != nil {
 		return nil, err
@@ -318,6 +322,18 @@ func (s *Server) InstallCRDs(dir string) error {
 	}
 	_, err := s.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=50s", "-f", dir)
 	return err
+}
+
+// PID returns the process ID of "etcd" or "kube-apiserver" (0 when not
+// running). With Netns, `ip netns exec` execs the server, so the PID is the
+// server's own.
+func (s *Server) PID(name string) int {
+	for _, p := range s.procs {
+		if p.Process != nil && (filepath.Base(p.Path) == name || slices.ContainsFunc(p.Args, func(a string) bool { return filepath.Base(a) == name })) {
+			return p.Process.Pid
+		}
+	}
+	return 0
 }
 
 // Stop kills both processes (apiserver first) and waits for them.
