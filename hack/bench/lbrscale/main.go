@@ -1199,4 +1199,3 @@ func nsExists(name string) bool {
 	_, err := os.Stat(filepath.Join("/run/netns", name))
 	return err == nil
 }
-
