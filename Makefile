@@ -4,7 +4,8 @@
 #                  generated files, run every test (unit, kernel, BGP interop,
 #                  apiserver, end to end)
 #   make demo      the whole agent in a namespace test bed; make demo-down
-#   make generate  regenerate deepcopy and the CRD manifest
+#   make generate  regenerate deepcopy, the CRD manifests and the apply
+#                  configurations (api/applyconfiguration)
 #   make lint      gofmt + go vet
 
 SHELL       := /usr/bin/env bash
@@ -27,7 +28,10 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/edgeagent
 
 generate:
-	$(GO) tool controller-gen object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=deploy/daemonset/crds
+	$(GO) tool controller-gen object paths=./api/v1alpha1/... crd:crdVersions=v1 output:crd:artifacts:config=deploy/daemonset/crds
+	rm -rf api/applyconfiguration
+	$(GO) tool applyconfiguration-gen --output-dir api/applyconfiguration \
+	  --output-pkg github.com/arraynetworks/edgeagent/api/applyconfiguration ./api/v1alpha1
 
 # Fails when the generated deepcopy or CRD differ from the API types.
 verify-generated:

@@ -9,6 +9,8 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // counters moved within the interval; agents can be configured not to write
 // it at all.
 //
+// +genclient
+// +genclient:nonNamespaced
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=ens,categories=edgeagent
 // +kubebuilder:printcolumn:name="PEERS",type=integer,JSONPath=`.status.peers`

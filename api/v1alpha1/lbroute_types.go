@@ -21,6 +21,7 @@ type HealthCheckType string
 // LBRoute publishes a set of real servers behind a virtual IP on the edge
 // nodes and, when configured, on the APV appliance.
 //
+// +genclient
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=lbr,categories=edgeagent
@@ -206,15 +207,27 @@ type BGPAdvertisement struct {
 	LocalPref *int64 `json:"localPref,omitempty"`
 }
 
-// LBRouteStatus is what the agents observed and did.
+// LBRouteStatus is what the agents observed and did. The leader (the
+// holder of the agents' Lease) writes all of it, folded from every edge
+// node's LBRouteReports, so the object does not grow with the number of
+// edge nodes.
 type LBRouteStatus struct {
-	// Conditions: Accepted, Programmed, Advertised, Ready.
+	// Conditions: Accepted, Programmed, Advertised, Ready. Programmed and
+	// Advertised count the edge nodes ("programmed on 4 of 5 nodes"). Ready
+	// is True when the route is accepted, has endpoints, and at least one
+	// node serves it: programmed there with a healthy real, and advertised
+	// by that node if it runs BGP (a node with bgp.enabled false serves
+	// what it programs).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// Nodes has one entry per edge node, each written by that node's agent.
+	// Nodes lists the edge nodes that do not fully serve the route (not
+	// programmed, not advertised although they run BGP, a real failing its
+	// health check, or a problem on that node), at most 8, by name; the
+	// conditions count every node, and `kubectl get lbrr` has each node's
+	// view of every route.
 	// +listType=map
 	// +listMapKey=node
 	// +optional
@@ -238,6 +251,7 @@ type LBRouteStatus struct {
 
 // NodeStatus is one edge node's view of the route.
 type NodeStatus struct {
+	// Node is the edge node's name.
 	Node string `json:"node"`
 	// Programmed: the VIP and its rules are in this node's kernel.
 	Programmed bool `json:"programmed"`
@@ -247,8 +261,10 @@ type NodeStatus struct {
 	HealthyReals int32 `json:"healthyReals"`
 	// Reals is the number of candidate reals.
 	Reals int32 `json:"reals"`
+	// Message says what is wrong on this node.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// LastTransitionTime is when the node was first listed here.
 	// +optional
 	LastTransitionTime metav1.Time `json:"lastTransitionTime,omitempty"`
 }

@@ -9,6 +9,10 @@ import (
 // GroupVersion is the API group and version of every type in this package.
 var GroupVersion = schema.GroupVersion{Group: "apv.arraynetworks.com", Version: "v1alpha1"}
 
+// SchemeGroupVersion is GroupVersion under the name generated code
+// (api/applyconfiguration) expects.
+var SchemeGroupVersion = GroupVersion
+
 var (
 	// SchemeBuilder registers the package's types with a runtime.Scheme.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
@@ -17,7 +21,8 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &LBRoute{}, &LBRouteList{}, &EdgeNodeStatus{}, &EdgeNodeStatusList{})
+	s.AddKnownTypes(GroupVersion, &LBRoute{}, &LBRouteList{}, &EdgeNodeStatus{}, &EdgeNodeStatusList{},
+		&LBRouteReport{}, &LBRouteReportList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
