@@ -309,6 +309,10 @@ func (a *Agent) routeReports() []watcher.RouteReport {
 	results, state := a.results, a.state
 	a.mu.Unlock()
 	prog, adv := a.programmed(), a.advertised()
+	var refused map[string]error
+	if a.opts.Dataplane != nil {
+		refused = a.opts.Dataplane.Rejected()
+	}
 	byRoute := map[string][]*model.VirtualService{}
 	for i := range state.Services {
 		vs := &state.Services[i]
@@ -327,6 +331,9 @@ func (a *Agent) routeReports() []watcher.RouteReport {
 			rep.Advertised = rep.Advertised && adv(vs)
 			rep.Reals = max(rep.Reals, len(vs.Reals))
 			rep.HealthyReals = max(rep.HealthyReals, len(vs.EligibleReals()))
+			if err := refused[vs.Key()]; err != nil && rep.Message == "" {
+				rep.Message = fmt.Sprintf("%d/%s: %v", vs.Port, vs.Protocol, err)
+			}
 		}
 		out = append(out, rep)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/healthcheck"
+	"github.com/arraynetworks/edgeagent/kubestatus"
 	"github.com/arraynetworks/edgeagent/version"
 	"github.com/arraynetworks/edgeagent/watcher"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +23,7 @@ import (
 // the route-wide status while this agent leads).
 type kubeParts struct {
 	source  *watcher.Kube
-	status  *watcher.StatusWriter
+	status  *kubestatus.Writer
 	monitor *healthcheck.APIServerMonitor
 	loops   []func(ctx context.Context) error
 	// leading is true while this agent holds the Lease (the APV driver's
@@ -43,7 +45,12 @@ func buildKube(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		return nil, fmt.Errorf("apiserver config (source.kubeconfig %q): %w", cfg.Source.Kubeconfig, err)
 	}
 	rc.UserAgent = "edgeagent/" + version.String()
-	rc.QPS, rc.Burst = 50, 100
+	// Status writes have their own, tighter limit (kubernetes.statusQPS);
+	// this one leaves room for the rest beside them (leader election,
+	// auto-LBRoute, Events). The apiserver's flow control (the shipped
+	// FlowSchema) is what protects it.
+	rc.QPS = float32(cfg.Kubernetes.StatusQPS) + 50
+	rc.Burst = cfg.Kubernetes.StatusBurst + 100
 	mon := healthcheck.NewAPIServerMonitor(reg, healthcheck.APIServerOptions{
 		ReadIdleTimeout: cfg.APIServer.ReadIdleTimeout.Duration,
 		PingTimeout:     cfg.APIServer.PingTimeout.Duration,
@@ -62,8 +69,9 @@ func buildKube(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 	if err != nil {
 		return nil, err
 	}
-	sw, err := watcher.NewStatusWriter(k, watcher.StatusOptions{
+	sw, err := kubestatus.New(k, kubestatus.Options{
 		NodeName: cfg.NodeName, QPS: cfg.Kubernetes.StatusQPS, Burst: cfg.Kubernetes.StatusBurst,
+		Advertises:       cfg.BGP.Enabled == nil || *cfg.BGP.Enabled,
 		NeighborStatus:   cfg.Kubernetes.NeighborStatus != nil && *cfg.Kubernetes.NeighborStatus,
 		NeighborInterval: cfg.Kubernetes.NeighborStatusInterval.Duration,
 		Registerer:       reg, Logger: log,
@@ -84,14 +92,19 @@ func buildKube(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		if kp.onLead != nil {
 			kp.onLead()
 		}
-		sw.SetLeader(true)
-		defer sw.SetLeader(false)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := sw.Lead(ctx); err != nil {
+				log.Error("LBRoute status (leader) stopped", "err", err)
+			}
+		})
 		if auto != nil {
 			_ = auto.Run(ctx)
 		}
 		// The term lasts until the Lease is lost, even if the controller
 		// stopped early: the APV writer and route-wide status go with it.
 		<-ctx.Done()
+		wg.Wait()
 	}
 	kp.loops = []func(ctx context.Context) error{
 		sw.Run,

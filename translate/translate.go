@@ -19,6 +19,8 @@ import (
 // Result is the verdict on one LBRoute.
 type Result struct {
 	Namespace, Name string
+	// Generation is the route's metadata.generation translated.
+	Generation int64
 	// Accepted is false when the route was refused; Problems says why.
 	Accepted bool
 	Problems model.Problems
@@ -90,7 +92,7 @@ func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 	if opts.Endpoints == nil {
 		opts.Endpoints = NoEndpoints
 	}
-	res := Result{Namespace: rt.Namespace, Name: rt.Name}
+	res := Result{Namespace: rt.Namespace, Name: rt.Name, Generation: rt.Generation}
 	v := validator{}
 	spec := &rt.Spec
 

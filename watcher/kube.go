@@ -175,6 +175,11 @@ func (k *Kube) informers() []cache.SharedIndexInformer {
 // Routes, Services, Namespaces and EndpointSlices expose the shared
 // informers to the Reporter and the auto-LBRoute controller.
 func (k *Kube) Routes() cache.SharedIndexInformer     { return k.routes }
+
+// RESTConfig is the configuration the source's clients were made with
+// (its transport carries the apiserver connection health check), for
+// other clients of the agent to share the connection.
+func (k *Kube) RESTConfig() *rest.Config { return k.opts.Config }
 func (k *Kube) Services() cache.SharedIndexInformer   { return k.services }
 func (k *Kube) Namespaces() cache.SharedIndexInformer { return k.namespaces }
 

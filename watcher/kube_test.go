@@ -387,3 +387,16 @@ func TestSourceNodePeers(t *testing.T) {
 		return nil
 	})
 }
+
+func (e *env) events(t *testing.T, ns, name string) []string {
+	t.Helper()
+	list, err := e.admin.CoreV1().Events(ns).List(ctxT(t), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, ev := range list.Items {
+		out = append(out, ev.Type+"/"+ev.Reason)
+	}
+	return out
+}

@@ -52,6 +52,9 @@ type RouteReport struct {
 	Advertised   bool
 	Reals        int
 	HealthyReals int
+	// Message says what went wrong with the route on this node besides a
+	// rejection (the dataplane refused one of its services, ...).
+	Message string
 }
 
 // Reporter takes the agent's verdicts back to where LBRoutes came from

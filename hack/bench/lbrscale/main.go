@@ -42,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/lbrgen"
 	"github.com/prometheus/common/expfmt"
@@ -309,7 +310,11 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 	}
 	deploy := filepath.Join(o.Tree, "deploy", "daemonset")
 	t0 := time.Now()
-	srv, err := apiservertest.New(bin, filepath.Join(r.dir, "apiserver"), apiservertest.Options{
+	apiDir := filepath.Join(r.dir, "apiserver")
+	if err := os.MkdirAll(apiDir, 0o700); err != nil {
+		return nil, err
+	}
+	srv, err := apiservertest.New(bin, apiDir, apiservertest.Options{
 		Address: apiAddr, CRDDir: filepath.Join(deploy, "crds"),
 	})
 	if err != nil {
@@ -958,8 +963,12 @@ func (r *run) changes(ctx context.Context, w *routeWatch, nodes int, res *result
 		if err != nil {
 			return err
 		}
-		// A new target port: every node reprograms the route.
-		patch := fmt.Sprintf(`{"spec":{"ports":[{"port":80,"protocol":"TCP","targetPort":%d}]}}`, 9000+c)
+		// One real more: every node reprograms the route, and the change
+		// shows in every part of its status (the reals counted).
+		rt := gen.Route(i)
+		reals := append(rt.Spec.RealServers, v1alpha1.RealServer{IP: fmt.Sprintf("10.245.%d.%d", c/250, 1+c%250)})
+		body, _ := json.Marshal(map[string]any{"spec": map[string]any{"realServers": reals}})
+		patch := string(body)
 		t0 := time.Now()
 		u, err := r.dyn.Resource(lbrgen.LBRouteResource).Namespace(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 		if err != nil {
