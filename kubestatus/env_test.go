@@ -3,6 +3,7 @@ package kubestatus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -228,7 +229,7 @@ func condition(rt *v1alpha1.LBRoute, typ string) string {
 	return fmt.Sprintf("%s/%s", c.Status, c.Reason)
 }
 
-func message(rt *v1alpha1.LBRoute, typ string) string {
+func msg(rt *v1alpha1.LBRoute, typ string) string {
 	c := meta.FindStatusCondition(rt.Status.Conditions, typ)
 	if c == nil {
 		return "<none>"
@@ -258,6 +259,9 @@ func (e *env) startAgent(t *testing.T, node string, leader bool, opts Options) *
 		opts.StartupHold = 3 * time.Second
 	}
 	opts.Registerer = prometheus.NewRegistry()
+	if os.Getenv("KUBESTATUS_DEBUG") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", node)
+	}
 	w, err := New(k, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +304,7 @@ func (a *agentT) report(ns string, override map[string]watcher.RouteReport) {
 			continue // other tests' routes: the shared apiserver holds them too
 		}
 		rep := watcher.RouteReport{Result: r}
-		if r.Accepted {
+		if r.Accepted && len(r.Services) > 0 {
 			rep.Programmed, rep.Advertised = true, a.w.opts.Advertises
 			if len(r.Services) > 0 {
 				rep.Reals = len(r.Services[0].Reals)

@@ -86,7 +86,7 @@ func TestFold(t *testing.T) {
 			got = append(got, condition(&v1alpha1.LBRoute{Status: st}, typ))
 		}
 		for _, typ := range []string{ConditionProgrammed, ConditionAdvertised, ConditionReady} {
-			msgs = append(msgs, message(&v1alpha1.LBRoute{Status: st}, typ))
+			msgs = append(msgs, msg(&v1alpha1.LBRoute{Status: st}, typ))
 		}
 		var list []string
 		for _, n := range st.Nodes {
@@ -142,7 +142,7 @@ func TestFoldListIsCapped(t *testing.T) {
 	if !found {
 		t.Errorf("the node that does not serve is not listed: %+v", st.Nodes)
 	}
-	if m := message(&v1alpha1.LBRoute{Status: st}, ConditionReady); m != "serving from 50 of 51 nodes" {
+	if m := msg(&v1alpha1.LBRoute{Status: st}, ConditionReady); m != "serving from 50 of 51 nodes" {
 		t.Errorf("Ready: %q", m)
 	}
 }

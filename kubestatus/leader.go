@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ import (
 type leader struct {
 	w       *Writer
 	ctx     context.Context // the term
+	start   time.Time       // of the term
 	reports cache.SharedIndexInformer
 	nodes   cache.SharedIndexInformer
 	queue   workqueue.TypedRateLimitingInterface[string]
@@ -110,7 +112,7 @@ func newLeader(w *Writer) (*leader, error) {
 }
 
 func (l *leader) run(ctx context.Context) error {
-	l.ctx = ctx
+	l.ctx, l.start = ctx, time.Now()
 	defer l.queue.ShutDown()
 	go l.reports.RunWithContext(ctx)
 	go l.nodes.RunWithContext(ctx)
@@ -425,6 +427,10 @@ func (l *leader) sync(ctx context.Context, key string) error {
 		return err
 	}
 	l.w.wrote("leader")
+	if l.w.log.Enabled(ctx, slog.LevelDebug) {
+		l.w.log.Debug("LBRoute status written", "lbroute", key, "programmed", message(&want, ConditionProgrammed),
+			"ready", message(&want, ConditionReady), "listed", len(want.Nodes), "was", message(cur, ConditionProgrammed))
+	}
 	l.mu.Lock()
 	l.applied[key] = applied{uid: out.UID, rv: out.ResourceVersion, status: out.Status}
 	l.mu.Unlock()
@@ -449,8 +455,14 @@ func (l *leader) holdUntil(key string, rt *v1alpha1.LBRoute, views []NodeView, n
 			created[nv.Node] = v.created
 		}
 	}
+	_, mine := l.views[l.w.opts.NodeName]
 	l.mu.Unlock()
 	var until time.Time
+	if !mine {
+		// This agent's own report (at least its presence) is on its way:
+		// without it there is nothing to fold yet.
+		until = l.start.Add(l.w.opts.StartupHold)
+	}
 	for _, nv := range views {
 		if nv.current(rt.Generation) {
 			continue
@@ -619,4 +631,11 @@ func (l *leader) routeDeleted(obj any) {
 	delete(l.applied, key)
 	delete(l.seen, key)
 	l.mu.Unlock()
+}
+
+func message(st *v1alpha1.LBRouteStatus, typ string) string {
+	if c := meta.FindStatusCondition(st.Conditions, typ); c != nil {
+		return c.Message
+	}
+	return ""
 }

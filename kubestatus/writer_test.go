@@ -34,7 +34,7 @@ func TestStatusRejectionsConditionsAndEvents(t *testing.T) {
 		"good":     {"True/Accepted", "True/Programmed", "True/Advertised", "True/Ready"},
 		"conflict": {"False/VIPConflict", "False/Rejected", "False/Rejected", "False/Rejected"},
 		"outside":  {"False/VIPNotAllowed", "False/Rejected", "False/Rejected", "False/Rejected"},
-		"nosvc":    {"True/Accepted", "False/NotProgrammed", "False/NotAdvertised", "False/NoEndpoints"},
+		"nosvc":    {"True/Accepted", "True/Programmed", "True/Advertised", "False/NoEndpoints"},
 	}
 	eventually(t, 15*time.Second, func() error {
 		for name, w := range want {
@@ -51,17 +51,18 @@ func TestStatusRejectionsConditionsAndEvents(t *testing.T) {
 		good.Status.Group != ns+"-good" || good.Status.ObservedGeneration != good.Generation {
 		t.Errorf("summary fields: %+v", good.Status)
 	}
-	if m := message(good, ConditionProgrammed); m != "programmed on 1 of 1 nodes" {
+	if m := msg(good, ConditionProgrammed); m != "programmed on 1 of 1 nodes" {
 		t.Errorf("Programmed message %q", m)
 	}
 	if len(good.Status.Nodes) != 0 {
 		t.Errorf("a node serving the route fully is listed: %+v", good.Status.Nodes)
 	}
-	if msg := message(e.getRoute(t, ns, "outside"), ConditionAccepted); !strings.Contains(msg, "spec.vsIP") || !strings.Contains(msg, "10.201.0.1") {
+	if msg := msg(e.getRoute(t, ns, "outside"), ConditionAccepted); !strings.Contains(msg, "spec.vsIP") || !strings.Contains(msg, "10.201.0.1") {
 		t.Errorf("rejection message does not name the field and value: %q", msg)
 	}
-	// The Service-form route without a Service: the node says why.
-	if n := e.getRoute(t, ns, "nosvc").Status.Nodes; len(n) != 1 || n[0].Node != a.node || n[0].Programmed {
+	// The Service-form route without a Service: the node says why it
+	// does not serve it.
+	if n := e.getRoute(t, ns, "nosvc").Status.Nodes; len(n) != 1 || n[0].Node != a.node || n[0].Message != "no reals" {
 		t.Errorf("nosvc nodes: %+v", n)
 	}
 
@@ -104,10 +105,10 @@ func TestStatusTwoNodesFolded(t *testing.T) {
 
 	eventually(t, 15*time.Second, func() error {
 		rt := e.getRoute(t, ns, "shared")
-		if m := message(rt, ConditionAdvertised); m != "advertised by 1 of 2 nodes" {
+		if m := msg(rt, ConditionAdvertised); m != "advertised by 1 of 2 nodes" {
 			return fmt.Errorf("Advertised: %q", m)
 		}
-		if m := message(rt, ConditionReady); m != "serving from 1 of 2 nodes" {
+		if m := msg(rt, ConditionReady); m != "serving from 1 of 2 nodes" {
 			return fmt.Errorf("Ready: %q", m)
 		}
 		if n := rt.Status.Nodes; len(n) != 1 || n[0].Node != b.node || n[0].Advertised || n[0].HealthyReals != 1 || n[0].Message != "not advertised" {
@@ -122,7 +123,7 @@ func TestStatusTwoNodesFolded(t *testing.T) {
 	b.report(ns, map[string]watcher.RouteReport{"shared": {Programmed: false, Advertised: false, Reals: 2, HealthyReals: 0}})
 	eventually(t, 10*time.Second, func() error {
 		rt := e.getRoute(t, ns, "shared")
-		if m := message(rt, ConditionProgrammed); m != "programmed on 1 of 2 nodes" {
+		if m := msg(rt, ConditionProgrammed); m != "programmed on 1 of 2 nodes" {
 			return fmt.Errorf("Programmed: %q", m)
 		}
 		if n := rt.Status.Nodes; len(n) != 1 || n[0].Programmed || n[0].Message != "not programmed" {
@@ -165,7 +166,7 @@ func TestStatusTwoNodesFolded(t *testing.T) {
 	b.report(ns, nil)
 	eventually(t, 10*time.Second, func() error {
 		rt := e.getRoute(t, ns, "shared")
-		if rt.Status.ObservedGeneration != rt.Generation || message(rt, ConditionProgrammed) != "programmed on 2 of 2 nodes" || rt.Status.RealServers != 1 {
+		if rt.Status.ObservedGeneration != rt.Generation || msg(rt, ConditionProgrammed) != "programmed on 2 of 2 nodes" || rt.Status.RealServers != 1 {
 			return fmt.Errorf("status %+v", rt.Status)
 		}
 		return nil
@@ -255,7 +256,7 @@ func TestStatusNodeLeavesIsPruned(t *testing.T) {
 	b.report(ns, map[string]watcher.RouteReport{"r": {Programmed: false, Reals: 1}})
 	eventually(t, 15*time.Second, func() error {
 		rt := e.getRoute(t, ns, "r")
-		if m := message(rt, ConditionProgrammed); m != "programmed on 1 of 2 nodes" || len(rt.Status.Nodes) != 1 {
+		if m := msg(rt, ConditionProgrammed); m != "programmed on 1 of 2 nodes" || len(rt.Status.Nodes) != 1 {
 			return fmt.Errorf("Programmed %q, nodes %+v", m, rt.Status.Nodes)
 		}
 		return nil
@@ -269,7 +270,7 @@ func TestStatusNodeLeavesIsPruned(t *testing.T) {
 	}
 	eventually(t, 15*time.Second, func() error {
 		rt := e.getRoute(t, ns, "r")
-		if m := message(rt, ConditionProgrammed); m != "programmed on 1 of 1 nodes" || len(rt.Status.Nodes) != 0 {
+		if m := msg(rt, ConditionProgrammed); m != "programmed on 1 of 1 nodes" || len(rt.Status.Nodes) != 0 {
 			return fmt.Errorf("Programmed %q, nodes %+v", m, rt.Status.Nodes)
 		}
 		if r := e.reports(t, bNode); len(r) != 0 {
@@ -348,7 +349,7 @@ func TestStatusLegacyNodeEntries(t *testing.T) {
 	a.report(ns, nil)
 	eventually(t, 15*time.Second, func() error {
 		rt := e.getRoute(t, ns, "r")
-		if m := message(rt, ConditionProgrammed); m != "programmed on 1 of 1 nodes" {
+		if m := msg(rt, ConditionProgrammed); m != "programmed on 1 of 1 nodes" {
 			return fmt.Errorf("Programmed %q", m)
 		}
 		if n := rt.Status.Nodes; len(n) != 1 || n[0].Node != old || !n[0].Programmed {
@@ -362,7 +363,7 @@ func TestStatusLegacyNodeEntries(t *testing.T) {
 	b.report(ns, nil)
 	eventually(t, 15*time.Second, func() error {
 		rt := e.getRoute(t, ns, "r")
-		if m := message(rt, ConditionProgrammed); m != "programmed on 2 of 2 nodes" || len(rt.Status.Nodes) != 0 {
+		if m := msg(rt, ConditionProgrammed); m != "programmed on 2 of 2 nodes" || len(rt.Status.Nodes) != 0 {
 			return fmt.Errorf("Programmed %q, nodes %+v", m, rt.Status.Nodes)
 		}
 		return nil
