@@ -1,6 +1,8 @@
 // Package admin serves the agent's admin endpoints: GET /status (the JSON
-// document of package status), /healthz (the process is alive) and /readyz
-// (the agent has synced its source and its last reconcile succeeded).
+// document of package status), /healthz (the process is alive), /readyz
+// (the agent has synced its source and its last reconcile succeeded) and
+// Go's profiles under /debug/pprof/ (net/http/pprof; the admin address is
+// loopback unless configured otherwise, as kube components serve theirs).
 package admin
 
 import (
@@ -11,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -47,6 +50,11 @@ func Handler(report StatusFunc) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

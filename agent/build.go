@@ -64,6 +64,19 @@ type BuildOption func(*buildOptions) error
 
 type buildOptions struct {
 	dataplane dataplane.Options
+	// replaced, when set, stands in for the kernel dataplane.
+	replaced Dataplane
+}
+
+// WithDataplane replaces the kernel dataplane with d: for benchmarks that
+// simulate many edge nodes in one process (hack/bench/simnode), where
+// everything but the kernel is the agent's own. BGP must be off: the
+// speaker installs what it learns through the kernel dataplane.
+func WithDataplane(d Dataplane) BuildOption {
+	return func(o *buildOptions) error {
+		o.replaced = d
+		return nil
+	}
 }
 
 // WithNetns makes the dataplane program network namespace name (as created
@@ -125,11 +138,19 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		b.Loops = append(b.Loops, kp.loops...)
 	}
 
-	dpo := bo.dataplane
-	dpo.Interface, dpo.Masquerade = cfg.Dataplane.VIPInterface, *cfg.Dataplane.Masquerade
-	dpo.Logger, dpo.Registerer = log, reg
-	dp := dataplane.New(dpo)
-	opts.Dataplane = dp
+	var dp *dataplane.Dataplane
+	if bo.replaced != nil {
+		if cfg.BGP.Enabled == nil || *cfg.BGP.Enabled {
+			return nil, fmt.Errorf("a replaced dataplane needs bgp.enabled: false")
+		}
+		opts.Dataplane = bo.replaced
+	} else {
+		dpo := bo.dataplane
+		dpo.Interface, dpo.Masquerade = cfg.Dataplane.VIPInterface, *cfg.Dataplane.Masquerade
+		dpo.Logger, dpo.Registerer = log, reg
+		dp = dataplane.New(dpo)
+		opts.Dataplane = dp
+	}
 
 	var apo apv.Options
 	if kp != nil {
@@ -170,7 +191,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	}
 
 	b.Agent = New(opts)
-	if iv := cfg.Dataplane.ResyncInterval.Duration; iv > 0 {
+	if iv := cfg.Dataplane.ResyncInterval.Duration; iv > 0 && dp != nil {
 		b.Loops = append(b.Loops, func(ctx context.Context) error {
 			return resyncLoop(ctx, iv, dp, b.Agent)
 		})

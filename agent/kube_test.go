@@ -67,8 +67,8 @@ kubernetes: {namespace: default, neighborStatus: false}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st := b.Agent.Status()
-		out, _ := s.Kubectl(ctx, "get", "lbr", "web", "-o", `jsonpath={.status.conditions[?(@.type=="Accepted")].status} {.status.nodes[0].node} {.status.vsName}`)
-		if st.Mode == "kubernetes" && len(st.VirtualServices) == 1 && st.APIServer.Connected && strings.TrimSpace(out) == "True edge-1 default-web" {
+		out, _ := s.Kubectl(ctx, "get", "lbr", "web", "-o", `jsonpath={.status.conditions[?(@.type=="Accepted")].status} {.status.conditions[?(@.type=="Programmed")].message} {.status.vsName}`)
+		if st.Mode == "kubernetes" && len(st.VirtualServices) == 1 && st.APIServer.Connected && strings.TrimSpace(out) == "True programmed on 1 of 1 nodes default-web" {
 			break
 		}
 		if time.Now().After(deadline) {

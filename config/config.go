@@ -96,8 +96,10 @@ type Kubernetes struct {
 	// NeighborStatusInterval is the least time between two EdgeNodeStatus
 	// writes. Default 30s.
 	NeighborStatusInterval Duration `json:"neighborStatusInterval,omitzero"`
-	// StatusQPS and StatusBurst bound LBRoute status writes per agent.
-	// Defaults 20 and 100.
+	// StatusQPS and StatusBurst bound the agent's status writes (its
+	// LBRouteReports; while it leads, LBRoute status). Defaults 200 and
+	// 400: a fresh install writes every LBRoute once, and the shipped
+	// FlowSchema makes the apiserver queue what it cannot take at once.
 	StatusQPS   float64 `json:"statusQPS,omitempty"`
 	StatusBurst int     `json:"statusBurst,omitempty"`
 }
@@ -308,10 +310,10 @@ func (c *Config) ApplyDefaults() {
 		c.Kubernetes.NeighborStatusInterval.Duration = 30 * time.Second
 	}
 	if c.Kubernetes.StatusQPS == 0 {
-		c.Kubernetes.StatusQPS = 20
+		c.Kubernetes.StatusQPS = 200
 	}
 	if c.Kubernetes.StatusBurst == 0 {
-		c.Kubernetes.StatusBurst = 100
+		c.Kubernetes.StatusBurst = 400
 	}
 	if c.HealthCheck.HoldTime.Duration == 0 {
 		c.HealthCheck.HoldTime.Duration = 10 * time.Second
