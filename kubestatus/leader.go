@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -37,8 +38,8 @@ type leader struct {
 
 	mu      sync.RWMutex
 	views   map[string]*nodeView // by node name
-	applied map[string]applied   // by route key: what this term last wrote
-	seen    map[string]seenGen   // by route key: when this generation was first seen
+	applied map[string]applied   // by route key: writes the cache has not seen yet
+	seen    map[string]seenGen   // by route key, while held: when this generation was first seen
 }
 
 // nodeView is one node's report as the leader reads it: the slices of one
@@ -55,10 +56,12 @@ type nodeView struct {
 	valid      bool
 }
 
+// applied is what the leader last wrote for a route, kept only until its
+// cache has seen the write (so it costs nothing in the steady state).
 type applied struct {
-	uid    types.UID
-	rv     string
-	status v1alpha1.LBRouteStatus
+	uid types.UID
+	rv  string
+	sum uint64 // statusSum of what was written
 }
 
 type seenGen struct {
@@ -399,21 +402,25 @@ func (l *leader) sync(ctx context.Context, key string) error {
 	if until := l.holdUntil(key, rt, views, now); until.After(now) {
 		l.queue.AddAfter(key, until.Sub(now))
 		return nil
+	} else if until.IsZero() {
+		l.mu.Lock()
+		delete(l.seen, key) // every node is current: nothing to wait for
+		l.mu.Unlock()
 	}
-	cur, rv := &rt.Status, rt.ResourceVersion
+	want := Fold(rt, v, views, metav1.NewTime(now))
+	want.Nodes = l.carryLegacy(rt, want.Nodes)
+	rv := rt.ResourceVersion
 	l.mu.RLock()
 	last, haveLast := l.applied[key]
 	l.mu.RUnlock()
 	if haveLast && last.uid == rt.UID && newer(last.rv, rt.ResourceVersion) {
 		// Written by this leader; the cache has not seen it yet. Comparing
 		// with the cache would write the same thing twice.
-		cur, rv = &last.status, last.rv
-	}
-	seen := *rt
-	seen.Status = *cur
-	want := Fold(&seen, v, views, metav1.NewTime(now))
-	want.Nodes = l.carryLegacy(&seen, want.Nodes)
-	if SameStatus(cur, &want) {
+		if statusSum(&want) == last.sum {
+			return nil
+		}
+		rv = last.rv
+	} else if SameStatus(&rt.Status, &want) {
 		return nil
 	}
 	if err := l.w.limiter.Wait(ctx); err != nil {
@@ -429,13 +436,31 @@ func (l *leader) sync(ctx context.Context, key string) error {
 	l.w.wrote("leader")
 	if l.w.log.Enabled(ctx, slog.LevelDebug) {
 		l.w.log.Debug("LBRoute status written", "lbroute", key, "programmed", message(&want, ConditionProgrammed),
-			"ready", message(&want, ConditionReady), "listed", len(want.Nodes), "was", message(cur, ConditionProgrammed))
+			"ready", message(&want, ConditionReady), "listed", len(want.Nodes), "was", message(&rt.Status, ConditionProgrammed))
 	}
 	l.mu.Lock()
-	l.applied[key] = applied{uid: out.UID, rv: out.ResourceVersion, status: out.Status}
+	l.applied[key] = applied{uid: out.UID, rv: out.ResourceVersion, sum: statusSum(&want)}
 	l.mu.Unlock()
-	l.emitEvents(rt, cur, &want)
+	l.emitEvents(rt, &rt.Status, &want)
 	return nil
+}
+
+// statusSum fingerprints what SameStatus compares (transition times left
+// out).
+func statusSum(st *v1alpha1.LBRouteStatus) uint64 {
+	c := *st
+	c.Conditions = slices.Clone(st.Conditions)
+	for i := range c.Conditions {
+		c.Conditions[i].LastTransitionTime = metav1.Time{}
+	}
+	c.Nodes = slices.Clone(st.Nodes)
+	for i := range c.Nodes {
+		c.Nodes[i].LastTransitionTime = metav1.Time{}
+	}
+	b, _ := json.Marshal(&c)
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return h.Sum64()
 }
 
 // holdUntil is when the route's status may be written: a node that just
@@ -603,16 +628,18 @@ func (l *leader) routeUpdated(old, new any) {
 		l.queue.Add(key)
 		return
 	}
+	l.mu.Lock()
+	last, ok := l.applied[key]
+	if ok && (last.uid != n.UID || !newer(last.rv, n.ResourceVersion)) {
+		delete(l.applied, key) // the cache has caught up with the write
+	}
+	l.mu.Unlock()
 	if semantic.DeepEqual(o.Status, n.Status) {
 		return
 	}
 	// Someone else changed the status (an agent of the previous release,
-	// a user): look again. The leader's own writes come back here too and
-	// compare equal.
-	l.mu.RLock()
-	last, ok := l.applied[key]
-	l.mu.RUnlock()
-	if ok && last.uid == n.UID && (last.rv == n.ResourceVersion || SameStatus(&n.Status, &last.status)) {
+	// a user): look again. The leader's own writes come back here too.
+	if ok && last.uid == n.UID && last.rv == n.ResourceVersion {
 		return
 	}
 	l.queue.Add(key)

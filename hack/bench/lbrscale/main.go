@@ -74,6 +74,7 @@ type options struct {
 	Restart             bool
 	Leave               bool
 	Pprof               bool
+	CPUProfile          bool
 	Keep                bool
 	GoMemLimit          string
 }
@@ -96,7 +97,8 @@ func main() {
 	flag.BoolVar(&o.Join, "join", false, "after the first report: start one more full agent and measure until every route counts it")
 	flag.BoolVar(&o.Restart, "restart", false, "after the first report: restart a non-leader agent, then the leader, and count their writes")
 	flag.BoolVar(&o.Leave, "leave", false, "at the end: stop the last full agent, delete its Node and measure until no status counts it")
-	flag.BoolVar(&o.Pprof, "pprof", false, "save a heap profile of agent 1 (needs /debug/pprof on its admin address) and print its top")
+	flag.BoolVar(&o.Pprof, "pprof", false, "after the first report, save heap profiles of agent 1 (needs /debug/pprof on its admin address) and the apiserver, and print their tops")
+	flag.BoolVar(&o.CPUProfile, "cpuprofile", false, "during the first report (once 10% of the routes are complete), save 15 s CPU profiles of the leader and the apiserver")
 	flag.BoolVar(&o.Keep, "keep", false, "leave everything running at the end (for a look around); Ctrl-C cleans up")
 	flag.StringVar(&o.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT in the agents' environment (as the DaemonSet sets it from the memory limit)")
 	flag.Parse()
@@ -204,6 +206,9 @@ type run struct {
 	dyn   dynamic.Interface
 	kc    string // the agents' kubeconfig
 
+	// onTenth runs (once) when a tenth of the routes are complete.
+	onTenth func()
+
 	mu     sync.Mutex
 	agents []*agentProc
 	sim    *exec.Cmd
@@ -255,6 +260,7 @@ type result struct {
 	Notes            []string       `json:"notes,omitempty"`
 	HeapTop          string         `json:"heapTop,omitempty"`
 	CompleteTimeline []string       `json:"timeline,omitempty"`
+	CPUTop           string         `json:"cpuTop,omitempty"`
 }
 
 func inner(o options) (err error) {
@@ -377,7 +383,14 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 		}
 	}
 	nodeCount := o.Agents + o.Sim
+	cpuDone := make(chan struct{})
+	if o.CPUProfile {
+		r.onTenth = func() { res.CPUTop = r.cpuProfiles(ctx); close(cpuDone) }
+	} else {
+		close(cpuDone)
+	}
 	first, all, timeline, err := watch.waitAll(ctx, o.Routes, nodeCount, start, r)
+	r.onTenth = nil
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +400,7 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	<-cpuDone
 	res.Writes = diffWrites(after, base)
 	res.StatusWrites, res.WriteFailures = statusWrites(res.Writes)
 
@@ -395,7 +409,7 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 	}
 	res.LBRouteBytes = watch.size(ctx, r.dyn)
 	if o.Pprof {
-		res.HeapTop = r.heapProfile(ctx, r.agents[0])
+		res.HeapTop = r.heapProfiles(ctx)
 	}
 
 	if o.Changes > 0 {
@@ -691,6 +705,7 @@ func (w *routeWatch) waitAll(ctx context.Context, n, nodes int, start time.Time,
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	lastMark := -1
+	profiled := false
 	for {
 		w.mu.Lock()
 		ch := w.changed
@@ -711,6 +726,10 @@ func (w *routeWatch) waitAll(ctx context.Context, n, nodes int, start time.Time,
 		}
 		if done >= n {
 			return first, el, timeline, nil
+		}
+		if r.onTenth != nil && !profiled && done*10 >= n {
+			profiled = true
+			go r.onTenth()
 		}
 		select {
 		case <-ctx.Done():
@@ -927,29 +946,85 @@ func rss(pid int) (cur, peak int64) {
 	return cur, peak
 }
 
-func (r *run) heapProfile(ctx context.Context, a *agentProc) string {
-	url := fmt.Sprintf("http://%s:9561/debug/pprof/heap", a.addr)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "heap profile: " + err.Error()
+// profile fetches a pprof profile from url (or, when url starts with "/",
+// from the apiserver) into the profiles directory and returns its top.
+func (r *run) profile(ctx context.Context, what, url, binary string, extra ...string) string {
+	var raw []byte
+	var err error
+	if strings.HasPrefix(url, "/") {
+		path, query, _ := strings.Cut(url, "?")
+		req := r.admin.Discovery().RESTClient().Get().AbsPath(path)
+		if k, v, ok := strings.Cut(query, "="); ok {
+			req = req.Param(k, v)
+		}
+		raw, err = req.DoRaw(ctx)
+	} else {
+		var resp *http.Response
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("%s", resp.Status)
+			} else {
+				raw, err = io.ReadAll(resp.Body)
+			}
+		}
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("heap profile: %s from %s", resp.Status, url)
-	}
-	p := filepath.Join(os.TempDir(), fmt.Sprintf("lbrscale-heap-%d-%d.pb.gz", r.o.Routes, time.Now().Unix()))
-	f, err := os.Create(p)
 	if err != nil {
+		return fmt.Sprintf("%s profile from %s: %v", what, url, err)
+	}
+	dir := "/var/tmp/lbrscale/profiles"
+	_ = os.MkdirAll(dir, 0o755)
+	p := filepath.Join(dir, fmt.Sprintf("%s-%d-%d-%s.pb.gz", r.o.Label, r.o.Routes, time.Now().Unix(), what))
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
 		return err.Error()
 	}
-	_, _ = io.Copy(f, resp.Body)
-	f.Close()
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", "-sample_index=inuse_space", p).CombinedOutput()
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=25"}, extra...)
+	args = append(args, binary, p)
+	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("pprof %s: %v: %s", p, err, out)
 	}
-	return "profile " + p + "\n" + string(out)
+	return fmt.Sprintf("--- %s (%s)\n%s", what, p, out)
+}
+
+func (r *run) agentBinary() string { return filepath.Join(r.o.Tree, "bin", "edgeagent") }
+
+func (r *run) apiserverBinary() string {
+	bin := r.o.K8sBin
+	if bin == "" {
+		bin, _ = apiservertest.BinDir()
+	}
+	return filepath.Join(bin, "kube-apiserver")
+}
+
+// heapProfiles are the agent's and the apiserver's heaps after the first
+// report.
+func (r *run) heapProfiles(ctx context.Context) string {
+	a := r.agents[0]
+	agent := r.profile(ctx, "agent-heap", fmt.Sprintf("http://%s:9561/debug/pprof/heap", a.addr), r.agentBinary(), "-sample_index=inuse_space")
+	api := r.profile(ctx, "apiserver-heap", "/debug/pprof/heap", r.apiserverBinary(), "-sample_index=inuse_space")
+	return agent + "\n" + api
+}
+
+// cpuProfiles are 15 s of the leader's and the apiserver's CPU during the
+// first report.
+func (r *run) cpuProfiles(ctx context.Context) string {
+	lead := r.leader(ctx)
+	a := r.agents[0]
+	for _, x := range r.agents {
+		if x.node == lead {
+			a = x
+		}
+	}
+	var wg sync.WaitGroup
+	var agent, api string
+	wg.Go(func() {
+		agent = r.profile(ctx, "leader-cpu", fmt.Sprintf("http://%s:9561/debug/pprof/profile?seconds=15", a.addr), r.agentBinary())
+	})
+	wg.Go(func() { api = r.profile(ctx, "apiserver-cpu", "/debug/pprof/profile?seconds=15", r.apiserverBinary()) })
+	wg.Wait()
+	return agent + "\n" + api
 }
 
 // ---- after the first report ----
@@ -1172,6 +1247,9 @@ func printResult(out io.Writer, res *result) {
 	}
 	if res.HeapTop != "" {
 		fmt.Fprintln(out, res.HeapTop)
+	}
+	if res.CPUTop != "" {
+		fmt.Fprintln(out, res.CPUTop)
 	}
 	fmt.Fprintf(out, "load average at the end: %s; commit %s\n", res.Load, res.Commit)
 }

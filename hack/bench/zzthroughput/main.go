@@ -41,6 +41,18 @@ func main() {
 		panic(err)
 	}
 	fmt.Printf("create %d: %v\n", *n, time.Since(t0))
+	if os.Getenv("PROF") != "" {
+		go func() {
+			time.Sleep(3 * time.Second)
+			raw, err := kc.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "20").DoRaw(ctx)
+			if err != nil {
+				fmt.Println("profile:", err)
+				return
+			}
+			os.WriteFile(os.Getenv("PROF"), raw, 0o644)
+			fmt.Println("profile written")
+		}()
+	}
 	for _, mode := range []string{"merge", "apply", "apply2"} {
 		var next atomic.Int64
 		var wg sync.WaitGroup
