@@ -402,9 +402,9 @@ func (l *leader) sync(ctx context.Context, key string) error {
 	if until := l.holdUntil(key, rt, views, now); until.After(now) {
 		l.queue.AddAfter(key, until.Sub(now))
 		return nil
-	} else if until.IsZero() {
+	} else {
 		l.mu.Lock()
-		delete(l.seen, key) // every node is current: nothing to wait for
+		delete(l.seen, key) // not held (any more): nothing to wait for
 		l.mu.Unlock()
 	}
 	want := Fold(rt, v, views, metav1.NewTime(now))

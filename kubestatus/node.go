@@ -29,9 +29,9 @@ type nodeReporter struct {
 	queue workqueue.TypedRateLimitingInterface[int32]
 
 	mu       sync.Mutex
-	entries  map[string]v1alpha1.ReportedRoute // by "namespace/name"
-	verdicts map[string]Verdict
-	reported bool  // the agent reported at least once
+	routes   map[string]*routeState // by "namespace/name"
+	round    uint64                 // of report, to find routes gone
+	reported bool                   // the agent reported at least once
 	synced   bool  // own is synced and slices chosen
 	slices   int32 // slice count in use (valid once synced and reported)
 	owner    *acmetav1.OwnerReferenceApplyConfiguration
@@ -40,9 +40,8 @@ type nodeReporter struct {
 
 func newNodeReporter(w *Writer) *nodeReporter {
 	n := &nodeReporter{
-		w:        w,
-		entries:  map[string]v1alpha1.ReportedRoute{},
-		verdicts: map[string]Verdict{},
+		w:      w,
+		routes: map[string]*routeState{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[int32](200*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[int32]{Name: "lbroutereport"}),
@@ -72,56 +71,69 @@ func newNodeReporter(w *Writer) *nodeReporter {
 	return n
 }
 
+// routeState is one route as this agent last reported it.
+type routeState struct {
+	entry   v1alpha1.ReportedRoute
+	verdict Verdict
+	round   uint64
+}
+
 // report records the agent's verdicts and queues the slices that changed;
-// it returns the routes whose verdict changed (for the leader).
+// it returns the routes whose verdict changed (for the leader). It
+// updates in place: a report of 10,000 unchanged routes allocates little.
 func (n *nodeReporter) report(reports []watcher.RouteReport) []string {
-	entries := make(map[string]v1alpha1.ReportedRoute, len(reports))
 	var changed []string
 	n.mu.Lock()
+	n.round++
+	incremental := n.synced && n.reported
+	s := n.slices
+	var dirty []int32
+	seen := map[int32]bool{}
+	mark := func(key string) {
+		if !incremental {
+			return
+		}
+		if i := SliceOf(key, s); !seen[i] {
+			seen[i] = true
+			dirty = append(dirty, i)
+		}
+	}
 	for _, r := range reports {
 		key := r.Result.Key()
 		e, v := entryOf(r)
-		entries[key] = e
-		if old, ok := n.verdicts[key]; !ok || old != v {
-			n.verdicts[key] = v
+		st := n.routes[key]
+		if st == nil {
+			st = &routeState{}
+			n.routes[key] = st
+			mark(key)
 			changed = append(changed, key)
+		} else {
+			if st.entry != e {
+				mark(key)
+			}
+			if st.verdict != v {
+				changed = append(changed, key)
+			}
+		}
+		st.entry, st.verdict, st.round = e, v, n.round
+	}
+	for key, st := range n.routes {
+		if st.round != n.round {
+			delete(n.routes, key)
+			mark(key)
 		}
 	}
-	for key := range n.verdicts {
-		if _, ok := entries[key]; !ok {
-			delete(n.verdicts, key)
-		}
-	}
-	var dirty []int32
-	if n.synced && n.reported {
-		s := SliceCount(len(entries), n.slices)
-		if s != n.slices {
-			for i := range max(s, n.slices) {
+	if incremental {
+		if c := SliceCount(len(n.routes), n.slices); c != n.slices {
+			dirty = dirty[:0]
+			for i := range max(c, n.slices) {
 				dirty = append(dirty, i)
 			}
-		} else {
-			seen := map[int32]bool{}
-			mark := func(key string) {
-				if i := SliceOf(key, s); !seen[i] {
-					seen[i] = true
-					dirty = append(dirty, i)
-				}
-			}
-			for key, e := range entries {
-				if old, ok := n.entries[key]; !ok || old != e {
-					mark(key)
-				}
-			}
-			for key := range n.entries {
-				if _, ok := entries[key]; !ok {
-					mark(key)
-				}
-			}
+			n.slices = c
 		}
-		n.slices = s
 	}
 	first := n.synced && !n.reported
-	n.entries, n.reported = entries, true
+	n.reported = true
 	n.mu.Unlock()
 	if first {
 		n.choose()
@@ -136,8 +148,11 @@ func (n *nodeReporter) report(reports []watcher.RouteReport) []string {
 func (n *nodeReporter) verdict(key string) (Verdict, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	v, ok := n.verdicts[key]
-	return v, ok
+	st, ok := n.routes[key]
+	if !ok {
+		return Verdict{}, false
+	}
+	return st.verdict, true
 }
 
 // choose picks the slice count once both the own cache and a first report
@@ -159,7 +174,7 @@ func (n *nodeReporter) choose() {
 			highest = max(highest, r.Slice+1)
 		}
 	}
-	n.slices = SliceCount(len(n.entries), current)
+	n.slices = SliceCount(len(n.routes), current)
 	top := max(n.slices, highest)
 	n.mu.Unlock()
 	for i := range top {
@@ -223,9 +238,9 @@ func (n *nodeReporter) sync(ctx context.Context, i int32) error {
 	reported, slices := n.reported, n.slices
 	var routes []v1alpha1.ReportedRoute
 	if reported && i < slices {
-		for key, e := range n.entries {
+		for key, st := range n.routes {
 			if SliceOf(key, slices) == i {
-				routes = append(routes, e)
+				routes = append(routes, st.entry)
 			}
 		}
 	}

@@ -77,6 +77,7 @@ type options struct {
 	CPUProfile          bool
 	Keep                bool
 	GoMemLimit          string
+	GoGC                string
 }
 
 func main() {
@@ -101,6 +102,7 @@ func main() {
 	flag.BoolVar(&o.CPUProfile, "cpuprofile", false, "during the first report (once 10% of the routes are complete), save 15 s CPU profiles of the leader and the apiserver")
 	flag.BoolVar(&o.Keep, "keep", false, "leave everything running at the end (for a look around); Ctrl-C cleans up")
 	flag.StringVar(&o.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT in the agents' environment (as the DaemonSet sets it from the memory limit)")
+	flag.StringVar(&o.GoGC, "gogc", "", "GOGC in the agents' environment")
 	flag.Parse()
 	if o.Tree == "" {
 		o.Tree = apiservertest.RepoRoot()
@@ -244,6 +246,8 @@ type result struct {
 	EtcdRSS          int64          `json:"etcdRSSBytes"`
 	AgentRSS         []int64        `json:"agentRSSBytes"`
 	AgentHWM         []int64        `json:"agentPeakRSSBytes"`
+	AgentAnonFile    []string       `json:"agentRSSAnonFile"`
+	AgentMemStats    string         `json:"agentMemStats,omitempty"`
 	SimRSS           int64          `json:"simRSSBytes,omitempty"`
 	LBRouteBytes     int            `json:"lbrouteBytes"`
 	ChangeLatencies  []float64      `json:"changeSeconds,omitempty"`
@@ -536,6 +540,9 @@ func (r *run) startAgent(ctx context.Context, i int) error {
 	a.cmd.Env = os.Environ()
 	if r.o.GoMemLimit != "" {
 		a.cmd.Env = append(a.cmd.Env, "GOMEMLIMIT="+r.o.GoMemLimit)
+	}
+	if r.o.GoGC != "" {
+		a.cmd.Env = append(a.cmd.Env, "GOGC="+r.o.GoGC)
 	}
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := a.cmd.Start(); err != nil {
@@ -898,6 +905,10 @@ func (r *run) footprint(ctx context.Context, res *result) error {
 		cur, hwm := rss(a.cmd.Process.Pid)
 		res.AgentRSS = append(res.AgentRSS, cur)
 		res.AgentHWM = append(res.AgentHWM, hwm)
+		res.AgentAnonFile = append(res.AgentAnonFile, rssParts(a.cmd.Process.Pid))
+	}
+	if len(r.agents) > 0 {
+		res.AgentMemStats = memStats(ctx, r.agents[0])
 	}
 	if r.sim != nil {
 		res.SimRSS, _ = rss(r.sim.Process.Pid)
@@ -1000,6 +1011,61 @@ func (r *run) apiserverBinary() string {
 
 // heapProfiles are the agent's and the apiserver's heaps after the first
 // report.
+// rssParts is "anon+file" of a process's RSS.
+func rssParts(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ""
+	}
+	var anon, file string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "RssAnon:":
+			anon = mib(kb * 1024)
+		case "RssFile:":
+			file = mib(kb * 1024)
+		}
+	}
+	return "anon " + anon + " + file " + file
+}
+
+// memStats is the Go runtime's view of agent a's memory (from its heap
+// profile's debug text), when it serves /debug/pprof.
+func memStats(ctx context.Context, a *agentProc) string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:9561/debug/pprof/heap?debug=1", a.addr), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		for _, k := range []string{"# HeapAlloc ", "# HeapSys ", "# HeapIdle ", "# HeapInuse ", "# HeapReleased ", "# Stack ", "# Sys ", "# NumGC "} {
+			if strings.HasPrefix(line, k) {
+				f := strings.Fields(line)
+				v, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+				if k == "# NumGC " {
+					out = append(out, fmt.Sprintf("NumGC=%d", v))
+				} else if k == "# Stack " {
+					out = append(out, "Stack="+strings.Join(f[3:], " "))
+				} else {
+					out = append(out, fmt.Sprintf("%s=%s", strings.TrimSpace(k[2:]), mib(v)))
+				}
+			}
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 func (r *run) heapProfiles(ctx context.Context) string {
 	a := r.agents[0]
 	agent := r.profile(ctx, "agent-heap", fmt.Sprintf("http://%s:9561/debug/pprof/heap", a.addr), r.agentBinary(), "-sample_index=inuse_space")
@@ -1228,6 +1294,7 @@ func printResult(out io.Writer, res *result) {
 	}
 	fmt.Fprintf(out, "writes by resource: %s\n", strings.Join(ws, " "))
 	fmt.Fprintf(out, "first route complete after %.1f s; timeline %s\n", res.FirstComplete, strings.Join(res.CompleteTimeline, " "))
+	fmt.Fprintf(out, "agent RSS parts: %s; agent 1 runtime: %s\n", strings.Join(res.AgentAnonFile, ", "), res.AgentMemStats)
 	fmt.Fprintf(out, "LBRoute object %d bytes; etcd RSS %s", res.LBRouteBytes, mib(res.EtcdRSS))
 	if res.SimRSS > 0 {
 		fmt.Fprintf(out, "; simnode process RSS %s (%d nodes)", mib(res.SimRSS), res.Sim)
