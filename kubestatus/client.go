@@ -75,12 +75,16 @@ func (c *client) deleteReport(ctx context.Context, name string, uid types.UID) e
 	return c.rc.Delete().Resource(lbroutereport).Name(name).Body(&opts).Do(ctx).Error()
 }
 
-// patchRouteStatus writes an LBRoute's status subresource with a JSON merge
-// patch and returns the object written.
-func (c *client) patchRouteStatus(ctx context.Context, ns, name string, pt types.PatchType, data []byte, manager string) (*v1alpha1.LBRoute, error) {
+// putRouteStatus replaces an LBRoute's status (the status subresource
+// ignores the rest of the object) and returns the object written.
+func (c *client) putRouteStatus(ctx context.Context, rt *v1alpha1.LBRoute, manager string) (*v1alpha1.LBRoute, error) {
+	data, err := json.Marshal(rt)
+	if err != nil {
+		return nil, err
+	}
 	out := &v1alpha1.LBRoute{}
-	err := c.rc.Patch(pt).Namespace(ns).Resource(lbroutes).Name(name).SubResource("status").
-		VersionedParams(&metav1.PatchOptions{FieldManager: manager}, metav1.ParameterCodec).
+	err = c.rc.Put().Namespace(rt.Namespace).Resource(lbroutes).Name(rt.Name).SubResource("status").
+		VersionedParams(&metav1.UpdateOptions{FieldManager: manager}, metav1.ParameterCodec).
 		Body(data).Do(ctx).Into(out)
 	return out, err
 }

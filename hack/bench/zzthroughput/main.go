@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/lbrgen"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -53,7 +55,23 @@ func main() {
 			fmt.Println("profile written")
 		}()
 	}
-	for _, mode := range []string{"merge", "apply", "apply2"} {
+	modes := []string{"put", "merge", "apply"}
+	if m := os.Getenv("MODES"); m != "" {
+		modes = strings.Split(m, ",")
+	}
+	for _, mode := range modes {
+		objs := map[string]*unstructured.Unstructured{}
+		if mode == "put" {
+			l, err := dyn.Resource(lbrgen.LBRouteResource).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				panic(err)
+			}
+			for i := range l.Items {
+				u := &l.Items[i]
+				u.SetManagedFields(nil)
+				objs[u.GetNamespace()+"/"+u.GetName()] = u
+			}
+		}
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		t0 = time.Now()
@@ -72,7 +90,11 @@ func main() {
 					}
 					st := map[string]any{"conditions": conds, "vsName": ns + "-" + name, "group": ns + "-" + name, "ports": "80/TCP", "realServers": 4, "observedGeneration": 1}
 					var err error
-					if mode == "merge" {
+					if mode == "put" {
+						u := objs[ns+"/"+name].DeepCopy()
+						u.Object["status"] = st
+						_, err = dyn.Resource(lbrgen.LBRouteResource).Namespace(ns).UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: "edgeagent-leader"})
+					} else if mode == "merge" {
 						b, _ := json.Marshal(map[string]any{"status": st})
 						_, err = dyn.Resource(lbrgen.LBRouteResource).Namespace(ns).Patch(ctx, name, types.MergePatchType, b, metav1.PatchOptions{}, "status")
 					} else {
