@@ -65,7 +65,8 @@ type Options struct {
 	Workers int
 	// StartupHold is how long the leader waits for a node that just
 	// started to report before counting it as not programmed (default
-	// 30s); GenerationHold how long it waits for the nodes to report a
+	// 60s: an agent's first reconcile of 10,000 routes takes seconds on an
+	// idle node and tens of seconds on a busy one); GenerationHold how long it waits for the nodes to report a
 	// route's new generation (default 2s). Holding a route's status while
 	// nodes catch up writes it once instead of once per node.
 	StartupHold, GenerationHold time.Duration
@@ -117,7 +118,7 @@ func New(k *watcher.Kube, opts Options) (*Writer, error) {
 		opts.Workers = 8
 	}
 	if opts.StartupHold <= 0 {
-		opts.StartupHold = 30 * time.Second
+		opts.StartupHold = 60 * time.Second
 	}
 	if opts.GenerationHold <= 0 {
 		opts.GenerationHold = 2 * time.Second
