@@ -126,8 +126,8 @@ func TestDaemonSetUnderKubelet(t *testing.T) {
 		Labels: edgeLabel + "=true", Taints: edgeLabel + "=true:NoSchedule",
 		Images: []string{v1Tar, v2Tar, pauseTar},
 	})
-	// A worker without the edge label, kept Ready (the suite's cluster runs
-	// no node lifecycle controller): the DaemonSet must not go there.
+	// A worker without the edge label, kept Ready (the suite's node monitor
+	// grace period is an hour): the DaemonSet must not go there.
 	addWorkerNode(t, c, "worker-1")
 
 	// Install as docs/install.md says: namespace and APV Secret first, then
@@ -165,7 +165,8 @@ func TestDaemonSetUnderKubelet(t *testing.T) {
 	testbed.Poll(t, 60*time.Second, "kubectl get lbr: READY=True", func() (bool, string) {
 		out, _ := c.Kubectl(context.Background(), "-n", "shop", "get", "lbr", "web", "--no-headers")
 		f := strings.Fields(out)
-		return len(f) >= 7 && f[6] == "True", out
+		// NAME VS VIP PORTS GROUP RS POLICY READY AGE
+		return len(f) >= 8 && f[7] == "True", out
 	})
 	t.Log(c.MustKubectl("-n", "shop", "get", "lbr", "-o", "wide"))
 	testbed.Poll(t, 60*time.Second, "the APV emulator to hold the virtual service (credentials from the Secret)", func() (bool, string) {
@@ -325,9 +326,19 @@ patches:
     - op: add
       path: /spec/template/spec/containers/0/env/-
       value: {name: KUBERNETES_SERVICE_PORT, value: "6443"}
-`, filepath.Join(root(), "deploy", "daemonset"), name, tag, bed.Env["EDGE_IP"])
+`, relTo(t, o, filepath.Join(root(), "deploy", "daemonset")), name, tag, bed.Env["EDGE_IP"])
 	os.WriteFile(filepath.Join(o, "kustomization.yaml"), []byte(k), 0o644)
 	return o
+}
+
+// relTo is target relative to dir: kustomize refuses absolute paths.
+func relTo(t *testing.T, dir, target string) string {
+	t.Helper()
+	r, err := filepath.Rel(dir, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func agentPod(t *testing.T, c *clustertest.Cluster) corev1.Pod {
@@ -344,7 +355,10 @@ func agentPod(t *testing.T, c *clustertest.Cluster) corev1.Pod {
 		}
 	}
 	if len(live) != 1 {
-		t.Fatalf("%d agent pods, want 1:\n%s", len(live), c.MustKubectl("-n", ns, "get", "pods", "-o", "wide"))
+		ds, _ := c.Kubectl(context.Background(), "-n", ns, "get", "ds", "-o", "yaml")
+		ev, _ := c.Kubectl(context.Background(), "get", "events", "-A")
+		nodes, _ := c.Kubectl(context.Background(), "get", "nodes", "-o", "yaml")
+		t.Fatalf("%d agent pods, want 1:\n%s\n%s\n%s\n%s", len(live), c.MustKubectl("-n", ns, "get", "pods", "-o", "wide"), ds, ev, nodes)
 	}
 	return live[0]
 }
@@ -380,8 +394,14 @@ func checkPodAsShipped(t *testing.T, c *clustertest.Cluster, pod corev1.Pod) {
 	if sc := gc.SecurityContext; sc == nil || sc.Privileged == nil || *sc.Privileged || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Errorf("agent container must be unprivileged with a read-only root: %+v", sc)
 	}
-	if !equality.Semantic.DeepEqual(wc.ReadinessProbe, gc.ReadinessProbe) || !equality.Semantic.DeepEqual(wc.LivenessProbe, gc.LivenessProbe) {
-		t.Errorf("probes differ from the manifest")
+	// The apiserver fills in defaults (timeout, thresholds, scheme):
+	// compare what the manifest sets.
+	for _, p := range [][2]*corev1.Probe{{wc.ReadinessProbe, gc.ReadinessProbe}, {wc.LivenessProbe, gc.LivenessProbe}} {
+		w, g := p[0], p[1]
+		if g == nil || g.HTTPGet == nil || w.HTTPGet.Path != g.HTTPGet.Path || w.HTTPGet.Port != g.HTTPGet.Port || w.HTTPGet.Host != g.HTTPGet.Host ||
+			w.PeriodSeconds != g.PeriodSeconds || w.FailureThreshold != g.FailureThreshold || w.InitialDelaySeconds != g.InitialDelaySeconds {
+			t.Errorf("probe differs from the manifest: shipped %+v running %+v", w, g)
+		}
 	}
 	if !equality.Semantic.DeepEqual(wc.VolumeMounts, gc.VolumeMounts[:len(wc.VolumeMounts)]) {
 		t.Errorf("volume mounts differ: shipped %+v running %+v", wc.VolumeMounts, gc.VolumeMounts)
@@ -525,6 +545,9 @@ func rollout(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed, v2 string) 
 		}
 	}()
 	before := edgeChainCounters(t, bed)
+	// BIRD prints "up HH:MM:SS.mmm Established": a new session has a new
+	// time.
+	oldSession := bed.BirdProtocolState(1, bed.EdgeProtocol())
 	start := time.Now()
 	c.MustKubectl("-n", ns, "set", "image", "ds/edgeagent", "edgeagent="+v2, "prepare-node="+v2)
 	c.MustKubectl("-n", ns, "rollout", "status", "ds/edgeagent", "--timeout=180s")
@@ -535,11 +558,11 @@ func rollout(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed, v2 string) 
 	}
 	testbed.Poll(t, 30*time.Second, "BIRD's session with the new agent established", func() (bool, string) {
 		st := bed.BirdProtocolState(1, bed.EdgeProtocol())
-		return st == "Established", st
+		return strings.Contains(st, "Established") && st != oldSession, st + " (before: " + oldSession + ")"
 	})
 	established := time.Since(start)
 	after := edgeChainCounters(t, bed)
-	time.Sleep(2 * time.Second)
+	time.Sleep(5 * time.Second)
 	ok, failed := loop.end()
 	<-watch
 	t.Logf("RESULT rollout to %s: %d failed of %d requests; rollout status %s, BIRD session re-established %s after the image change; VIP withdrawn from BIRD: %v",
@@ -620,9 +643,16 @@ images:
 - name: ghcr.io/arraynetworks/edgeagent
   newName: %s
   newTag: %s
-`, filepath.Join(root(), "deploy", "cleanup"), strings.TrimPrefix(name, "index.docker.io/"), tag)), 0o644)
+`, relTo(t, co, filepath.Join(root(), "deploy", "cleanup")), strings.TrimPrefix(name, "index.docker.io/"), tag)), 0o644)
 	c.MustKubectl("apply", "-k", co)
 	c.MustKubectl("-n", ns, "rollout", "status", "ds/edgeagent-cleanup", "--timeout=120s")
+	testbed.Poll(t, 60*time.Second, "the cleanup pod to be Ready on the edge node", func() (bool, string) {
+		out, _ := c.Kubectl(context.Background(), "-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=edgeagent-cleanup",
+			"-o", `jsonpath={range .items[*]}{.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+		return strings.TrimSpace(out) == "edge-1 True", out
+	})
+	logs, _ := c.Kubectl(context.Background(), "-n", ns, "logs", "ds/edgeagent-cleanup")
+	t.Logf("cleanup pod log:\n%s", logs)
 	for _, tool := range []string{"iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"} {
 		if out := mustExec(t, bed, "edge", tool); strings.Contains(out, "EDGE-") {
 			t.Errorf("%s after cleanup still shows EDGE- chains:\n%s", tool, out)
