@@ -14,6 +14,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Result is the verdict on one LBRoute.
@@ -120,8 +121,8 @@ func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 	case spec.Service == nil && spec.RealServers == nil:
 		v.add("spec", model.ReasonInvalidSpec, "exactly one of service or realServers must be set")
 	case spec.Service != nil:
-		if !isDNSLabel(spec.Service.Name) {
-			v.add("spec.service.name", model.ReasonInvalidSpec, "must be a DNS-1035 label (lowercase alphanumerics and '-', at most 63)")
+		if errs := validation.IsDNS1035Label(spec.Service.Name); len(errs) > 0 {
+			v.add("spec.service.name", model.ReasonInvalidSpec, "must be a DNS-1035 label, as Service names are: %s", strings.Join(errs, "; "))
 		}
 	default:
 		v.realServers(spec.RealServers, vip)
@@ -167,8 +168,8 @@ func staticReals(rs []v1alpha1.RealServer, p port) []model.Real {
 	for _, r := range rs {
 		ip, _ := netip.ParseAddr(r.IP)
 		pt := cmp.Or(p.targetNum, p.port)
-		if r.Port != 0 {
-			pt = uint16(r.Port)
+		if r.Port != nil {
+			pt = uint16(*r.Port)
 		}
 		out = append(out, model.Real{IP: ip.Unmap(), Port: pt, Weight: weight(r.Weight), Healthy: true})
 	}
