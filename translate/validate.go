@@ -160,9 +160,10 @@ func (v *validator) ports(ps []v1alpha1.LBRoutePort, serviceForm bool) []port {
 				}
 				out1.targetNum = uint16(tp.IntVal)
 			} else if digitsRE.MatchString(tp.StrVal) {
-				// "8080" written as a string: accept it as a number.
+				// "8080" written as a string: accept it as a number (of at
+				// most five digits, as the CRD's rule says).
 				n, err := strconv.Atoi(tp.StrVal)
-				if err != nil || n < 1 || n > 65535 {
+				if err != nil || len(tp.StrVal) > 5 || n < 1 || n > 65535 {
 					v.invalid(f+".targetPort", "must be 1-65535, got %s", printable(tp.StrVal))
 					ok = false
 				}
