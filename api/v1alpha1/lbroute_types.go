@@ -36,7 +36,7 @@ type HealthCheckType string
 // The default vsName is <namespace>-<name>, at most 63 characters. CEL sees
 // metadata.name but not metadata.namespace, so this rule refuses only the
 // names too long for any namespace; the agent checks the full length.
-// +kubebuilder:validation:XValidation:rule="(has(self.spec.vsName) && self.spec.vsName != '') || size(self.metadata.name) <= 61",message="metadata.name is too long for the default spec.vsName <namespace>-<name> (at most 63 characters): set spec.vsName"
+// +kubebuilder:validation:XValidation:rule="(has(self.spec.vsName) && self.spec.vsName != '') || size(self.metadata.name) <= 61",message="metadata.name is too long for the default vsName <namespace>-<name> (at most 63 characters): set spec.vsName",fieldPath=".spec.vsName"
 type LBRoute struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -98,7 +98,11 @@ type LBRouteSpec struct {
 	// RealServers is a static list of reals, unique per (ip, port).
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=1024
-	// +kubebuilder:validation:XValidation:rule="size(self.transformMapEntry(i, r, {(isIP(r.ip) ? string(ip(r.ip)) : r.ip) + '/' + (has(r.port) ? string(r.port) : ''): i})) == size(self)",message="real servers must be unique per ip and port"
+	// Uniqueness in O(n): transformMapEntry fails on a key it has already
+	// inserted, and the apiserver's error names that key. Comparing pairs
+	// would cost 1024² steps, over the apiserver's CEL budget for one call.
+	// (string(int) in a concatenation is costed as unbounded, format is not.)
+	// +kubebuilder:validation:XValidation:rule="size(self.transformMapEntry(i, r, {'%s/%d'.format([isIP(r.ip) ? string(ip(r.ip)) : r.ip, has(r.port) ? r.port : 0]): i})) == size(self)",message="real servers must be unique per ip and port"
 	// +listType=atomic
 	// +optional
 	RealServers []RealServer `json:"realServers,omitempty"`
@@ -127,7 +131,8 @@ type LBRoutePort struct {
 	// (an IANA service name: at most 15 lowercase letters, digits and '-',
 	// with at least one letter). Default: port.
 	// +kubebuilder:validation:XIntOrString
-	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 1 && self <= 65535) : (self.matches('^[0-9]+$') ? (size(self) <= 5 && int(self) >= 1 && int(self) <= 65535) : (size(self) <= 15 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.matches('[a-z]') && !self.contains('--')))",message="must be a port number 1-65535 or an IANA service name (at most 15 lowercase letters, digits and '-', with a letter)"
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 1 && self <= 65535) : (self.matches('^[0-9]+$') ? (size(self) <= 5 && int(self) >= 1 && int(self) <= 65535) : (self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.matches('[a-z]') && !self.contains('--')))",message="must be a port number 1-65535 or an IANA service name (at most 15 lowercase letters, digits and '-', with a letter)"
 	// +optional
 	TargetPort *intstr.IntOrString `json:"targetPort,omitempty"`
 }
@@ -212,7 +217,8 @@ type HealthCheck struct {
 	// ExpectedStatus is a status code (200) or a list of codes and ranges
 	// ("200-299,301"), each within 100-599. Default 200-399.
 	// +kubebuilder:validation:XIntOrString
-	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 100 && self <= 599) : (size(self) <= 256 && self.split(',').all(p, p.trim().matches('^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$') && (!p.contains('-') || p.trim().split('-')[0] <= p.trim().split('-')[1])))",message="must be a status code 100-599 or a list of codes and ranges such as \"200-299,301\""
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 100 && self <= 599) : (self.split(',').all(p, p.trim().matches('^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$') && (!p.contains('-') || p.trim().split('-')[0] <= p.trim().split('-')[1])))",message="must be a status code 100-599 or a list of codes and ranges such as \"200-299,301\""
 	// +optional
 	ExpectedStatus *intstr.IntOrString `json:"expectedStatus,omitempty"`
 }
