@@ -13,6 +13,7 @@
 package healthcheck
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -49,15 +50,9 @@ type APIServerOptions struct {
 }
 
 func (o *APIServerOptions) defaults() {
-	if o.DialTimeout == 0 {
-		o.DialTimeout = 10 * time.Second
-	}
-	if o.KeepAlive == 0 {
-		o.KeepAlive = 30 * time.Second
-	}
-	if o.StaleAfter == 0 {
-		o.StaleAfter = 30 * time.Second
-	}
+	o.DialTimeout = cmp.Or(o.DialTimeout, 10*time.Second)
+	o.KeepAlive = cmp.Or(o.KeepAlive, 30*time.Second)
+	o.StaleAfter = cmp.Or(o.StaleAfter, 30*time.Second)
 }
 
 // APIServerMonitor tracks the agent's connection to the apiserver: open

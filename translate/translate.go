@@ -15,6 +15,7 @@ import (
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 )
 
 // Result is the verdict on one LBRoute.
@@ -104,12 +105,10 @@ func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 	} else {
 		v.apvName("spec.vsName", vsName, "")
 	}
-	group := spec.Group
-	if group == "" {
-		group = vsName
-	} else {
-		v.apvName("spec.group", group, "")
+	if spec.Group != "" {
+		v.apvName("spec.group", spec.Group, "")
 	}
+	group := cmp.Or(spec.Group, vsName)
 	policy := v.policy(spec.Policy)
 	health := v.health(spec.HealthCheck)
 	adv := v.bgp(spec.BGP)
@@ -171,17 +170,10 @@ func staticReals(rs []v1alpha1.RealServer, p port) []model.Real {
 		if r.Port != nil {
 			pt = uint16(*r.Port)
 		}
-		out = append(out, model.Real{IP: ip.Unmap(), Port: pt, Weight: weight(r.Weight), Healthy: true})
+		out = append(out, model.Real{IP: ip, Port: pt, Weight: uint32(ptr.Deref(r.Weight, 1)), Healthy: true})
 	}
 	slices.SortFunc(out, func(a, b model.Real) int { return a.Endpoint().Compare(b.Endpoint()) })
 	return out
-}
-
-func weight(w *int32) uint32 {
-	if w == nil {
-		return 1
-	}
-	return uint32(*w)
 }
 
 // serviceReals picks the endpoints that may take traffic: ready ones, plus

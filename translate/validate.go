@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,13 +116,11 @@ func (v *validator) policy(p v1alpha1.Policy) model.Policy {
 	if p == "" {
 		return model.RoundRobin
 	}
-	for _, ok := range model.Policies {
-		if string(p) == string(ok) {
-			return ok
-		}
+	if !slices.Contains(model.Policies, model.Policy(p)) {
+		v.invalid("spec.policy", "%q is not one of rr, wrr, random, sh", printable(string(p)))
+		return ""
 	}
-	v.invalid("spec.policy", "%q is not one of rr, wrr, random, sh", printable(string(p)))
-	return ""
+	return model.Policy(p)
 }
 
 func (v *validator) ports(ps []v1alpha1.LBRoutePort, serviceForm bool) []port {
