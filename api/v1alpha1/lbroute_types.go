@@ -18,6 +18,11 @@ type Policy string
 // +kubebuilder:validation:Enum=TCP;HTTP;None;""
 type HealthCheckType string
 
+// The rule on LBRoute below: the default vsName is <namespace>-<name>, at
+// most 63 characters. CEL sees metadata.name but not metadata.namespace, so
+// the rule refuses only the names too long for any namespace; the agent
+// checks the full length.
+
 // LBRoute publishes a set of real servers behind a virtual IP on the edge
 // nodes and, when configured, on the APV appliance.
 //
@@ -32,10 +37,6 @@ type HealthCheckType string
 // +kubebuilder:printcolumn:name="POLICY",type=string,JSONPath=`.spec.policy`
 // +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
-//
-// The default vsName is <namespace>-<name>, at most 63 characters. CEL sees
-// metadata.name but not metadata.namespace, so this rule refuses only the
-// names too long for any namespace; the agent checks the full length.
 // +kubebuilder:validation:XValidation:rule="(has(self.spec.vsName) && self.spec.vsName != '') || size(self.metadata.name) <= 61",message="metadata.name is too long for the default vsName <namespace>-<name> (at most 63 characters): set spec.vsName",fieldPath=".spec.vsName"
 type LBRoute struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -45,13 +46,14 @@ type LBRoute struct {
 	Status LBRouteStatus `json:"status,omitempty"`
 }
 
-// LBRouteSpec is what the user asks for.
-//
-// The rules here are the static ones the agent enforces too (package
-// translate): an object the apiserver admits passes the agent's own checks,
-// except those that need the agent's configuration (VIP pools) or other
-// objects (conflicts). translate/testdata/parity holds the corpus that proves
-// it against a real apiserver. An empty string in an optional field means
+// The rules below are the static ones package translate enforces too, so
+// that `kubectl apply` and `edgeagent validate` agree;
+// translate/testdata/parity is the corpus that proves it against a real
+// apiserver.
+
+// LBRouteSpec is what the user asks for. The apiserver checks every rule the
+// agent does except those that need the agent's configuration (vipPools) or
+// other LBRoutes (conflicts). An empty string in an optional field means
 // "unset", as in the core Kubernetes API.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.service) != has(self.realServers)",message="exactly one of service or realServers must be set"
@@ -95,13 +97,15 @@ type LBRouteSpec struct {
 	// +optional
 	Service *ServiceRef `json:"service,omitempty"`
 
+	// Uniqueness of the reals in O(n): transformMapEntry fails on a key it
+	// has already inserted, and the apiserver's error names that key.
+	// Comparing pairs would cost 1024² steps, over the apiserver's CEL budget
+	// for one call. (string(int) in a concatenation is costed as unbounded,
+	// format is not.)
+
 	// RealServers is a static list of reals, unique per (ip, port).
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=1024
-	// Uniqueness in O(n): transformMapEntry fails on a key it has already
-	// inserted, and the apiserver's error names that key. Comparing pairs
-	// would cost 1024² steps, over the apiserver's CEL budget for one call.
-	// (string(int) in a concatenation is costed as unbounded, format is not.)
 	// +kubebuilder:validation:XValidation:rule="size(self.transformMapEntry(i, r, {'%s/%d'.format([isIP(r.ip) ? string(ip(r.ip)) : r.ip, has(r.port) ? r.port : 0]): i})) == size(self)",message="real servers must be unique per ip and port"
 	// +listType=atomic
 	// +optional
