@@ -1,8 +1,10 @@
 // Package translate turns LBRoute objects (plus, for the service form, the
-// Service's endpoints) into the desired state of package model, and checks
-// everything about them that the CRD schema cannot: VIP pools, conflicts
-// between routes, name limits, health-check and BGP attribute syntax. It is
-// pure: callers bring the objects, it returns values.
+// Service's endpoints) into the desired state of package model, and validates
+// them: every static rule of the CRD (so that standalone mode and `edgeagent
+// validate` refuse what the apiserver refuses, testdata/parity proves it),
+// and what the CRD cannot see: VIP pools, conflicts between routes and the
+// length of a vsName defaulted from the namespace. It is pure: callers bring
+// the objects, it returns values.
 package translate
 
 import (
