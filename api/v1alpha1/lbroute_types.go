@@ -18,6 +18,9 @@ type Policy string
 // +kubebuilder:validation:Enum=TCP;HTTP;None;""
 type HealthCheckType string
 
+// (CEL rules in these markers test for "" with size(): gofmt rewrites two
+// single quotes in a doc comment into a typographic quote.)
+//
 // The rule on LBRoute below: the default vsName is <namespace>-<name>, at
 // most 63 characters. CEL sees metadata.name but not metadata.namespace, so
 // the rule refuses only the names too long for any namespace; the agent
@@ -37,7 +40,7 @@ type HealthCheckType string
 // +kubebuilder:printcolumn:name="POLICY",type=string,JSONPath=`.spec.policy`
 // +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="(has(self.spec.vsName) && self.spec.vsName != '') || size(self.metadata.name) <= 61",message="metadata.name is too long for the default vsName <namespace>-<name> (at most 63 characters): set spec.vsName",fieldPath=".spec.vsName"
+// +kubebuilder:validation:XValidation:rule="(has(self.spec.vsName) && size(self.spec.vsName) > 0) || size(self.metadata.name) <= 61",message="metadata.name is too long for the default vsName <namespace>-<name> (at most 63 characters): set spec.vsName",fieldPath=".spec.vsName"
 type LBRoute struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -77,7 +80,7 @@ type LBRouteSpec struct {
 	// Ports: one virtual service per entry, unique per (port, protocol).
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.all(p, self.exists_one(q, q.port == p.port && (has(q.protocol) && q.protocol != '' ? q.protocol : 'TCP') == (has(p.protocol) && p.protocol != '' ? p.protocol : 'TCP')))",message="ports must be unique per protocol"
+	// +kubebuilder:validation:XValidation:rule="self.all(p, self.exists_one(q, q.port == p.port && (has(q.protocol) && size(q.protocol) > 0 ? q.protocol : 'TCP') == (has(p.protocol) && size(p.protocol) > 0 ? p.protocol : 'TCP')))",message="ports must be unique per protocol"
 	// +listType=atomic
 	Ports []LBRoutePort `json:"ports"`
 
@@ -175,7 +178,7 @@ type RealServer struct {
 // HealthCheck describes the active probe of each real.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.timeoutSeconds) || !has(self.intervalSeconds) || self.timeoutSeconds <= self.intervalSeconds",message="timeoutSeconds must not exceed intervalSeconds",fieldPath=".timeoutSeconds"
-// +kubebuilder:validation:XValidation:rule="(has(self.type) && self.type == 'HTTP') || ((!has(self.path) || self.path == '') && (!has(self.host) || self.host == '') && !has(self.expectedStatus))",message="path, host and expectedStatus apply only to type HTTP",fieldPath=".type"
+// +kubebuilder:validation:XValidation:rule="(has(self.type) && self.type == 'HTTP') || ((!has(self.path) || size(self.path) == 0) && (!has(self.host) || size(self.host) == 0) && !has(self.expectedStatus))",message="path, host and expectedStatus apply only to type HTTP",fieldPath=".type"
 type HealthCheck struct {
 	// +kubebuilder:default=TCP
 	// +optional
