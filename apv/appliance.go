@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -21,7 +22,11 @@ const (
 	// CertWarningWindow is how long before expiry a certificate raises a
 	// CertificateExpiring event (the alert rules have their own thresholds).
 	CertWarningWindow = 30 * 24 * time.Hour
-	minBackoff        = time.Second
+	// CPUHighRatio raises a CPUHigh event; CPUNormalRatio the CPUNormal
+	// that ends it.
+	CPUHighRatio   = 0.9
+	CPUNormalRatio = 0.8
+	minBackoff     = time.Second
 )
 
 // Options configures an Appliance.
@@ -94,12 +99,25 @@ func New(cfg config.APV, o Options) (*Appliance, error) {
 			return nil, fmt.Errorf("apv.devices[%d].name: %q is empty or listed twice", i, d.Name)
 		}
 		seen[d.Name] = true
-		c, err := NewClient(ClientConfig{URL: d.URL, UsernameFile: d.UsernameFile, PasswordFile: d.PasswordFile,
-			CAFile: d.CAFile, InsecureSkipVerify: d.InsecureSkipVerify, Timeout: o.RequestTimeout})
+		cc := ClientConfig{URL: d.URL, UsernameFile: d.UsernameFile, PasswordFile: d.PasswordFile,
+			CAFile: d.CAFile, InsecureSkipVerify: d.InsecureSkipVerify, ServerName: d.ServerName,
+			PinnedCertSHA256: d.PinnedCertSHA256, Timeout: o.RequestTimeout}
+		c, err := NewClient(cc)
 		if err != nil {
 			return nil, fmt.Errorf("apv.devices[%d] (%s): %w", i, d.Name, err)
 		}
-		dev := &device{name: d.Name, url: d.URL, client: c, kick: make(chan struct{}, 1)}
+		scan := c
+		if d.ScanUsernameFile != "" {
+			cc.UsernameFile, cc.PasswordFile = d.ScanUsernameFile, d.ScanPasswordFile
+			if scan, err = NewClient(cc); err != nil {
+				return nil, fmt.Errorf("apv.devices[%d] (%s): %w", i, d.Name, err)
+			}
+		}
+		host := ""
+		if u, err := url.Parse(d.URL); err == nil {
+			host = u.Hostname()
+		}
+		dev := &device{name: d.Name, url: d.URL, client: c, scanClient: scan, haUnit: d.HAUnit, urlHost: host, kick: make(chan struct{}, 1)}
 		dev.st = status.APVDevice{Name: d.Name, URL: d.URL}
 		a.devices = append(a.devices, dev)
 		a.metrics.up.WithLabelValues(d.Name).Set(0)
@@ -163,6 +181,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	wg.Wait()
 	for _, d := range a.devices {
 		d.client.Close()
+		d.scanClient.Close()
 	}
 	return nil
 }

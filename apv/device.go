@@ -2,9 +2,11 @@ package apv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +18,12 @@ type device struct {
 	name   string
 	url    string
 	client *Client
-	kick   chan struct{}
+	// scanClient reads for scans: the separate read-only account when one
+	// is configured, else client.
+	scanClient *Client
+	haUnit     string
+	urlHost    string
+	kick       chan struct{}
 
 	syncMu sync.Mutex // one sync at a time
 	// unsaved is set once a configuration command succeeded and cleared by
@@ -24,10 +31,15 @@ type device struct {
 	// saves on the next attempt even when nothing is left to change.
 	unsaved     bool
 	syncFailing bool
+	// marks are the objects the device prints back differently from how
+	// they were sent (readback.go); only the sync goroutine touches them.
+	marks      map[Key]mark
+	unreadable int // lines ParseConfig could not read at the last read
 
 	scanMu   sync.Mutex // one scan at a time
 	prevScan *ScanResult
 	certs    map[string]string // vhost → ok, expiring, expired
+	cpuHigh  bool
 	series   map[string]map[string]bool
 
 	mu      sync.Mutex // guards st, upKnown
@@ -99,12 +111,15 @@ func (a *Appliance) syncDevice(ctx context.Context, d *device) error {
 
 // doSync reads the device, sends the difference and saves. It returns the
 // number of configuration commands that succeeded and whether the device
-// matched the desired state afterwards.
+// matched the desired state afterwards (objects it prints back differently,
+// see readback.go, count as matching once they are marked).
 func (a *Appliance) doSync(ctx context.Context, d *device, want Config) (sent int, inSync bool, err error) {
-	cur, err := a.readConfig(ctx, d)
+	raw, cur, err := a.readConfig(ctx, d)
 	if err != nil {
 		return 0, false, err
 	}
+	cur, d.marks = applyMarks(d.marks, raw, cur, want)
+	a.publishMarks(d)
 	cmds := Diff(cur, want)
 	if len(cmds) == 0 && !d.unsaved {
 		return 0, true, nil
@@ -118,6 +133,15 @@ func (a *Appliance) doSync(ctx context.Context, d *device, want Config) (sent in
 	}
 	for i, c := range cmds {
 		if _, err := d.client.Run(ctx, c); err != nil {
+			var ce *CLIError
+			if isEnableLine(c) && errors.As(err, &ce) {
+				// The object exists; a device without this command (or
+				// with the object enabled already, if it says so loudly)
+				// still serves it. Counted and logged, not fatal.
+				a.metrics.enableRejected.WithLabelValues(d.name).Inc()
+				a.log.Warn("apv refused an enable command; the object was created", "device", d.name, "command", cmdWord(c), "err", err)
+				continue
+			}
 			return sent, false, fmt.Errorf("command %d of %d: %w", i+1, len(cmds), err)
 		}
 		sent++
@@ -127,34 +151,63 @@ func (a *Appliance) doSync(ctx context.Context, d *device, want Config) (sent in
 		return sent, false, fmt.Errorf("write memory: %w", err)
 	}
 	d.unsaved = false
-	// Read back: a command the device accepted without doing what it says
-	// shows up here rather than as a silent "in sync".
-	after, err := a.readConfig(ctx, d)
+	// Read back: a command the device accepted without doing what it says,
+	// or an object it prints differently, shows up here.
+	rawAfter, after, err := a.readConfig(ctx, d)
 	if err != nil {
 		return sent, false, err
 	}
-	if rest := Diff(after, want); len(rest) > 0 {
-		return sent, false, fmt.Errorf("device still differs after sync (%d commands pending, first %q)", len(rest), rest[0])
+	after, d.marks = applyMarks(d.marks, rawAfter, after, want)
+	for k, m := range markDiffering(rawAfter, after, want) {
+		if d.marks == nil {
+			d.marks = map[Key]mark{}
+		}
+		d.marks[k] = m
+		dev := m.device
+		if dev == "" {
+			dev = "(nothing)"
+		}
+		a.events.Event(d.name, Warning, ReasonNormalizesDifferently, fmt.Sprintf(
+			"APV %s prints %s back differently from how it was sent; it is not rewritten until it or the LBRoutes change. Sent: %s. Read back: %s",
+			d.name, k, oneLine(m.want), oneLine(dev)))
+		a.log.Warn("apv object reads back differently; not rewriting it", "device", d.name, "object", k.String())
 	}
+	a.publishMarks(d)
 	return sent, true, nil
 }
 
-func (a *Appliance) readConfig(ctx context.Context, d *device) (Config, error) {
+// publishMarks copies the marked objects into status and the metric.
+func (a *Appliance) publishMarks(d *device) {
+	names := make([]string, 0, len(d.marks))
+	for k := range d.marks {
+		names = append(names, k.String())
+	}
+	slices.Sort(names)
+	a.metrics.normalized.WithLabelValues(d.name).Set(float64(len(names)))
+	d.mu.Lock()
+	d.st.NormalizesDifferently = names
+	d.mu.Unlock()
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " | ") }
+
+func (a *Appliance) readConfig(ctx context.Context, d *device) (string, Config, error) {
 	out, err := d.client.Run(ctx, cmdShowRunning)
 	if err != nil {
-		return Config{}, fmt.Errorf("read configuration: %w", err)
+		return "", Config{}, fmt.Errorf("read configuration: %w", err)
 	}
 	cur, bad := ParseConfig(out)
-	if bad > 0 {
+	if bad > 0 && bad != d.unreadable {
 		a.log.Warn("apv configuration lines not understood", "device", d.name, "lines", bad)
 	}
-	return cur, nil
+	d.unreadable = bad
+	return out, cur, nil
 }
 
 func (a *Appliance) scanDevice(ctx context.Context, d *device) error {
 	d.scanMu.Lock()
 	defer d.scanMu.Unlock()
-	res, err := Scan(ctx, d.client)
+	res, err := Scan(ctx, d.scanClient, ScanTarget{HAUnit: d.haUnit, URLHost: d.urlHost})
 	if err != nil {
 		a.metrics.scans.WithLabelValues(d.name, "error").Inc()
 		a.setUp(d, false, err)
@@ -168,7 +221,7 @@ func (a *Appliance) scanDevice(ctx context.Context, d *device) error {
 	a.scanEvents(d, res, now)
 	d.prevScan = &res
 	d.mu.Lock()
-	d.st.HAState = res.HAState
+	d.st.HAState, d.st.HAUnit = res.HAState, res.HAUnit
 	d.st.LastScan = now
 	d.mu.Unlock()
 	return nil
@@ -179,9 +232,20 @@ func (a *Appliance) exportScan(d *device, res ScanResult) {
 	for _, s := range HAStates {
 		m.haState.WithLabelValues(d.name, s).Set(b2f(s == res.HAState))
 	}
+	m.haConfigured.WithLabelValues(d.name).Set(b2f(res.HAConfigured))
 	if d.series == nil {
 		d.series = map[string]map[string]bool{}
 	}
+	dom := map[string]float64{}
+	if res.HADomain != "" {
+		dom[res.HADomain+"\x00"+res.HAUnit] = 1
+	}
+	d.series["haDomain"] = setSeries2(m.haDomain, d.name, d.series["haDomain"], dom)
+	units := map[string]float64{}
+	for u, up := range res.HAUnitsUp {
+		units[u] = b2f(up)
+	}
+	d.series["haUnit"] = setSeries(m.haUnitUp, d.name, d.series["haUnit"], units)
 	ifaces := map[string]float64{}
 	for n, up := range res.Interfaces {
 		ifaces[n] = b2f(up)
@@ -214,11 +278,6 @@ func (a *Appliance) exportScan(d *device, res ScanResult) {
 		m.cpu.WithLabelValues(d.name).Set(res.CPU)
 	} else {
 		m.cpu.DeleteLabelValues(d.name)
-	}
-	if res.Memory >= 0 {
-		m.memory.WithLabelValues(d.name).Set(res.Memory)
-	} else {
-		m.memory.DeleteLabelValues(d.name)
 	}
 }
 
@@ -258,6 +317,33 @@ func (a *Appliance) scanEvents(d *device, res ScanResult, now time.Time) {
 		case up && known && !was:
 			a.events.Event(d.name, Normal, ReasonRealUp, fmt.Sprintf("APV %s reports real service %s up", d.name, n))
 		}
+	}
+	var prevVirt map[string]bool
+	if prev != nil {
+		prevVirt = map[string]bool{}
+		for n, s := range prev.Virtuals {
+			prevVirt[n] = s.Up
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(res.Virtuals)) {
+		up := res.Virtuals[n].Up
+		was, known := prevVirt[n]
+		switch {
+		case !up && (!known || was):
+			a.events.Event(d.name, Warning, ReasonVirtualDown, fmt.Sprintf("APV %s reports virtual service %s down", d.name, n))
+		case up && known && !was:
+			a.events.Event(d.name, Normal, ReasonVirtualUp, fmt.Sprintf("APV %s reports virtual service %s up", d.name, n))
+		}
+	}
+	// CPU: a finding when it crosses CPUHighRatio, over again only once it
+	// has come back under CPUNormalRatio (no event storm around the line).
+	switch {
+	case res.CPU >= CPUHighRatio && !d.cpuHigh:
+		d.cpuHigh = true
+		a.events.Event(d.name, Warning, ReasonCPUHigh, fmt.Sprintf("APV %s CPU utilisation is %.0f%%", d.name, res.CPU*100))
+	case res.CPU >= 0 && res.CPU < CPUNormalRatio && d.cpuHigh:
+		d.cpuHigh = false
+		a.events.Event(d.name, Normal, ReasonCPUNormal, fmt.Sprintf("APV %s CPU utilisation is back to %.0f%%", d.name, res.CPU*100))
 	}
 	if d.certs == nil {
 		d.certs = map[string]string{}

@@ -25,6 +25,14 @@ const (
 	ReasonCertificateRenewed  = "CertificateRenewed"
 	ReasonRealDown            = "RealDown"
 	ReasonRealUp              = "RealUp"
+	ReasonVirtualDown         = "VirtualDown"
+	ReasonVirtualUp           = "VirtualUp"
+	ReasonCPUHigh             = "CPUHigh"
+	ReasonCPUNormal           = "CPUNormal"
+	// ReasonNormalizesDifferently: an object reads back differently from
+	// how it was sent, even right after it was written; it is no longer
+	// rewritten (readback.go).
+	ReasonNormalizesDifferently = "NormalizesDifferently"
 )
 
 // EventSink receives one event per observed state change of a device. kind
