@@ -158,22 +158,36 @@ func (a *Appliance) doSync(ctx context.Context, d *device, want Config) (sent in
 		return sent, false, err
 	}
 	after, d.marks = applyMarks(d.marks, rawAfter, after, want)
-	for k, m := range markDiffering(rawAfter, after, want) {
+	if fresh := markDiffering(rawAfter, after, want); len(fresh) > 0 {
 		if d.marks == nil {
 			d.marks = map[Key]mark{}
 		}
-		d.marks[k] = m
-		dev := m.device
-		if dev == "" {
-			dev = "(nothing)"
+		keys := slices.SortedFunc(maps.Keys(fresh), func(a, b Key) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			d.marks[k] = fresh[k]
+			a.log.Warn("apv object reads back differently; not rewriting it", "device", d.name, "object", k.String(),
+				"sent", oneLine(fresh[k].want), "readBack", oneLine(orNothing(fresh[k].device)))
+		}
+		// One event per sync, however many objects: a device that prints
+		// nothing back would otherwise raise one per object.
+		first := fresh[keys[0]]
+		more := ""
+		if len(keys) > 1 {
+			more = fmt.Sprintf(" (and %d more: see /status apv[].normalizesDifferently)", len(keys)-1)
 		}
 		a.events.Event(d.name, Warning, ReasonNormalizesDifferently, fmt.Sprintf(
-			"APV %s prints %s back differently from how it was sent; it is not rewritten until it or the LBRoutes change. Sent: %s. Read back: %s",
-			d.name, k, oneLine(m.want), oneLine(dev)))
-		a.log.Warn("apv object reads back differently; not rewriting it", "device", d.name, "object", k.String())
+			"APV %s prints %s back differently from how it was sent%s; not rewritten until it or the LBRoutes change. Sent: %s. Read back: %s",
+			d.name, keys[0], more, oneLine(first.want), oneLine(orNothing(first.device))))
 	}
 	a.publishMarks(d)
 	return sent, true, nil
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "(nothing)"
+	}
+	return s
 }
 
 // publishMarks copies the marked objects into status and the metric.

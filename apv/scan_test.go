@@ -27,6 +27,7 @@ func TestScanFailoverLinkDownCertExpiry(t *testing.T) {
 	e.SetCert("shop_tls", vs, expiry)
 	e.SetCert("api_tls", vs, now.Add(200*24*time.Hour))
 	e.SetConnections("ea_rt_10.244.1.10_8080", 42)
+	e.SetConnections(vs, 17)
 
 	if err := h.a.ScanOnce(ctx); err != nil {
 		t.Fatal(err)
@@ -42,11 +43,15 @@ func TestScanFailoverLinkDownCertExpiry(t *testing.T) {
 		{"ha standby", testutil.ToFloat64(m.haState.WithLabelValues("apv-a", "standby")), 0},
 		{"port1 up", testutil.ToFloat64(m.ifaceUp.WithLabelValues("apv-a", "port1")), 1},
 		{"cpu", testutil.ToFloat64(m.cpu.WithLabelValues("apv-a")), 0.12},
-		
+
 		{"cert", testutil.ToFloat64(m.certExpiry.WithLabelValues("apv-a", "shop_tls")), float64(expiry.Unix())},
 		{"real up", testutil.ToFloat64(m.realUp.WithLabelValues("apv-a", "ea_rt_10.244.1.10_8080")), 1},
 		{"real conns", testutil.ToFloat64(m.realConns.WithLabelValues("apv-a", "ea_rt_10.244.1.10_8080")), 42},
 		{"virtual up", testutil.ToFloat64(m.virtualUp.WithLabelValues("apv-a", vs)), 1},
+		{"virtual conns", testutil.ToFloat64(m.virtualConns.WithLabelValues("apv-a", vs)), 17},
+		{"ha configured", testutil.ToFloat64(m.haConfigured.WithLabelValues("apv-a")), 1},
+		{"ha domain", testutil.ToFloat64(m.haDomain.WithLabelValues("apv-a", "192.0.2.10,192.0.2.11", "unit_m")), 1},
+		{"peer unit up", testutil.ToFloat64(m.haUnitUp.WithLabelValues("apv-a", "unit_s")), 1},
 	}
 	for _, c := range checks {
 		if math.Abs(c.got-c.want) > 1e-9 {

@@ -48,6 +48,9 @@ type Emulator struct {
 	// normalize makes `show running` print lines differently from how they
 	// were sent (SetNormalize).
 	normalize bool
+	// refuseEnable makes the device reject `slb <kind> enable` (a release
+	// without the command).
+	refuseEnable bool
 
 	// faults
 	failStatus   int
@@ -445,6 +448,14 @@ func (e *Emulator) SetHAUnconfigured() {
 func (e *Emulator) SetNormalize(on bool) {
 	e.mu.Lock()
 	e.normalize = on
+	e.mu.Unlock()
+}
+
+// SetRefuseEnable makes the device reject every `slb <kind> enable`
+// command, as a release without it would.
+func (e *Emulator) SetRefuseEnable(on bool) {
+	e.mu.Lock()
+	e.refuseEnable = on
 	e.mu.Unlock()
 }
 

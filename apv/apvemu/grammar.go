@@ -364,6 +364,9 @@ func (e *Emulator) slbGroup(f []string) string {
 // enables every real, group and virtual service it creates).
 func (e *Emulator) enable(kind, name string, on bool) string {
 	c := e.running
+	if e.refuseEnable {
+		return errf("unknown command slb %s enable", kind)
+	}
 	exists := false
 	switch kind {
 	case "real":
