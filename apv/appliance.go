@@ -49,6 +49,9 @@ type Options struct {
 	// caller makes it true on one of them (a Kubernetes Lease, say), so
 	// they do not undo each other's changes while their views differ.
 	MayWrite func() bool
+	// EventsStatus, when set, reports the event sink beside the devices
+	// (the CloudEvents sink, package cesink).
+	EventsStatus func() status.APVEvents
 }
 
 // Appliance keeps a set of APV devices in line with the desired state and
@@ -167,6 +170,15 @@ func (a *Appliance) Status() []status.APVDevice {
 		d.mu.Unlock()
 	}
 	return out
+}
+
+// EventsStatus reports the CloudEvents sink, nil when there is none.
+func (a *Appliance) EventsStatus() *status.APVEvents {
+	if a.opts.EventsStatus == nil {
+		return nil
+	}
+	st := a.opts.EventsStatus()
+	return &st
 }
 
 // Run drives one sync loop and one scan loop per device until ctx ends.

@@ -47,6 +47,11 @@ type device struct {
 	upKnown bool
 }
 
+// event hands one state change to the event sink.
+func (a *Appliance) event(device, kind, reason, object, message string) {
+	a.events.Event(Event{Device: device, Type: kind, Reason: reason, Object: object, Message: message, Time: a.now()})
+}
+
 // setUp records reachability and raises an event when it changes.
 func (a *Appliance) setUp(d *device, up bool, cause error) {
 	d.mu.Lock()
@@ -60,9 +65,9 @@ func (a *Appliance) setUp(d *device, up bool, cause error) {
 	}
 	switch {
 	case !up && (was || !known):
-		a.events.Event(d.name, Warning, ReasonDeviceUnreachable, fmt.Sprintf("APV %s is unreachable: %v", d.name, cause))
+		a.event(d.name, Warning, ReasonDeviceUnreachable, "", fmt.Sprintf("APV %s is unreachable: %v", d.name, cause))
 	case up && known && !was:
-		a.events.Event(d.name, Normal, ReasonDeviceReachable, fmt.Sprintf("APV %s is reachable again", d.name))
+		a.event(d.name, Normal, ReasonDeviceReachable, "", fmt.Sprintf("APV %s is reachable again", d.name))
 	}
 }
 
@@ -95,7 +100,7 @@ func (a *Appliance) syncDevice(ctx context.Context, d *device) error {
 		}
 		if !d.syncFailing {
 			d.syncFailing = true
-			a.events.Event(d.name, Warning, ReasonSyncFailed, fmt.Sprintf("sync of APV %s failed: %v", d.name, err))
+			a.event(d.name, Warning, ReasonSyncFailed, "", fmt.Sprintf("sync of APV %s failed: %v", d.name, err))
 		}
 		return err
 	}
@@ -103,7 +108,7 @@ func (a *Appliance) syncDevice(ctx context.Context, d *device) error {
 	a.metrics.lastSync.WithLabelValues(d.name).Set(float64(now.Unix()))
 	a.setUp(d, true, nil)
 	if sent > 0 || d.syncFailing {
-		a.events.Event(d.name, Normal, ReasonSynced, fmt.Sprintf("APV %s synced: %d configuration commands applied and saved", d.name, sent))
+		a.event(d.name, Normal, ReasonSynced, "", fmt.Sprintf("APV %s synced: %d configuration commands applied and saved", d.name, sent))
 	}
 	d.syncFailing = false
 	return nil
@@ -175,7 +180,7 @@ func (a *Appliance) doSync(ctx context.Context, d *device, want Config) (sent in
 		if len(keys) > 1 {
 			more = fmt.Sprintf(" (and %d more: see /status apv[].normalizesDifferently)", len(keys)-1)
 		}
-		a.events.Event(d.name, Warning, ReasonNormalizesDifferently, fmt.Sprintf(
+		a.event(d.name, Warning, ReasonNormalizesDifferently, keys[0].String(), fmt.Sprintf(
 			"APV %s prints %s back differently from how it was sent%s; not rewritten until it or the LBRoutes change. Sent: %s. Read back: %s",
 			d.name, keys[0], more, oneLine(first.want), oneLine(orNothing(first.device))))
 	}
@@ -302,7 +307,7 @@ func (a *Appliance) exportScan(d *device, res ScanResult) {
 func (a *Appliance) scanEvents(d *device, res ScanResult, now time.Time) {
 	prev := d.prevScan
 	if prev != nil && prev.HAState != res.HAState {
-		a.events.Event(d.name, Warning, ReasonHAStateChanged, fmt.Sprintf("APV %s HA state changed from %s to %s", d.name, prev.HAState, res.HAState))
+		a.event(d.name, Warning, ReasonHAStateChanged, res.HAUnit, fmt.Sprintf("APV %s HA state changed from %s to %s", d.name, prev.HAState, res.HAState))
 	}
 	var prevIf, prevReal map[string]bool
 	if prev != nil {
@@ -317,9 +322,9 @@ func (a *Appliance) scanEvents(d *device, res ScanResult, now time.Time) {
 		was, known := prevIf[n]
 		switch {
 		case !up && (!known || was):
-			a.events.Event(d.name, Warning, ReasonLinkDown, fmt.Sprintf("APV %s interface %s has no carrier", d.name, n))
+			a.event(d.name, Warning, ReasonLinkDown, n, fmt.Sprintf("APV %s interface %s has no carrier", d.name, n))
 		case up && known && !was:
-			a.events.Event(d.name, Normal, ReasonLinkUp, fmt.Sprintf("APV %s interface %s is up", d.name, n))
+			a.event(d.name, Normal, ReasonLinkUp, n, fmt.Sprintf("APV %s interface %s is up", d.name, n))
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(res.Reals)) {
@@ -327,9 +332,9 @@ func (a *Appliance) scanEvents(d *device, res ScanResult, now time.Time) {
 		was, known := prevReal[n]
 		switch {
 		case !up && (!known || was):
-			a.events.Event(d.name, Warning, ReasonRealDown, fmt.Sprintf("APV %s reports real service %s down", d.name, n))
+			a.event(d.name, Warning, ReasonRealDown, n, fmt.Sprintf("APV %s reports real service %s down", d.name, n))
 		case up && known && !was:
-			a.events.Event(d.name, Normal, ReasonRealUp, fmt.Sprintf("APV %s reports real service %s up", d.name, n))
+			a.event(d.name, Normal, ReasonRealUp, n, fmt.Sprintf("APV %s reports real service %s up", d.name, n))
 		}
 	}
 	var prevVirt map[string]bool
@@ -344,9 +349,9 @@ func (a *Appliance) scanEvents(d *device, res ScanResult, now time.Time) {
 		was, known := prevVirt[n]
 		switch {
 		case !up && (!known || was):
-			a.events.Event(d.name, Warning, ReasonVirtualDown, fmt.Sprintf("APV %s reports virtual service %s down", d.name, n))
+			a.event(d.name, Warning, ReasonVirtualDown, n, fmt.Sprintf("APV %s reports virtual service %s down", d.name, n))
 		case up && known && !was:
-			a.events.Event(d.name, Normal, ReasonVirtualUp, fmt.Sprintf("APV %s reports virtual service %s up", d.name, n))
+			a.event(d.name, Normal, ReasonVirtualUp, n, fmt.Sprintf("APV %s reports virtual service %s up", d.name, n))
 		}
 	}
 	// CPU: a finding when it crosses CPUHighRatio, over again only once it
@@ -354,10 +359,10 @@ func (a *Appliance) scanEvents(d *device, res ScanResult, now time.Time) {
 	switch {
 	case res.CPU >= CPUHighRatio && !d.cpuHigh:
 		d.cpuHigh = true
-		a.events.Event(d.name, Warning, ReasonCPUHigh, fmt.Sprintf("APV %s CPU utilisation is %.0f%%", d.name, res.CPU*100))
+		a.event(d.name, Warning, ReasonCPUHigh, "", fmt.Sprintf("APV %s CPU utilisation is %.0f%%", d.name, res.CPU*100))
 	case res.CPU >= 0 && res.CPU < CPUNormalRatio && d.cpuHigh:
 		d.cpuHigh = false
-		a.events.Event(d.name, Normal, ReasonCPUNormal, fmt.Sprintf("APV %s CPU utilisation is back to %.0f%%", d.name, res.CPU*100))
+		a.event(d.name, Normal, ReasonCPUNormal, "", fmt.Sprintf("APV %s CPU utilisation is back to %.0f%%", d.name, res.CPU*100))
 	}
 	if d.certs == nil {
 		d.certs = map[string]string{}
@@ -379,12 +384,12 @@ func (a *Appliance) scanEvents(d *device, res ScanResult, now time.Time) {
 		days := int(t.Sub(now).Hours() / 24)
 		switch state {
 		case "expired":
-			a.events.Event(d.name, Warning, ReasonCertificateExpired, fmt.Sprintf("APV %s SSL host %s: certificate expired at %s", d.name, vh, t.UTC().Format(time.RFC3339)))
+			a.event(d.name, Warning, ReasonCertificateExpired, vh, fmt.Sprintf("APV %s SSL host %s: certificate expired at %s", d.name, vh, t.UTC().Format(time.RFC3339)))
 		case "expiring":
-			a.events.Event(d.name, Warning, ReasonCertificateExpiring, fmt.Sprintf("APV %s SSL host %s: certificate expires in %d days (%s)", d.name, vh, days, t.UTC().Format(time.RFC3339)))
+			a.event(d.name, Warning, ReasonCertificateExpiring, vh, fmt.Sprintf("APV %s SSL host %s: certificate expires in %d days (%s)", d.name, vh, days, t.UTC().Format(time.RFC3339)))
 		case "ok":
 			if was != "" {
-				a.events.Event(d.name, Normal, ReasonCertificateRenewed, fmt.Sprintf("APV %s SSL host %s: certificate now valid until %s", d.name, vh, t.UTC().Format(time.RFC3339)))
+				a.event(d.name, Normal, ReasonCertificateRenewed, vh, fmt.Sprintf("APV %s SSL host %s: certificate now valid until %s", d.name, vh, t.UTC().Format(time.RFC3339)))
 			}
 		}
 	}
