@@ -105,7 +105,8 @@ func TestDeliversTypedEventsToAReceiver(t *testing.T) {
 	} {
 		s.Event(e)
 	}
-	waitFor(t, "5 events at the receiver", func() bool { return len(r.events()) == 5 })
+	// The receiver holds an event before the sender has its answer.
+	waitFor(t, "5 events delivered", func() bool { return len(r.events()) == 5 && s.Status().Delivered == 5 })
 	want := []struct{ typ, source, subject, reason string }{
 		{TypeTLS, "/apv/apv-a", "shop_tls", apv.ReasonCertificateExpiring},
 		{TypeSLB, "/apv/apv-a", "ea_rt_10.244.2.11_8080", apv.ReasonRealDown},
@@ -152,7 +153,7 @@ func TestRetriesThenCountsFailure(t *testing.T) {
 	run(t, s)
 	r.nack.Store(2)
 	s.Event(apv.Event{Device: "apv-a", Type: apv.Warning, Reason: apv.ReasonLinkDown, Object: "port2"})
-	waitFor(t, "delivery after two refusals", func() bool { return len(r.events()) == 1 })
+	waitFor(t, "delivery after two refusals", func() bool { return len(r.events()) == 1 && s.Status().Delivered == 1 })
 	if v := testutil.ToFloat64(s.retries); v != 2 {
 		t.Errorf("retries = %v, want 2", v)
 	}
@@ -163,7 +164,7 @@ func TestRetriesThenCountsFailure(t *testing.T) {
 		t.Errorf("status = %+v", st)
 	}
 	s.Event(apv.Event{Device: "apv-a", Type: apv.Normal, Reason: apv.ReasonLinkUp, Object: "port3"})
-	waitFor(t, "the next event", func() bool { return len(r.events()) == 2 })
+	waitFor(t, "the next event", func() bool { return len(r.events()) == 2 && s.Status().Delivered == 2 })
 	if st := s.Status(); st.LastError != "" {
 		t.Errorf("lastError after a delivery = %q", st.LastError)
 	}
