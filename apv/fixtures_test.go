@@ -124,6 +124,18 @@ func TestHAStatusNeverTakesThePeersState(t *testing.T) {
 	if got := ParseHAStatus("unit_m 1 Standby\nunit_m 2 Active\n", "unit_m"); got != "active" {
 		t.Errorf("active for one of two groups = %q, want active", got)
 	}
+	if got := ParseHAStatus("unit_m2 Active\nunit_m(10.3.0.11): State=Standby\n", "unit_m"); got != "standby" {
+		t.Errorf("unit_m beside unit_m2 = %q, want standby", got)
+	}
+	for s, want := range map[string]bool{"a unit_m b": true, "unit_m": true, "unit_m2": false, "xunit_m": false, "(unit_m)": true, "BACKUP": false} {
+		w := "unit_m"
+		if s == "BACKUP" {
+			w = "UP"
+		}
+		if got := containsWord(s, w); got != want {
+			t.Errorf("containsWord(%q, %q) = %v", s, w, got)
+		}
+	}
 }
 
 func TestFixtureHealthServerAndInterfaces(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Scan commands; docs/apv.md names the public source of each (and of the
@@ -296,15 +297,37 @@ func ParseHADomainStatus(out string, units []HAUnit) map[string]bool {
 	}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
-		f := tokenize(strings.TrimSpace(sc.Text()))
-		up := slices.Contains(f, "UP")
+		line := sc.Text()
+		if !containsWord(line, "UP") {
+			continue
+		}
 		for _, u := range units {
-			if slices.Contains(f, u.Name) && up {
+			if containsWord(line, u.Name) {
 				res[u.Name] = true
 			}
 		}
 	}
 	return res
+}
+
+// containsWord reports whether w occurs in s as a whole word: not inside a
+// longer name (unit_m is not in unit_m2, UP is not in BACKUP).
+func containsWord(s, w string) bool {
+	isName := func(c byte) bool {
+		return c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for i := 0; w != ""; {
+		j := strings.Index(s[i:], w)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(w)
+		if (start == 0 || !isName(s[start-1])) && (end == len(s) || !isName(s[end])) {
+			return true
+		}
+		i = start + 1
+	}
+	return false
 }
 
 var haRoleRE = regexp.MustCompile(`(?i)^(active|standby|init)$`)
@@ -320,11 +343,11 @@ func ParseHAStatus(out, unit string) string {
 	rank := map[string]int{"active": 3, "standby": 2, "init": 1}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
-		f := tokenize(strings.TrimSpace(sc.Text()))
-		if !slices.Contains(f, unit) {
+		line := sc.Text()
+		if !containsWord(line, unit) {
 			continue
 		}
-		for _, w := range f {
+		for _, w := range strings.FieldsFunc(line, func(r rune) bool { return !unicode.IsLetter(r) }) {
 			if haRoleRE.MatchString(w) {
 				if r := strings.ToLower(w); rank[r] > rank[best] {
 					best = r
