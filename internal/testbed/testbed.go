@@ -228,6 +228,31 @@ func (b *Bed) BirdProtocolState(n int, name string) string {
 	return ""
 }
 
+// BirdSession is BIRD's state of protocol name on node n and when it
+// entered it ("up 22:53:35.404 Established": "up", that time today).
+func (b *Bed) BirdSession(n int, name string) (state string, since time.Time) {
+	f := strings.Fields(b.BirdProtocolState(n, name))
+	if len(f) < 2 {
+		return strings.Join(f, " "), time.Time{}
+	}
+	state = strings.Join(append([]string{f[0]}, f[2:]...), " ")
+	tod, err := time.ParseInLocation("15:04:05.000", f[1], time.Local)
+	if err != nil {
+		return state, time.Time{}
+	}
+	y, m, d := time.Now().Date()
+	return state, time.Date(y, m, d, tod.Hour(), tod.Minute(), tod.Second(), tod.Nanosecond(), time.Local)
+}
+
+// SameBirdSession reports whether two BirdSession readings describe one
+// session: the same state, entered at the same moment. BIRD prints that
+// moment a millisecond apart from one `show protocols` to the next now
+// and then, so the times are compared to within 100 ms.
+func SameBirdSession(stateA string, sinceA time.Time, stateB string, sinceB time.Time) bool {
+	d := sinceA.Sub(sinceB)
+	return stateA == stateB && d > -100*time.Millisecond && d < 100*time.Millisecond
+}
+
 // EdgeProtocol is the name of calico's BIRD protocol towards the edge.
 func (b *Bed) EdgeProtocol() string {
 	return "Global_" + strings.ReplaceAll(b.Env["EDGE_IP"], ".", "_")
