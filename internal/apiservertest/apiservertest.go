@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
 // DefaultBinDir is where hack/get-apiserver.sh puts the binaries by default.
@@ -107,22 +109,23 @@ func isExec(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-// RequireBinaries skips (or, with EDGEAGENT_REQUIRE_APISERVER=1, fails) the
-// test when the binaries are missing.
+// RequireBinaries skips the test when the binaries are missing, or fails
+// it in CI, under make test, or with EDGEAGENT_REQUIRE_APISERVER=1.
 func RequireBinaries(t testing.TB) string {
 	t.Helper()
+	missing := testreq.Missing
+	if os.Getenv("EDGEAGENT_REQUIRE_APISERVER") == "1" {
+		missing = func(t testing.TB, format string, args ...any) {
+			t.Helper()
+			t.Fatalf("EDGEAGENT_REQUIRE_APISERVER=1: "+format, args...)
+		}
+	}
 	d, err := BinDir()
 	if err != nil {
-		if os.Getenv("EDGEAGENT_REQUIRE_APISERVER") == "1" {
-			t.Fatalf("EDGEAGENT_REQUIRE_APISERVER=1: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
+		missing(t, "%v", err)
 	}
 	if _, err := exec.LookPath("kubectl"); err != nil {
-		if os.Getenv("EDGEAGENT_REQUIRE_APISERVER") == "1" {
-			t.Fatalf("kubectl not found (needed to install CRDs)")
-		}
-		t.Skip("skipping: kubectl not found (needed to install CRDs)")
+		missing(t, "kubectl not found (needed to install CRDs)")
 	}
 	return d
 }

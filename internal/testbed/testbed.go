@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
 // Options parameterise a bed (see topology.sh).
@@ -57,12 +59,10 @@ var seq atomic.Uint32
 // bed needs installed.
 func RequireTools(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces (CI runs as root)")
-	}
+	testreq.Root(t, "builds network namespaces")
 	for _, bin := range []string{"ip", "bird", "birdc", "/usr/lib/frr/bgpd", "/usr/lib/frr/zebra", "vtysh"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (apt-get install bird2 frr iproute2)", bin)
+			testreq.Missing(t, "needs %s (apt-get install bird2 frr iproute2; make test does it)", bin)
 		}
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/clustertest"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 	"github.com/arraynetworks/edgeagent/status"
 )
 
@@ -52,7 +53,7 @@ func images(t *testing.T, dir string) (v1, v2, v1Tar, v2Tar, pauseTar string) {
 	t.Helper()
 	v1Tar = filepath.Join(root(), "bin", "edgeagent-image.tar")
 	if _, err := os.Stat(v1Tar); err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("EDGEAGENT_REQUIRE_CLUSTER") == "1" {
+		if testreq.Strict() || os.Getenv("EDGEAGENT_REQUIRE_CLUSTER") == "1" {
 			t.Fatalf("%s is missing: make test runs make image first", v1Tar)
 		}
 		build(t, dir+"/v1", "")
