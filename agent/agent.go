@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,9 @@ type Options struct {
 	Prober    Prober
 	// APIServer reports the Kubernetes connection, when there is one.
 	APIServer func() status.APIServer
+	// NodeEvent records an event on the agent's Node (in a cluster): the
+	// dataplane failing for longer than its grace period, and recovering.
+	NodeEvent func(eventType, reason, message string)
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -77,6 +81,9 @@ type Agent struct {
 	// dampDue is when the change it holds now becomes due (zero: none).
 	damper  *healthcheck.Damper
 	dampDue time.Time
+	// dpFailingReported: a DataplaneFailing event went out and no
+	// DataplaneRecovered since (Reconcile's goroutine only).
+	dpFailingReported bool
 }
 
 // New builds an agent; Run starts it.
@@ -225,6 +232,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		if err := dp.Reconcile(ctx, state); err != nil {
 			errs["dataplane"] = err
 		}
+		a.noteDataplane(dp.Status())
 	}
 	if sp := a.opts.Speaker; sp != nil {
 		if err := sp.Announce(ctx, a.announceable(state)); err != nil {
@@ -421,6 +429,11 @@ func (a *Agent) Status() status.Report {
 	}
 	if a.opts.Dataplane != nil {
 		r.Dataplane = a.opts.Dataplane.Status()
+		if d := dataplaneUnready(r.Dataplane, r.Time, a.opts.Config.Dataplane.FailureGracePeriod.Duration); d != "" {
+			r.Ready = false
+			r.Degraded = append(r.Degraded, d)
+			slices.Sort(r.Degraded)
+		}
 	}
 	if a.opts.Speaker != nil {
 		r.Neighbors = a.opts.Speaker.Neighbors()
@@ -428,7 +441,8 @@ func (a *Agent) Status() status.Report {
 	}
 	if a.opts.Appliance != nil {
 		r.APV = a.opts.Appliance.Status()
-		r.Degraded = append(r.Degraded, apvDegraded(r.APV)...)
+		r.APVEvents = a.opts.Appliance.EventsStatus()
+		r.Degraded = append(r.Degraded, apvDegraded(r.APV, r.APVEvents)...)
 		slices.Sort(r.Degraded)
 	}
 	if a.opts.APIServer != nil {
@@ -440,6 +454,40 @@ func (a *Agent) Status() status.Report {
 		r.APIServer.LastEventAgeSeconds = -1
 	}
 	return r
+}
+
+// noteDataplane records on the Node when the dataplane has failed for
+// longer than its grace period (the moment /readyz turns 503), and when it
+// recovers, once each.
+func (a *Agent) noteDataplane(st *status.Dataplane) {
+	if a.opts.NodeEvent == nil || st == nil {
+		return
+	}
+	switch why := dataplaneUnready(st, time.Now(), a.opts.Config.Dataplane.FailureGracePeriod.Duration); {
+	case why != "" && !a.dpFailingReported:
+		a.dpFailingReported = true
+		a.opts.NodeEvent("Warning", "DataplaneFailing", why)
+	case st.FailingSince.IsZero() && a.dpFailingReported:
+		a.dpFailingReported = false
+		a.opts.NodeEvent("Normal", "DataplaneRecovered", "every dataplane step succeeds again")
+	}
+}
+
+// dataplaneUnready says why the agent is not ready when its dataplane has
+// been failing for longer than the grace period ("" otherwise). A short
+// failure (the xtables lock held by kube-proxy for a moment) only shows as
+// degraded; a node that cannot program its virtual services for longer is
+// taken out of Ready, so a rollout stops and an alert fires.
+func dataplaneUnready(st *status.Dataplane, now time.Time, grace time.Duration) string {
+	if st == nil || st.FailingSince.IsZero() || now.Sub(st.FailingSince) <= grace {
+		return ""
+	}
+	steps := make([]string, 0, len(st.Failures))
+	for _, f := range st.Failures {
+		steps = append(steps, f.Step+": "+f.Error)
+	}
+	return fmt.Sprintf("dataplane failing for %s (longer than dataplane.failureGracePeriod %s): %s",
+		now.Sub(st.FailingSince).Round(time.Second), grace, strings.Join(steps, "; "))
 }
 
 func healthSummary(h model.HealthSpec) string {

@@ -135,6 +135,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		}
 		opts.Source, opts.Reporter, opts.Mode = kp.source, kp.status, "kubernetes"
 		opts.APIServer = kp.monitor.Status
+		opts.NodeEvent = nodeEvents(kp.status.Recorder(), cfg.NodeName)
 		b.Loops = append(b.Loops, kp.loops...)
 	}
 
@@ -148,6 +149,12 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		dpo := bo.dataplane
 		dpo.Interface, dpo.Masquerade = cfg.Dataplane.VIPInterface, *cfg.Dataplane.Masquerade
 		dpo.Logger, dpo.Registerer = log, reg
+		dpo.RouteMetric = cfg.BGP.ImportMetric
+		mode, err := dataplane.ParseIPTablesMode(cfg.Dataplane.IPTablesMode)
+		if err != nil {
+			return nil, errComponent("dataplane", fmt.Errorf("dataplane.iptablesMode: %w", err))
+		}
+		dpo.IPTablesMode = mode
 		dp = dataplane.New(dpo)
 		opts.Dataplane = dp
 	}
@@ -158,13 +165,13 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		apo.MayWrite = kp.leading.Load
 		apo.Events = kubeEvents(kp.status.Recorder(), cfg.NodeName, log.With("component", "apv"))
 	}
-	ap, err := buildAPV(cfg, log, reg, apo)
+	ap, apLoops, err := buildAPV(cfg, log, reg, apo)
 	if err != nil {
 		return nil, errComponent("apv", err)
 	}
 	if ap != nil {
 		opts.Appliance = ap
-		b.Loops = append(b.Loops, ap.Run)
+		b.Loops = append(b.Loops, apLoops...)
 		if kp != nil {
 			// A new leader syncs at once: the device may hold what the
 			// previous one wrote or not, and the diff settles it.
@@ -247,7 +254,11 @@ func errComponent(name string, err error) error { return fmt.Errorf("build %s: %
 // Cleanup removes everything the agent created on the node. It is
 // idempotent.
 func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	dp := dataplane.New(dataplane.Options{Interface: cfg.Dataplane.VIPInterface, Logger: log})
+	mode, err := dataplane.ParseIPTablesMode(cfg.Dataplane.IPTablesMode)
+	if err != nil {
+		return fmt.Errorf("cleanup: dataplane.iptablesMode: %w", err)
+	}
+	dp := dataplane.New(dataplane.Options{Interface: cfg.Dataplane.VIPInterface, IPTablesMode: mode, Logger: log})
 	if err := dp.Cleanup(ctx); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}

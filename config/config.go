@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/arraynetworks/edgeagent/model"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -115,6 +119,13 @@ type BGP struct {
 	GracefulRestart GracefulRestart `json:"gracefulRestart"`
 	ImportRoutes    *bool           `json:"importRoutes,omitempty"`
 	ImportCIDRs     []string        `json:"importCIDRs,omitempty"`
+	// ImportMetric is the kernel metric of learned routes; default 1024,
+	// above BIRD's 32 and zebra's 20, so a route another routing daemon on
+	// the node installed for the same prefix (calico-node's BIRD through
+	// an IPIP or VXLAN tunnel) keeps precedence and the agent's is the
+	// fallback. It must differ from every other daemon's metric: the
+	// kernel keys routes by prefix and metric, not by protocol.
+	ImportMetric uint32 `json:"importMetric,omitempty"`
 	// WithdrawOnExit withdraws every VIP before the agent stops (node drain)
 	// instead of relying on graceful restart.
 	WithdrawOnExit bool `json:"withdrawOnExit,omitempty"`
@@ -157,6 +168,15 @@ type Dataplane struct {
 	// repair rules or addresses removed behind its back; 0 = default 5m,
 	// negative = never.
 	ResyncInterval Duration `json:"resyncInterval,omitzero"`
+	// IPTablesMode is the iptables backend: auto (default) picks the one
+	// the node already uses (kubelet's chains, then the one holding more
+	// rules); nft or legacy force it.
+	IPTablesMode string `json:"iptablesMode,omitempty"`
+	// FailureGracePeriod is how long a dataplane sync may keep failing
+	// before the agent reports itself not ready (/readyz); 0 = default
+	// 30s. Short failures (a busy xtables lock) stay invisible to the
+	// kubelet; a node that cannot program its VIPs does not.
+	FailureGracePeriod Duration `json:"failureGracePeriod,omitzero"`
 }
 
 // APIServer configures the apiserver connection's health checking.
@@ -180,17 +200,66 @@ type APV struct {
 	Devices      []APVDevice `json:"devices,omitempty"`
 	SyncInterval Duration    `json:"syncInterval,omitzero"`
 	ScanInterval Duration    `json:"scanInterval,omitzero"`
+	// Events sends scan findings to a CloudEvents sink (a Knative broker,
+	// say); off unless sinkURL is set.
+	Events APVEvents `json:"events,omitzero"`
 }
 
 // APVDevice is one appliance.
 type APVDevice struct {
-	Name         string `json:"name"`
+	Name string `json:"name"`
+	// URL is the management base URL; only https:// is accepted (the
+	// credentials travel in every request).
 	URL          string `json:"url"`
 	UsernameFile string `json:"usernameFile,omitempty"`
 	PasswordFile string `json:"passwordFile,omitempty"`
-	CAFile       string `json:"caFile,omitempty"`
+	// ScanUsernameFile and ScanPasswordFile, when set, hold a separate
+	// (read-only) account used for scans; syncs keep using the account
+	// above. Both or neither.
+	ScanUsernameFile string `json:"scanUsernameFile,omitempty"`
+	ScanPasswordFile string `json:"scanPasswordFile,omitempty"`
+	CAFile           string `json:"caFile,omitempty"`
+	// ServerName is the name the device's certificate is verified against
+	// (and sent as SNI) when it differs from the URL's host, typically a
+	// certificate issued to a host name while the URL holds an address.
+	ServerName string `json:"serverName,omitempty"`
+	// PinnedCertSHA256 is the SHA-256 fingerprint of the device's own
+	// certificate (hex, colons allowed: the output of `openssl x509
+	// -noout -fingerprint -sha256`). Set, it replaces chain verification:
+	// the device must present exactly that certificate. For self-signed
+	// device certificates.
+	PinnedCertSHA256 string `json:"pinnedCertSHA256,omitempty"`
 	// InsecureSkipVerify turns TLS verification off (lab use only).
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	// HAUnit names this device's own unit in its HA configuration
+	// (`ha unit "<name>" ...`). Empty: the unit whose address is one of the
+	// device's own (`show ip address`) or the URL's host.
+	HAUnit string `json:"haUnit,omitempty"`
+}
+
+// APVEvents configures the CloudEvents sink of the APV scan.
+type APVEvents struct {
+	// SinkURL receives one CloudEvent per device state change (HTTP
+	// binding, structured by the CloudEvents Go SDK); empty: off.
+	SinkURL string `json:"sinkURL,omitempty"`
+	// QueueSize bounds the events waiting for delivery (default 1000);
+	// when it is full new events are dropped and counted, never waited for.
+	QueueSize int `json:"queueSize,omitempty"`
+	// Timeout bounds one delivery attempt (default 5s).
+	Timeout Duration `json:"timeout,omitzero"`
+	// Retries is how often a failed delivery is tried again (default 3,
+	// backing off 1s, 2s, 4s ...; negative: never).
+	Retries int `json:"retries,omitempty"`
+}
+
+// NormalizeFingerprint turns a SHA-256 certificate fingerprint in hex (any
+// case, optionally with ':' between bytes) into 64 lower-case hex digits.
+func NormalizeFingerprint(s string) (string, error) {
+	h := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q is not a SHA-256 fingerprint (64 hex digits, colons allowed)", s)
+	}
+	return h, nil
 }
 
 // Load reads a config file, applies defaults and validates it.
@@ -264,6 +333,9 @@ func (c *Config) ApplyDefaults() {
 	if c.BGP.ImportRoutes == nil {
 		c.BGP.ImportRoutes = &t
 	}
+	if c.BGP.ImportMetric == 0 {
+		c.BGP.ImportMetric = 1024
+	}
 	for i := range c.BGP.Peers {
 		p := &c.BGP.Peers[i]
 		if p.ASN == 0 {
@@ -287,6 +359,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Dataplane.ResyncInterval.Duration == 0 {
 		c.Dataplane.ResyncInterval.Duration = 5 * time.Minute
+	}
+	if c.Dataplane.IPTablesMode == "" {
+		c.Dataplane.IPTablesMode = "auto"
+	}
+	if c.Dataplane.FailureGracePeriod.Duration == 0 {
+		c.Dataplane.FailureGracePeriod.Duration = 30 * time.Second
 	}
 	if c.APIServer.ReadIdleTimeout == nil {
 		c.APIServer.ReadIdleTimeout = &Duration{envSeconds("HTTP2_READ_IDLE_TIMEOUT_SECONDS", 10*time.Second)}
@@ -327,6 +405,15 @@ func (c *Config) ApplyDefaults() {
 	if c.APV.ScanInterval.Duration == 0 {
 		c.APV.ScanInterval.Duration = 60 * time.Second
 	}
+	if c.APV.Events.QueueSize == 0 {
+		c.APV.Events.QueueSize = 1000
+	}
+	if c.APV.Events.Timeout.Duration == 0 {
+		c.APV.Events.Timeout.Duration = 5 * time.Second
+	}
+	if c.APV.Events.Retries == 0 {
+		c.APV.Events.Retries = 3
+	}
 	if c.MetricsAddress == "" {
 		c.MetricsAddress = ":9560"
 	}
@@ -364,10 +451,19 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeName == "" {
 		bad("nodeName", "must be set (or NODE_NAME, or a host name)")
+	} else if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 && !c.Standalone() {
+		// In a cluster the name is a Node's and names the agent's EdgeNodeStatus.
+		bad("nodeName", "%q is not a Kubernetes node name: %s", c.NodeName, strings.Join(errs, "; "))
 	}
 	for i, p := range c.VIPPools {
 		if _, err := netip.ParsePrefix(p.CIDR); err != nil {
 			bad(fmt.Sprintf("vipPools[%d].cidr", i), "%q is not a CIDR", p.CIDR)
+		}
+		for j, ns := range p.Namespaces {
+			// A pool naming a namespace that cannot exist would admit nothing.
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				bad(fmt.Sprintf("vipPools[%d].namespaces[%d]", i, j), "%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+			}
 		}
 	}
 	if c.BGP.RouterID != "" {
@@ -407,11 +503,29 @@ func (c *Config) Validate() error {
 	if c.Dataplane.VIPInterface == "" || len(c.Dataplane.VIPInterface) > 15 || strings.ContainsAny(c.Dataplane.VIPInterface, "/ \t\n") {
 		bad("dataplane.vipInterface", "%q is not a valid interface name (1-15 characters)", c.Dataplane.VIPInterface)
 	}
+	switch c.Dataplane.IPTablesMode {
+	case "auto", "nft", "legacy":
+	default:
+		bad("dataplane.iptablesMode", "%q is not auto, nft or legacy", c.Dataplane.IPTablesMode)
+	}
+	if c.Dataplane.FailureGracePeriod.Duration < 0 {
+		bad("dataplane.failureGracePeriod", "must not be negative")
+	}
 	if c.APIServer.ReadIdleTimeout != nil && c.APIServer.ReadIdleTimeout.Duration < 0 {
 		bad("apiserver.readIdleTimeout", "must not be negative")
 	}
 	if c.APIServer.PingTimeout != nil && c.APIServer.PingTimeout.Duration < 0 {
 		bad("apiserver.pingTimeout", "must not be negative")
+	}
+	if ns := c.Kubernetes.Namespace; ns != "" {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			bad("kubernetes.namespace", "%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	if c.BGP.NodePeers != nil {
+		if _, err := labels.Parse(c.BGP.NodePeers.LabelSelector); err != nil {
+			bad("bgp.nodePeers.labelSelector", "%v", err)
+		}
 	}
 	if c.Kubernetes.StatusQPS < 0 {
 		bad("kubernetes.statusQPS", "must not be negative")
@@ -431,8 +545,8 @@ func (c *Config) Validate() error {
 			bad(f+".name", "%q is listed twice", d.Name)
 		}
 		names[d.Name] = true
-		if !strings.HasPrefix(d.URL, "https://") && !strings.HasPrefix(d.URL, "http://") {
-			bad(f+".url", "%q must be an https:// URL", d.URL)
+		if u, err := url.Parse(d.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad(f+".url", "%q must be an https:// URL (the credentials travel in every request)", d.URL)
 		}
 		// cli_extend takes HTTP basic auth: both files are needed.
 		if d.UsernameFile == "" {
@@ -441,6 +555,31 @@ func (c *Config) Validate() error {
 		if d.PasswordFile == "" {
 			bad(f+".passwordFile", "must be set (a file holding the APV password)")
 		}
+		if (d.ScanUsernameFile == "") != (d.ScanPasswordFile == "") {
+			bad(f+".scanUsernameFile", "scanUsernameFile and scanPasswordFile go together")
+		}
+		if d.PinnedCertSHA256 != "" {
+			if _, err := NormalizeFingerprint(d.PinnedCertSHA256); err != nil {
+				bad(f+".pinnedCertSHA256", "%v", err)
+			}
+			if d.InsecureSkipVerify {
+				bad(f+".insecureSkipVerify", "must not be set with pinnedCertSHA256 (the pin is the verification)")
+			}
+		}
+		if strings.ContainsAny(d.HAUnit, "\"\\;$") || strings.ContainsFunc(d.HAUnit, unicode.IsControl) {
+			bad(f+".haUnit", "%q must not hold quotes, backslashes, ';', '$' or control characters", d.HAUnit)
+		}
+	}
+	if ev := c.APV.Events; ev.SinkURL != "" {
+		if u, err := url.Parse(ev.SinkURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("apv.events.sinkURL", "%q must be an http:// or https:// URL", ev.SinkURL)
+		}
+	}
+	if c.APV.Events.QueueSize < 0 {
+		bad("apv.events.queueSize", "must not be negative")
+	}
+	if c.APV.Events.Timeout.Duration < 0 {
+		bad("apv.events.timeout", "must not be negative")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -100,7 +100,7 @@ bgp:
   listenPort: 70000
   peers: [{address: 10.0.0.1, holdTime: 1s}, {address: 10.0.0.1}, {address: x}]
   importCIDRs: [10.244.0.0]
-dataplane: {vipInterface: "a-very-long-interface-name"}
+dataplane: {vipInterface: "a-very-long-interface-name", iptablesMode: nftables, failureGracePeriod: -1s}
 apv: {devices: [{name: a, url: "ftp://x"}, {name: a, url: "https://y"}]}
 logLevel: loud
 `))
@@ -114,7 +114,8 @@ logLevel: loud
 	}
 	for _, f := range []string{"vipPools[0].cidr", "bgp.routerID", "bgp.listenPort", "bgp.peers[0].holdTime",
 		"bgp.peers[1].address: 10.0.0.1 is listed twice", "bgp.peers[2].address", "bgp.importCIDRs[0]",
-		"dataplane.vipInterface", "apv.devices[0].url", "apv.devices[1].name", "logLevel"} {
+		"dataplane.vipInterface", `dataplane.iptablesMode: "nftables" is not auto, nft or legacy`, "dataplane.failureGracePeriod",
+		"apv.devices[0].url", "apv.devices[1].name", "logLevel"} {
 		if !strings.Contains(err.Error(), f) {
 			t.Errorf("error lacks %q:\n%v", f, err)
 		}
@@ -124,5 +125,43 @@ logLevel: loud
 func TestParseIsStrict(t *testing.T) {
 	if _, err := Parse([]byte("bgp: {asn: 64512, peer: []}\n")); err == nil || !strings.Contains(err.Error(), "peer") {
 		t.Fatalf("misspelt field accepted: %v", err)
+	}
+}
+
+// Names that end up in Kubernetes are checked with apimachinery's own rules,
+// at load time rather than when the apiserver refuses them.
+func TestValidateKubernetesNames(t *testing.T) {
+	c, err := Parse([]byte(`
+nodeName: Edge_1
+vipPools: [{cidr: 10.200.0.0/24, namespaces: [shop, Shop_Team]}]
+kubernetes: {namespace: Edge.System}
+bgp: {nodePeers: {labelSelector: "role in (edge"}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, f := range []string{`nodeName: "Edge_1" is not a Kubernetes node name`, `vipPools[0].namespaces[1]: "Shop_Team"`,
+		`kubernetes.namespace: "Edge.System"`, "bgp.nodePeers.labelSelector"} {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("error lacks %q:\n%v", f, err)
+		}
+	}
+	if strings.Contains(err.Error(), "namespaces[0]") {
+		t.Errorf("valid namespace refused:\n%v", err)
+	}
+
+	// Standalone, the node name names nothing in Kubernetes: a host name will do.
+	c, err = Parse([]byte("nodeName: Edge_1\nsource: {dir: routes}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Errorf("standalone with node name Edge_1: %v", err)
 	}
 }

@@ -28,6 +28,8 @@ type Report struct {
 	// LearnedRoutes are the routes BGP installed in the kernel.
 	LearnedRoutes []LearnedRoute `json:"learnedRoutes,omitempty"`
 	APV           []APVDevice    `json:"apv,omitempty"`
+	// APVEvents is the CloudEvents sink of the APV scan, when configured.
+	APVEvents *APVEvents `json:"apvEvents,omitempty"`
 }
 
 // Neighbor is one BGP session. State uses GoBGP's words in lower case
@@ -121,12 +123,36 @@ type Dataplane struct {
 	Rules         int               `json:"rules"`
 	LastSync      time.Time         `json:"lastSync,omitzero"`
 	LastError     string            `json:"lastError,omitempty"`
+	// IPTablesMode is the iptables backend in use (nft or legacy), and
+	// IPTablesModeReason why it was chosen (detected or configured).
+	IPTablesMode       string `json:"iptablesMode,omitempty"`
+	IPTablesModeReason string `json:"iptablesModeReason,omitempty"`
+	// Failures are the steps of the sync that fail now; FailingSince is
+	// when the oldest of them started failing (zero: none fails). The
+	// agent is not ready once it has failed for longer than
+	// dataplane.failureGracePeriod.
+	Failures     []DataplaneFailure `json:"failures,omitempty"`
+	FailingSince time.Time          `json:"failingSince,omitzero"`
+}
+
+// DataplaneFailure is one step of the dataplane sync that fails.
+type DataplaneFailure struct {
+	// Step is interface, addresses, sysctl, iptables-ipv4 or iptables-ipv6.
+	Step  string    `json:"step"`
+	Error string    `json:"error"`
+	Since time.Time `json:"since"`
 }
 
 // LearnedRoute is a BGP route installed in the kernel.
 type LearnedRoute struct {
 	Prefix   string   `json:"prefix"`
 	NextHops []string `json:"nextHops"`
+	// Metric is the route's kernel metric (bgp.importMetric).
+	Metric uint32 `json:"metric"`
+	// ShadowedBy names another routing daemon's route to the same prefix
+	// that the kernel prefers (lower metric), e.g. "bird metric 32 via
+	// 10.99.0.11": the agent's route is only a fallback while it exists.
+	ShadowedBy string `json:"shadowedBy,omitempty"`
 }
 
 // APVDevice is one appliance's sync and scan state.
@@ -139,4 +165,22 @@ type APVDevice struct {
 	LastScan  time.Time `json:"lastScan,omitzero"`
 	LastError string    `json:"lastError,omitempty"`
 	InSync    bool      `json:"inSync"`
+	// HAUnit is the device's own unit in its HA configuration, as the agent
+	// identified it (empty when HA is not configured or the unit is not
+	// known; the HA state is then "unknown" rather than the peer's).
+	HAUnit string `json:"haUnit,omitempty"`
+	// NormalizesDifferently lists the objects ("health ea_h_...") the
+	// device prints back differently from how they were sent; the agent
+	// stopped rewriting them until they or the LBRoutes change.
+	NormalizesDifferently []string `json:"normalizesDifferently,omitempty"`
+}
+
+// APVEvents reports the CloudEvents sink of the APV scan.
+type APVEvents struct {
+	SinkURL   string `json:"sinkURL"`
+	Queued    int    `json:"queued"`
+	Delivered uint64 `json:"delivered"`
+	Failed    uint64 `json:"failed"`
+	Dropped   uint64 `json:"dropped"`
+	LastError string `json:"lastError,omitempty"`
 }

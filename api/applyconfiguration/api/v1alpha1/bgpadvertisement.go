@@ -7,10 +7,10 @@ package v1alpha1
 //
 // BGPAdvertisement sets attributes on the VIP's BGP announcement.
 type BGPAdvertisementApplyConfiguration struct {
-	// Communities: "ASN:VALUE" or well-known names (no-export, no-advertise,
-	// no-export-subconfed, no-peer).
+	// Communities: "ASN:VALUE" (each 0-65535) or well-known names
+	// (no-export, no-advertise, no-export-subconfed, no-peer).
 	Communities []string `json:"communities,omitempty"`
-	// LargeCommunities: "ASN:X:Y" (RFC 8092).
+	// LargeCommunities: "ASN:X:Y" (RFC 8092), each 0-4294967295.
 	LargeCommunities []string `json:"largeCommunities,omitempty"`
 	// LocalPref for iBGP peers; default 100.
 	LocalPref *int64 `json:"localPref,omitempty"`

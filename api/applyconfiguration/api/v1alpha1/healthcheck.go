@@ -12,17 +12,22 @@ import (
 //
 // HealthCheck describes the active probe of each real.
 type HealthCheckApplyConfiguration struct {
-	Type            *apiv1alpha1.HealthCheckType `json:"type,omitempty"`
-	IntervalSeconds *int32                       `json:"intervalSeconds,omitempty"`
-	TimeoutSeconds  *int32                       `json:"timeoutSeconds,omitempty"`
-	RiseCount       *int32                       `json:"riseCount,omitempty"`
-	FallCount       *int32                       `json:"fallCount,omitempty"`
-	// Path is the HTTP GET path; default "/".
+	Type *apiv1alpha1.HealthCheckType `json:"type,omitempty"`
+	// IntervalSeconds between probes; default 5.
+	IntervalSeconds *int32 `json:"intervalSeconds,omitempty"`
+	// TimeoutSeconds of one probe, at most intervalSeconds; default 2.
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
+	// RiseCount: consecutive successes that bring a real back; default 2.
+	RiseCount *int32 `json:"riseCount,omitempty"`
+	// FallCount: consecutive failures that take a real out; default 3.
+	FallCount *int32 `json:"fallCount,omitempty"`
+	// Path is the HTTP GET path; default "/". URL characters only (no
+	// spaces, quotes or control characters).
 	Path *string `json:"path,omitempty"`
 	// Host is the HTTP Host header; default the real's address.
 	Host *string `json:"host,omitempty"`
 	// ExpectedStatus is a status code (200) or a list of codes and ranges
-	// ("200-299,301"). Default 200-399.
+	// ("200-299,301"), each within 100-599. Default 200-399.
 	ExpectedStatus *intstr.IntOrString `json:"expectedStatus,omitempty"`
 }
 

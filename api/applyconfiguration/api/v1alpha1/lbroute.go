@@ -11,6 +11,13 @@ import (
 // LBRouteApplyConfiguration represents a declarative configuration of the LBRoute type for use
 // with apply.
 //
+// (CEL rules in these markers test for "" with size(): gofmt rewrites two
+// single quotes in a doc comment into a typographic quote.)
+//
+// The rule on LBRoute below: the default vsName is <namespace>-<name>, at
+// most 63 characters. CEL sees metadata.name but not metadata.namespace, so
+// the rule refuses only the names too long for any namespace; the agent
+// checks the full length.
 // LBRoute publishes a set of real servers behind a virtual IP on the edge
 // nodes and, when configured, on the APV appliance.
 type LBRouteApplyConfiguration struct {

@@ -14,8 +14,10 @@ import (
 type LBRoutePortApplyConfiguration struct {
 	Port     *int32                `json:"port,omitempty"`
 	Protocol *apiv1alpha1.Protocol `json:"protocol,omitempty"`
-	// TargetPort is the real-server port: a number, or the name of a port of
-	// the referenced Service. Default: port.
+	// TargetPort is the real-server port: a number 1-65535 (also written as
+	// a string, "8080"), or the name of a port of the referenced Service
+	// (an IANA service name: at most 15 lowercase letters, digits and '-',
+	// with at least one letter). Default: port.
 	TargetPort *intstr.IntOrString `json:"targetPort,omitempty"`
 }
 

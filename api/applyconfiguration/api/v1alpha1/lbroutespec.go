@@ -9,14 +9,22 @@ import (
 // LBRouteSpecApplyConfiguration represents a declarative configuration of the LBRouteSpec type for use
 // with apply.
 //
-// LBRouteSpec is what the user asks for.
+// The rules below are the static ones package translate enforces too, so
+// that `kubectl apply` and `edgeagent validate` agree;
+// translate/testdata/parity is the corpus that proves it against a real
+// apiserver.
+// LBRouteSpec is what the user asks for. The apiserver checks every rule the
+// agent does except those that need the agent's configuration (vipPools) or
+// other LBRoutes (conflicts). An empty string in an optional field means
+// "unset", as in the core Kubernetes API.
 type LBRouteSpecApplyConfiguration struct {
 	// VSName is the APV virtual service name; default <namespace>-<name>.
 	VSName *string `json:"vsName,omitempty"`
-	// VSIP is the virtual IP (IPv4 or IPv6). It must lie in one of the
-	// agent's vipPools that admits this namespace.
+	// VSIP is the virtual IP (IPv4 or IPv6): a unicast address, not
+	// unspecified, loopback, multicast, link-local or broadcast. It must lie
+	// in one of the agent's vipPools that admits this namespace.
 	VSIP *string `json:"vsIP,omitempty"`
-	// Ports: one virtual service per entry.
+	// Ports: one virtual service per entry, unique per (port, protocol).
 	Ports []LBRoutePortApplyConfiguration `json:"ports,omitempty"`
 	// Policy is the load-balancing method; default rr.
 	Policy *apiv1alpha1.Policy `json:"policy,omitempty"`
@@ -25,7 +33,7 @@ type LBRouteSpecApplyConfiguration struct {
 	// Service takes the reals from the ready endpoints of a Service in the
 	// same namespace. Exactly one of service and realServers is set.
 	Service *ServiceRefApplyConfiguration `json:"service,omitempty"`
-	// RealServers is a static list of reals.
+	// RealServers is a static list of reals, unique per (ip, port).
 	RealServers []RealServerApplyConfiguration `json:"realServers,omitempty"`
 	// HealthCheck probes each real from the edge node; default TCP connect.
 	HealthCheck *HealthCheckApplyConfiguration `json:"healthCheck,omitempty"`

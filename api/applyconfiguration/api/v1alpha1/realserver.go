@@ -7,6 +7,8 @@ package v1alpha1
 //
 // RealServer is one static real.
 type RealServerApplyConfiguration struct {
+	// IP is the real's address, of the same family as vsIP; not
+	// unspecified, loopback or multicast.
 	IP *string `json:"ip,omitempty"`
 	// Port overrides the port's targetPort for this real.
 	Port   *int32 `json:"port,omitempty"`

@@ -7,6 +7,7 @@ package v1alpha1
 //
 // ServiceRef names a Service in the LBRoute's namespace.
 type ServiceRefApplyConfiguration struct {
+	// Name is a DNS-1035 label, as Service names are.
 	Name *string `json:"name,omitempty"`
 }
 
