@@ -466,11 +466,18 @@ func toLBRoute(obj any) (any, error) {
 		return u, nil
 	}
 	rt.ManagedFields = nil
+	// Nothing reads an LBRoute's annotations, and kubectl's copy of the
+	// whole object (client-side apply) would double what is cached. Status
+	// writes from the cached copy are safe without it (the status
+	// subresource takes nothing else); the auto-LBRoute controller updates
+	// only the routes it created, which carry none.
+	delete(rt.Annotations, corev1.LastAppliedConfigAnnotation)
 	return &rt, nil
 }
 
 // stripManagedFields drops managedFields from cached objects: the agent
 // never reads them and they are often the largest part of an object.
+// (Annotations stay: a Service's status is written from the cached copy.)
 func stripManagedFields(obj any) (any, error) {
 	if a, err := meta.Accessor(obj); err == nil {
 		a.SetManagedFields(nil)
