@@ -172,6 +172,9 @@ func (nb *neighbors) write(ctx context.Context, ns []v1alpha1.BGPNeighborStatus)
 	}
 	st.WithPeers(int32(len(ns))).WithEstablished(established).WithLastUpdated(metav1.NewTime(time.Now().Truncate(time.Second)))
 	ac := acv1alpha1.EdgeNodeStatus(node).WithStatus(st)
+	if owner := nb.w.node.ownerRef(ctx); owner != nil {
+		ac.WithOwnerReferences(owner) // deleted with the Node, like the reports
+	}
 	data, err := json.Marshal(ac)
 	if err != nil {
 		return err

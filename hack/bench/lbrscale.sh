@@ -82,3 +82,5 @@ for row in "$@"; do
   # shellcheck disable=SC2086
   "$tool" -tree "$tree" -label "$row" -out "$out" $args
 done
+echo "=== all runs in $out" >&2
+"$tool" -table "$out"

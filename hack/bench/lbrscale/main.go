@@ -103,7 +103,15 @@ func main() {
 	flag.BoolVar(&o.Keep, "keep", false, "leave everything running at the end (for a look around); Ctrl-C cleans up")
 	flag.StringVar(&o.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT in the agents' environment (as the DaemonSet sets it from the memory limit)")
 	flag.StringVar(&o.GoGC, "gogc", "", "GOGC in the agents' environment")
+	table := flag.String("table", "", "print the table of the results in this JSON-lines file (from -out) and exit")
 	flag.Parse()
+	if *table != "" {
+		if err := printTable(os.Stdout, *table); err != nil {
+			fmt.Fprintln(os.Stderr, "lbrscale:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.Tree == "" {
 		o.Tree = apiservertest.RepoRoot()
 	}
@@ -1351,6 +1359,71 @@ func printResult(out io.Writer, res *result) {
 		fmt.Fprintln(out, res.CPUTop)
 	}
 	fmt.Fprintf(out, "load average at the end: %s; commit %s\n", res.Load, res.Commit)
+}
+
+// printTable prints every run of a results file as one row of the table
+// docs/benchmarks/kube.md shows, then what the runs measured after the
+// first report.
+func printTable(out io.Writer, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var rows []result
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
+		}
+		var r result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		rows = append(rows, r)
+	}
+	fmt.Fprintln(out, "| run | N routes × K agents | until every LBRoute is programmed on all K nodes | status writes, first report | etcd db (file / in use) | apiserver RSS (peak) | etcd RSS | agent RSS, largest (peak) | load avg |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		maxRSS, maxHWM := int64(0), int64(0)
+		for i := range r.AgentRSS {
+			maxRSS, maxHWM = max(maxRSS, r.AgentRSS[i]), max(maxHWM, r.AgentHWM[i])
+		}
+		nodes := fmt.Sprint(r.Agents)
+		if r.Sim > 0 {
+			nodes = fmt.Sprintf("(%d + %d light)", r.Agents, r.Sim)
+		}
+		form := ""
+		if r.ServiceForm {
+			form = ", service form"
+		}
+		agent := fmt.Sprintf("%s (%s)", mib(maxRSS), mib(maxHWM))
+		if r.Sim > 0 {
+			agent += fmt.Sprintf("; light agents %s for %d", mib(r.SimRSS), r.Sim)
+		}
+		fmt.Fprintf(out, "| %s | %d × %s%s | %.1f s | %d | %s / %s | %s (%s) | %s | %s | %s |\n", r.Label, r.Routes, nodes, form,
+			r.Complete, r.StatusWrites, mib(r.EtcdDBFile), mib(r.EtcdDBInUse), mib(r.APIServerRSS), mib(r.APIServerHWM),
+			mib(r.EtcdRSS), agent, r.Load)
+	}
+	for _, r := range rows {
+		var parts []string
+		if len(r.ChangeLatencies) > 0 {
+			parts = append(parts, fmt.Sprintf("single change → status: %s s (writes %v; reconcile of all routes %.3f s)", fmtFloats(r.ChangeLatencies), r.ChangeWrites, r.ChangeReconcile))
+		}
+		if r.RestartWrites != nil {
+			parts = append(parts, fmt.Sprintf("restart writes: non-leader %d, leader %d", r.RestartWrites["non-leader"], r.RestartWrites["leader"]))
+		}
+		if r.JoinSeconds > 0 {
+			parts = append(parts, fmt.Sprintf("one more agent joins: %.1f s, %d writes", r.JoinSeconds, r.JoinWrites))
+		}
+		if r.LeaveSeconds > 0 {
+			parts = append(parts, fmt.Sprintf("a node leaves: %.1f s, %d writes", r.LeaveSeconds, r.LeaveWrites))
+		} else if r.LeaveNote != "" {
+			parts = append(parts, "a node leaves: "+r.LeaveNote+fmt.Sprintf(", %d writes", r.LeaveWrites))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(out, "- %s (%d × %d): %s\n", r.Label, r.Routes, r.Agents, strings.Join(parts, "; "))
+		}
+	}
+	return nil
 }
 
 func fmtFloats(fs []float64) string {
