@@ -274,6 +274,10 @@ type result struct {
 	HeapTop          string         `json:"heapTop,omitempty"`
 	CompleteTimeline []string       `json:"timeline,omitempty"`
 	CPUTop           string         `json:"cpuTop,omitempty"`
+	// CPU seconds from the agents' start to the first report's end.
+	APIServerCPU float64 `json:"apiserverCPUSeconds"`
+	EtcdCPU      float64 `json:"etcdCPUSeconds"`
+	AgentsCPU    float64 `json:"agentsCPUSeconds"`
 }
 
 func inner(o options) (err error) {
@@ -384,6 +388,7 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 
 	// The agents start together, as a DaemonSet's pods would on a fresh
 	// install.
+	apiCPU0, etcdCPU0 := cpuSeconds(r.srv.PID("kube-apiserver")), cpuSeconds(r.srv.PID("etcd"))
 	start := time.Now()
 	for i := 1; i <= o.Agents; i++ {
 		if err := r.startAgent(ctx, i); err != nil {
@@ -408,6 +413,14 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	res.FirstComplete, res.Complete, res.CompleteTimeline = first.Seconds(), all.Seconds(), timeline
+	res.APIServerCPU = cpuSeconds(r.srv.PID("kube-apiserver")) - apiCPU0
+	res.EtcdCPU = cpuSeconds(r.srv.PID("etcd")) - etcdCPU0
+	for _, a := range r.agents {
+		res.AgentsCPU += cpuSeconds(a.cmd.Process.Pid)
+	}
+	if r.sim != nil {
+		res.AgentsCPU += cpuSeconds(r.sim.Process.Pid)
+	}
 	r.log.Info("every route programmed on every node", "routes", o.Routes, "nodes", nodeCount, "after", all.Round(time.Millisecond))
 	after, err := r.settle(ctx)
 	if err != nil {
@@ -942,6 +955,23 @@ func (r *run) footprint(ctx context.Context, res *result) error {
 	return nil
 }
 
+// cpuSeconds is the user + system CPU time a process used so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command may hold spaces: fields count from after its ")".
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
 // rss reads VmRSS and VmHWM (peak) of a process, in bytes.
 func rss(pid int) (cur, peak int64) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
@@ -1333,6 +1363,8 @@ func printResult(out io.Writer, res *result) {
 	}
 	fmt.Fprintf(out, "writes by resource: %s\n", strings.Join(ws, " "))
 	fmt.Fprintf(out, "first route complete after %.1f s; timeline %s\n", res.FirstComplete, strings.Join(res.CompleteTimeline, " "))
+	fmt.Fprintf(out, "CPU during the first report: apiserver %.1f s, etcd %.1f s, agents %.1f s (%.1f ms of apiserver per status write)\n",
+		res.APIServerCPU, res.EtcdCPU, res.AgentsCPU, 1000*res.APIServerCPU/float64(max(res.StatusWrites, 1)))
 	fmt.Fprintf(out, "agent RSS parts: %s; agent 1 runtime: %s\n", strings.Join(res.AgentAnonFile, ", "), res.AgentMemStats)
 	fmt.Fprintf(out, "LBRoute object %d bytes; etcd RSS %s", res.LBRouteBytes, mib(res.EtcdRSS))
 	if res.SimRSS > 0 {
