@@ -19,7 +19,9 @@ func TestFold(t *testing.T) {
 	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	t1 := metav1.NewTime(t0.Add(time.Hour))
 	ok := Verdict{Accepted: true, VSName: "ns-r", Group: "ns-r", Ports: "80/TCP", Reals: 2}
-	bgp := func(name string, e *v1alpha1.ReportedRoute) NodeView { return NodeView{Node: name, Advertises: true, Entry: e} }
+	bgp := func(name string, e *v1alpha1.ReportedRoute) NodeView {
+		return NodeView{Node: name, Advertises: true, Entry: e}
+	}
 	dp := func(name string, e *v1alpha1.ReportedRoute) NodeView { return NodeView{Node: name, Entry: e} }
 	stale := entry(true, true, 2, 2)
 	stale.Generation = 2

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unique"
 
 	acv1alpha1 "github.com/arraynetworks/edgeagent/api/applyconfiguration/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
@@ -32,8 +33,8 @@ type nodeReporter struct {
 	routes   map[string]*routeState // by "namespace/name"
 	round    uint64                 // of report, to find routes gone
 	reported bool                   // the agent reported at least once
-	synced   bool  // own is synced and slices chosen
-	slices   int32 // slice count in use (valid once synced and reported)
+	synced   bool                   // own is synced and slices chosen
+	slices   int32                  // slice count in use (valid once synced and reported)
 	owner    *acmetav1.OwnerReferenceApplyConfiguration
 	ownerAt  time.Time
 }
@@ -366,11 +367,19 @@ func reportOf(obj any) (*v1alpha1.LBRouteReport, bool) {
 	return r, ok
 }
 
-// stripManagedFields drops managedFields from cached objects: nothing here
-// reads them.
+// stripManagedFields drops managedFields from cached reports (nothing here
+// reads them) and makes every node's entries share one copy of each
+// namespace and name: the leader holds K copies of every route otherwise.
 func stripManagedFields(obj any) (any, error) {
 	if r, ok := obj.(*v1alpha1.LBRouteReport); ok {
 		r.ManagedFields = nil
+		for i := range r.Routes {
+			e := &r.Routes[i]
+			e.Namespace, e.Name = unique.Make(e.Namespace).Value(), unique.Make(e.Name).Value()
+			if e.Message != "" {
+				e.Message = unique.Make(e.Message).Value()
+			}
+		}
 	}
 	return obj, nil
 }

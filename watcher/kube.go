@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unique"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/status"
@@ -174,12 +175,12 @@ func (k *Kube) informers() []cache.SharedIndexInformer {
 
 // Routes, Services, Namespaces and EndpointSlices expose the shared
 // informers to the Reporter and the auto-LBRoute controller.
-func (k *Kube) Routes() cache.SharedIndexInformer     { return k.routes }
+func (k *Kube) Routes() cache.SharedIndexInformer { return k.routes }
 
 // RESTConfig is the configuration the source's clients were made with
 // (its transport carries the apiserver connection health check), for
 // other clients of the agent to share the connection.
-func (k *Kube) RESTConfig() *rest.Config { return k.opts.Config }
+func (k *Kube) RESTConfig() *rest.Config              { return k.opts.Config }
 func (k *Kube) Services() cache.SharedIndexInformer   { return k.services }
 func (k *Kube) Namespaces() cache.SharedIndexInformer { return k.namespaces }
 
@@ -466,6 +467,13 @@ func toLBRoute(obj any) (any, error) {
 		return u, nil
 	}
 	rt.ManagedFields = nil
+	// Every route's conditions say much the same: one copy of each string
+	// for all of them.
+	for i := range rt.Status.Conditions {
+		c := &rt.Status.Conditions[i]
+		c.Type, c.Status, c.Reason = unique.Make(c.Type).Value(), metav1.ConditionStatus(unique.Make(string(c.Status)).Value()), unique.Make(c.Reason).Value()
+		c.Message = unique.Make(c.Message).Value()
+	}
 	// Nothing reads an LBRoute's annotations, and kubectl's copy of the
 	// whole object (client-side apply) would double what is cached. Status
 	// writes from the cached copy are safe without it (the status

@@ -6,8 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sync"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
