@@ -232,7 +232,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		if err := dp.Reconcile(ctx, state); err != nil {
 			errs["dataplane"] = err
 		}
-		a.noteDataplane(dp.Status())
+		a.noteDataplane(dataplaneStatus(dp.Status()))
 	}
 	if sp := a.opts.Speaker; sp != nil {
 		if err := sp.Announce(ctx, a.announceable(state)); err != nil {
@@ -421,7 +421,7 @@ func (a *Agent) Status() status.Report {
 		r.LBRoutes = append(r.LBRoutes, lr)
 	}
 	if a.opts.Dataplane != nil {
-		r.Dataplane = a.opts.Dataplane.Status()
+		r.Dataplane = dataplaneStatus(a.opts.Dataplane.Status())
 		if d := dataplaneUnready(r.Dataplane, r.Time, a.opts.Config.Dataplane.FailureGracePeriod.Duration); d != "" {
 			r.Ready = false
 			r.Degraded = append(r.Degraded, d)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
 )
@@ -22,8 +23,9 @@ type Dataplane interface {
 	// Rejected says, per virtual-service key, why the dataplane left a
 	// service out (address family unsupported, port taken, ...).
 	Rejected() map[string]error
-	// Status describes the kernel side for /status.
-	Status() *status.Dataplane
+	// Status describes the kernel side; the agent turns it into /status's
+	// dataplane object (dataplaneStatus).
+	Status() dataplane.Status
 }
 
 // Speaker announces VIPs over BGP and reports its neighbors.
