@@ -75,19 +75,6 @@ func newDesired(opt RenderOptions) *desired {
 	return d
 }
 
-// allChains lists every chain of the desired state, for a full diff.
-func (d *desired) allChains() map[chainRef]bool {
-	out := map[chainRef]bool{}
-	for fam, rs := range d.rs {
-		for t, tab := range rs {
-			for c := range tab {
-				out[chainRef{fam, t, c}] = true
-			}
-		}
-	}
-	return out
-}
-
 // update makes the desired state match services. It returns the chains
 // whose rules changed (added, rewritten or gone) and the keys of services
 // that changed.

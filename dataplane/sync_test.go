@@ -724,3 +724,61 @@ func TestOtherRulesBackend(t *testing.T) {
 		t.Fatalf("Reconcile = %v", err)
 	}
 }
+
+// The route table's logic on the fake (the kernel test is
+// routes_test.go): ECMP next hops sorted, a route at an old metric moved,
+// another daemon's preferred route named, a missing route's delete quiet.
+func TestFakeRouteTable(t *testing.T) {
+	nl := newFakeNetlink()
+	rt := newRouteTable(nl, 0)
+	a, b := netip.MustParseAddr("10.98.0.3"), netip.MustParseAddr("10.98.0.2")
+	block, old := netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.2.0/24")
+	if err := rt.Replace(block, []netip.Addr{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	nl.routes = append(nl.routes, netlink.Route{Dst: ipNet(old), Gw: b.AsSlice(), Protocol: RouteProtocol, Priority: 0})
+	got, err := rt.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got[block], []netip.Addr{b, a}) || !slices.Equal(got[old], []netip.Addr{b}) || len(got) != 2 {
+		t.Fatalf("List = %v", got)
+	}
+	for _, r := range nl.routes {
+		if r.Priority != DefaultRouteMetric {
+			t.Fatalf("route %s left at metric %d", r.Dst, r.Priority)
+		}
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "tunl0"
+	tunl := &netlink.Dummy{LinkAttrs: attrs}
+	nl.addLink(tunl)
+	nl.routes = append(nl.routes, netlink.Route{Dst: ipNet(block), LinkIndex: tunl.Index, Protocol: unix.RTPROT_BIRD, Priority: 32})
+	pref, err := rt.Preferred([]netip.Prefix{block, old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pref) != 1 || pref[block] != "bird metric 32 dev tunl0" {
+		t.Fatalf("Preferred = %v", pref)
+	}
+	if err := rt.Replace(old, nil); err != nil { // no next hops: gone
+		t.Fatal(err)
+	}
+	if err := rt.Delete(old); err != nil {
+		t.Fatalf("deleting a missing route: %v", err)
+	}
+	if got, _ := rt.List(); len(got) != 1 {
+		t.Fatalf("List after delete = %v", got)
+	}
+}
+
+func TestParseIPTablesMode(t *testing.T) {
+	for in, want := range map[string]IPTablesMode{"": ModeAuto, "auto": ModeAuto, "nft": ModeNFT, "legacy": ModeLegacy} {
+		if got, err := ParseIPTablesMode(in); err != nil || got != want {
+			t.Errorf("ParseIPTablesMode(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseIPTablesMode("nf_tables"); err == nil || !strings.Contains(err.Error(), "not auto, nft or legacy") {
+		t.Errorf("ParseIPTablesMode(nf_tables) = %v", err)
+	}
+}
