@@ -181,16 +181,15 @@ func diff(want Ruleset, jumps []jump, have kernelRules) *plan {
 func diffOnly(want Ruleset, jumps []jump, have kernelRules, only map[string]map[string]bool) *plan {
 	p := &plan{}
 	for _, t := range tables {
-		w := want[t]
 		h := have[t]
 		if h == nil {
 			h = &savedTable{chains: Table{}, builtin: Table{}}
 		}
 		var candidates []string
 		if only == nil {
-			candidates = sortedKeys(w)
+			candidates = sortedKeys(want[t])
 			for c := range h.chains {
-				if _, ok := w[c]; !ok {
+				if _, ok := want[t][c]; !ok {
 					candidates = append(candidates, c)
 				}
 			}
@@ -198,49 +197,68 @@ func diffOnly(want Ruleset, jumps []jump, have kernelRules, only map[string]map[
 			candidates = sortedKeys(only[t])
 		}
 		slices.Sort(candidates)
-		var decl, rules, dels []string
-		for _, c := range candidates {
-			wr, wanted := w[c]
-			old, exists := h.chains[c]
-			switch {
-			case wanted && exists && slices.Equal(old, wr):
-			case wanted:
-				decl = append(decl, ":"+c+" - [0:0]")
-				rules = append(rules, wr...)
-				p.written++
-			case exists:
-				decl = append(decl, ":"+c+" - [0:0]")
-				dels = append(dels, "-X "+c)
-				p.deleted++
-			}
-		}
-		var ins []string
-		for _, j := range allJumps {
-			if j.table != t {
-				continue
-			}
-			wanted, present := slices.Contains(jumps, j), slices.Contains(h.builtin[j.chain], j.rule)
-			switch {
-			case wanted && !present:
-				ins = append(ins, "-I "+j.chain+" 1 "+strings.TrimPrefix(j.rule, "-A "+j.chain+" "))
-			case !wanted && present:
-				ins = append(ins, "-D"+strings.TrimPrefix(j.rule, "-A"))
-			}
-		}
-		if len(decl)+len(ins) == 0 {
-			continue
-		}
-		fmt.Fprintf(&p.script, "*%s\n", t)
-		for _, part := range [][]string{decl, ins, rules, dels} {
-			for _, l := range part {
-				p.script.WriteString(l)
-				p.script.WriteByte('\n')
-			}
-			p.lines += len(part)
-		}
-		p.script.WriteString("COMMIT\n")
+		decl, rules, dels := p.diffChains(candidates, want[t], h)
+		p.section(t, decl, jumpChanges(t, jumps, h), rules, dels)
 	}
 	return p
+}
+
+// diffChains compares the candidate chains: it returns the declarations of
+// chains to (re)write or delete, the rules of those rewritten, and the
+// deletions.
+func (p *plan) diffChains(candidates []string, want Table, have *savedTable) (decl, rules, dels []string) {
+	for _, c := range candidates {
+		wr, wanted := want[c]
+		old, exists := have.chains[c]
+		switch {
+		case wanted && exists && slices.Equal(old, wr):
+		case wanted:
+			decl = append(decl, ":"+c+" - [0:0]")
+			rules = append(rules, wr...)
+			p.written++
+		case exists:
+			decl = append(decl, ":"+c+" - [0:0]")
+			dels = append(dels, "-X "+c)
+			p.deleted++
+		}
+	}
+	return decl, rules, dels
+}
+
+// jumpChanges inserts the wanted jumps of table t that are missing and
+// deletes the unwanted ones that are present.
+func jumpChanges(t string, jumps []jump, have *savedTable) []string {
+	var ins []string
+	for _, j := range allJumps {
+		if j.table != t {
+			continue
+		}
+		wanted, present := slices.Contains(jumps, j), slices.Contains(have.builtin[j.chain], j.rule)
+		switch {
+		case wanted && !present:
+			ins = append(ins, "-I "+j.chain+" 1 "+strings.TrimPrefix(j.rule, "-A "+j.chain+" "))
+		case !wanted && present:
+			ins = append(ins, "-D"+strings.TrimPrefix(j.rule, "-A"))
+		}
+	}
+	return ins
+}
+
+// section writes one table's part of the script (nothing when the
+// declarations and jumps are empty: then nothing changes).
+func (p *plan) section(t string, decl, ins, rules, dels []string) {
+	if len(decl)+len(ins) == 0 {
+		return
+	}
+	fmt.Fprintf(&p.script, "*%s\n", t)
+	for _, part := range [][]string{decl, ins, rules, dels} {
+		for _, l := range part {
+			p.script.WriteString(l)
+			p.script.WriteByte('\n')
+		}
+		p.lines += len(part)
+	}
+	p.script.WriteString("COMMIT\n")
 }
 
 // cleanupPlan removes every jump into an EDGE- chain from the built-in
@@ -265,18 +283,7 @@ func cleanupPlan(have kernelRules) *plan {
 			xs = append(xs, "-X "+c)
 			p.deleted++
 		}
-		if len(dels)+len(decl) == 0 {
-			continue
-		}
-		fmt.Fprintf(&p.script, "*%s\n", t)
-		for _, part := range [][]string{decl, dels, xs} {
-			for _, l := range part {
-				p.script.WriteString(l)
-				p.script.WriteByte('\n')
-			}
-			p.lines += len(part)
-		}
-		p.script.WriteString("COMMIT\n")
+		p.section(t, decl, dels, nil, xs)
 	}
 	return p
 }

@@ -68,8 +68,8 @@ type RulesPlan struct {
 	// attempted. A failed step keeps Apply from writing that part.
 	Steps map[string]error
 	// VIPs counts, per VIP address (/32, /128), the planned services that
-	// use it. The backend keeps the map; the Dataplane only reads it, and
-	// only until the next Plan.
+	// use it. The backend keeps the map; the Dataplane only reads it, until
+	// the next Plan, and also while Apply runs: Apply must not change it.
 	VIPs map[netip.Prefix]int
 	// Touched holds the VIPs whose use may have changed since the previous
 	// Plan. The Dataplane looks at these only, unless it has reason to look
