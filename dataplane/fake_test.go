@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -586,5 +585,3 @@ func (n *fakeNetlink) RouteListFiltered(family int, filter *netlink.Route, mask 
 }
 
 var errInjected = errors.New("injected failure")
-
-func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
