@@ -52,7 +52,7 @@ export EDGEAGENT_K8S_BIN := $(K8S_BIN)
 test-deps:
 	hack/install-deps.sh
 	hack/get-apiserver.sh $(K8S_BIN)
-	hack/install-promtool.sh
+	hack/install-monitoring.sh
 
 # The apiserver tests must not skip here: test-deps built the binaries.
 test: test-deps lint verify-generated build

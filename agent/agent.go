@@ -113,7 +113,7 @@ func New(opts Options) *Agent {
 		a.opts.MaxBackoff = 30 * time.Second
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected)
+		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected, (*routeMetrics)(a))
 	}
 	return a
 }
