@@ -149,8 +149,8 @@ func Build() (dashboard.Dashboard, error) {
 		WithPanel(n.series("Connection resets and dial failures", "Per second.", "ops",
 			q{`rate(edgeagent_apiserver_connection_resets_total{` + sel + `}[$__rate_interval])`, "resets {{instance}}"},
 			q{`rate(edgeagent_apiserver_dial_failures_total{` + sel + `}[$__rate_interval])`, "dial failures {{instance}}"})).
-		WithPanel(n.series("Status writes", "LBRoute and EdgeNodeStatus status writes per second, by result.", "ops",
-			q{`sum by (instance, result) (rate(edgeagent_status_writes_total{` + sel + `}[$__rate_interval]))`, "{{result}} {{instance}}"}))
+		WithPanel(n.series("Status writes", "LBRoute and EdgeNodeStatus status writes per second, by kind.", "ops",
+			q{`sum by (instance, kind) (rate(edgeagent_status_writes_total{` + sel + `}[$__rate_interval]))`, "{{kind}} {{instance}}"}))
 
 	b = b.WithRow(row("Health checks")).
 		WithPanel(n.series("Probe targets and engine", "Distinct probe targets; 1 while the health-check engine runs.", "none",
