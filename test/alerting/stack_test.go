@@ -148,26 +148,46 @@ func (p *proc) alive() bool {
 	}
 }
 
-// waitReady polls url until it answers 200 (or the process dies).
-func (p *proc) waitReady(t *testing.T, u string, timeout time.Duration) {
-	t.Helper()
+// waitReady polls url until it answers 200; it fails when the process
+// exits first (a port taken meanwhile, say) or the time is up.
+func (p *proc) waitReady(u string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := http.Get(u)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if !p.alive() {
-			t.Fatalf("%s exited before it was ready", p.name)
+			return fmt.Errorf("%s exited before it was ready (log %s)", p.name, p.log)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready at %s within %s: %v", p.name, u, timeout, err)
+			return fmt.Errorf("%s not ready at %s within %s: %v", p.name, u, timeout, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startOnFreePort starts a daemon on a free loopback port and waits until
+// it is ready. The port is free when picked but another process may take
+// it before the daemon binds it: then it tries again on another.
+func startOnFreePort(t *testing.T, dir, name string, cmd func(addr string) *exec.Cmd, ready string, timeout time.Duration) (*proc, string) {
+	t.Helper()
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		p := start(t, dir, fmt.Sprintf("%s-%d", name, attempt), cmd(addr))
+		if err = p.waitReady("http://"+addr+ready, timeout); err == nil {
+			return p, addr
+		}
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Logf("%v; retrying", err)
+	}
+	t.Fatal(err)
+	return nil, ""
 }
 
 // notification is one alert of one webhook call, as the receiver got it.
@@ -259,7 +279,6 @@ func startStack(t *testing.T, dir, target, rulesPath string) *stack {
 	// findings (and the agent's own alerts) to the SLB team. Anything
 	// without a team lands in "default", which must stay empty. One
 	// notification per alert (group_by: ['...']), sent at once.
-	amPort := freePort(t)
 	amCfg := fmt.Sprintf(`route:
   receiver: default
   group_by: ['...']
@@ -278,13 +297,13 @@ receivers:
 	if err := os.WriteFile(amFile, []byte(amCfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	amAddr := fmt.Sprintf("127.0.0.1:%d", amPort)
-	s.am = start(t, dir, "alertmanager", exec.Command("prometheus-alertmanager",
-		"--config.file="+amFile, "--storage.path="+filepath.Join(dir, "am-data"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=warn"))
-	s.am.waitReady(t, "http://"+amAddr+"/-/ready", 30*time.Second)
+	var amAddr string
+	s.am, amAddr = startOnFreePort(t, dir, "alertmanager", func(addr string) *exec.Cmd {
+		return exec.Command("prometheus-alertmanager",
+			"--config.file="+amFile, "--storage.path="+filepath.Join(dir, "am-data"),
+			"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
+	}, "/-/ready", 30*time.Second)
 
-	promPort := freePort(t)
 	promCfg := fmt.Sprintf(`global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
 rule_files: [%q]
 alerting:
@@ -300,14 +319,16 @@ scrape_configs:
 	if err := os.WriteFile(promFile, []byte(promCfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.promURL = fmt.Sprintf("http://127.0.0.1:%d", promPort)
-	s.prom = start(t, dir, "prometheus", exec.Command("prometheus",
-		"--config.file="+promFile, "--storage.tsdb.path="+filepath.Join(dir, "prom-data"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", promPort),
-		// Resend firing alerts every second (Prometheus' default is 1m),
-		// so Alertmanager never times one out between evaluations.
-		"--rules.alert.resend-delay=1s", "--log.level=warn"))
-	s.prom.waitReady(t, s.promURL+"/-/ready", 60*time.Second)
+	var promAddr string
+	s.prom, promAddr = startOnFreePort(t, dir, "prometheus", func(addr string) *exec.Cmd {
+		return exec.Command("prometheus",
+			"--config.file="+promFile, "--storage.tsdb.path="+filepath.Join(dir, "prom-data"),
+			"--web.listen-address="+addr,
+			// Resend firing alerts every second (Prometheus' default is
+			// 1m), so Alertmanager never times one out between evaluations.
+			"--rules.alert.resend-delay=1s", "--log.level=warn")
+	}, "/-/ready", 60*time.Second)
+	s.promURL = "http://" + promAddr
 	return s
 }
 
