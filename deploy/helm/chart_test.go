@@ -480,7 +480,7 @@ func TestChartInstallUpgradeUninstall(t *testing.T) {
 		}
 		return out
 	}
-	h("install", release, chart(), "--namespace", namespace, "--create-namespace", "--wait=false")
+	h("install", release, chart(), "--namespace", namespace, "--create-namespace")
 	out, err := s.Kubectl(ctx, "-n", namespace, "get", "daemonset/edgeagent", "configmap/edgeagent-config", "serviceaccount/edgeagent",
 		"role/edgeagent-leader-election", "-o", "name")
 	if err != nil {
@@ -501,7 +501,7 @@ func TestChartInstallUpgradeUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h("upgrade", release, chart(), "--namespace", namespace, "--set", "config.bgp.listenPort=1791", "--wait=false")
+	h("upgrade", release, chart(), "--namespace", namespace, "--set", "config.bgp.listenPort=1791")
 	port, err := s.Kubectl(ctx, "-n", namespace, "get", "daemonset/edgeagent", "-o", `jsonpath={.spec.template.spec.containers[0].ports[?(@.name=="bgp")].containerPort}`)
 	if err != nil {
 		t.Fatal(err)

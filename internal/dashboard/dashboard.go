@@ -174,7 +174,7 @@ func Build() (dashboard.Dashboard, error) {
 		WithPanel(n.series("APV real and virtual services", "Up by the APV's own health checks.", "none",
 			q{`min by (device, real) (edgeagent_apv_slb_real_up{` + sel + `})`, "real {{device}} {{real}}"},
 			q{`max by (device, virtual) (edgeagent_apv_slb_virtual_up{` + sel + `})`, "virtual {{device}} {{virtual}}"}).Min(0).Max(1)).
-		WithPanel(n.series("APV scans", "Scans per second by result; age of the last successful scan.", "ops",
+		WithPanel(n.series("APV scans", "Scans per second by result.", "ops",
 			q{`sum by (device, result) (rate(edgeagent_apv_scans_total{` + sel + `}[$__rate_interval]))`, "{{device}} {{result}}"})).
 		WithPanel(n.series("APV last successful scan", "Seconds since any agent last scanned the device successfully.", "s",
 			q{`time() - max by (device) (edgeagent_apv_last_scan_success_timestamp_seconds{` + sel + `})`, "{{device}}"})).
