@@ -3,6 +3,8 @@
 #   make test      install test dependencies (idempotent, cached), lint, check
 #                  generated files, run every test (unit, kernel, BGP interop,
 #                  apiserver, end to end)
+#   make image     the container image (no Docker): bin/edgeagent-image.tar
+#                  (docker-archive) and bin/edgeagent-oci/ (OCI layout)
 #   make demo      the whole agent in a namespace test bed; make demo-down
 #   make generate  regenerate deepcopy, the CRD manifest, the dashboard and
 #                  the Helm chart's generated files
@@ -21,12 +23,17 @@ LDFLAGS     := -X github.com/arraynetworks/edgeagent/version.Version=$(VERSION) 
 TEST_FLAGS  ?= -count=1 -timeout 20m
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test test-deps lint generate verify-generated chart-check demo demo-down clean bench
+.PHONY: all build image test test-deps lint generate verify-generated chart-check demo demo-down clean bench
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/edgeagent
+
+# The image: pinned Debian packages (hack/image/debs.lock) + the static
+# agent, assembled with go-containerregistry (hack/image.sh).
+image:
+	VERSION=$(VERSION) hack/image.sh
 
 # controller-gen: deepcopy and the CRDs; hack/gen-deploy: the Grafana
 # dashboard and the Helm chart's copies of the CRDs, rules and dashboard,
@@ -69,6 +76,7 @@ CHART       := deploy/helm/edgeagent
 test-deps:
 	hack/install-deps.sh
 	hack/get-apiserver.sh $(K8S_BIN)
+	hack/get-k8s-node.sh $(K8S_BIN)
 	hack/install-monitoring.sh
 	hack/get-tools.sh $(TOOLS)
 
@@ -81,9 +89,10 @@ chart-check:
 	$(HELM) template edgeagent $(CHART) --namespace edgeagent-system --include-crds >/dev/null
 	$(HELM) template edgeagent $(CHART) --namespace edgeagent-system --set monitoring.serviceMonitor.enabled=true,monitoring.prometheusRule.enabled=true,monitoring.dashboard.enabled=true >/dev/null
 
-# The apiserver tests must not skip here: test-deps built the binaries.
-test: test-deps lint verify-generated chart-check build
-	EDGEAGENT_REQUIRE_APISERVER=1 $(GO) test $(TEST_FLAGS) ./...
+# The apiserver and real-cluster tests must not skip here: test-deps built
+# and installed what they need, and the image is built first.
+test: test-deps lint verify-generated chart-check build image
+	EDGEAGENT_REQUIRE_APISERVER=1 EDGEAGENT_REQUIRE_CLUSTER=1 $(GO) test $(TEST_FLAGS) ./...
 
 # The demo (hack/demo.sh; docs/demo.md): cluster mode when the apiserver
 # binaries are in K8S_BIN, else standalone (or force: DEMO_MODE=standalone).

@@ -387,7 +387,7 @@ monitoring:
 		t.Fatalf("apv: %+v", cfg.APV)
 	}
 	a, b := cfg.APV.Devices[0], cfg.APV.Devices[1]
-	if a.UsernameFile != "/etc/edgeagent-apv/apv-a-username" || a.PasswordFile != "/etc/edgeagent-apv/apv-a-password" || a.CAFile != "/etc/edgeagent-apv/apv-a-ca.crt" || b.CAFile != "" {
+	if a.UsernameFile != "/etc/edgeagent/apv/apv-a-username" || a.PasswordFile != "/etc/edgeagent/apv/apv-a-password" || a.CAFile != "/etc/edgeagent/apv/apv-a-ca.crt" || b.CAFile != "" {
 		t.Errorf("apv credential files: %+v %+v", a, b)
 	}
 
@@ -397,8 +397,9 @@ monitoring:
 		`"image":"registry.example/edgeagent:v9.9.9"`, `"imagePullPolicy":"Always"`,
 		`{"containerPort":9660,"name":"metrics","protocol":"TCP"}`, `{"containerPort":1791,"name":"bgp","protocol":"TCP"}`,
 		`"port":9661`, `{"name":"EXTRA","value":"1"}`, `"example.com/team":"slb"`, `"nodeSelector":{"role":"edge"}`,
-		`{"mountPath":"/etc/edgeagent-apv","name":"apv-credentials","readOnly":true}`,
-		`"secret":{"defaultMode":256,"secretName":"apv-credentials"}`,
+		`{"mountPath":"/etc/edgeagent/apv","name":"apv-credentials","readOnly":true}`,
+		`"secret":{"defaultMode":256,"optional":true,"secretName":"apv-credentials"}`,
+		`"image":"registry.example/edgeagent:v9.9.9","imagePullPolicy":"Always","name":"prepare-node"`,
 	} {
 		if !strings.Contains(string(js), want) {
 			t.Errorf("DaemonSet lacks %s", want)

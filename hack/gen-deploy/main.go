@@ -169,6 +169,8 @@ type Values struct {
 	TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds" jsonschema:"minimum=0"`
 	// The DaemonSet's updateStrategy.
 	UpdateStrategy object `json:"updateStrategy"`
+	// The prepare-node init container.
+	PrepareNode PrepareNode `json:"prepareNode"`
 	// Extra environment variables of the agent container (EnvVar list).
 	ExtraEnv []object `json:"extraEnv"`
 	// Annotations of the agent's pods.
@@ -199,7 +201,7 @@ type Image struct {
 type APV struct {
 	// Devices; credentials come from credentialsSecret.
 	Devices []APVDevice `json:"devices"`
-	// Existing Secret in the release namespace with NAME-username, NAME-password (and NAME-ca.crt) per device.
+	// Secret in the release namespace with NAME-username, NAME-password (and NAME-ca.crt) per device; default <release fullname>-apv. Optional.
 	CredentialsSecret string `json:"credentialsSecret"`
 	// How often the agent syncs each device (Go duration); default 30s.
 	SyncInterval string `json:"syncInterval"`
@@ -217,6 +219,12 @@ type APVDevice struct {
 	CA bool `json:"ca,omitempty"`
 	// Skip TLS verification (test devices only).
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// PrepareNode is the init container that sets the forwarding sysctls.
+type PrepareNode struct {
+	// Resources of the init container.
+	Resources object `json:"resources"`
 }
 
 // ServiceAccount is the agent's ServiceAccount.

@@ -57,9 +57,13 @@ app.kubernetes.io/name: {{ include "edgeagent.name" . }}
 {{- last $parts }}
 {{- end }}
 
-{{/* Where the APV credentials Secret is mounted. */}}
+{{/* Where the APV credentials Secret is mounted (as in the kustomize base). */}}
 {{- define "edgeagent.apvCredentialsDir" -}}
-/etc/edgeagent-apv
+/etc/edgeagent/apv
+{{- end }}
+
+{{- define "edgeagent.apvSecretName" -}}
+{{- default (printf "%s-apv" (include "edgeagent.fullname" .)) .Values.apv.credentialsSecret }}
 {{- end }}
 
 {{/* The agent's config file: .Values.config plus the APV devices, whose
@@ -71,12 +75,10 @@ credential files point into the mounted Secret. */}}
 {{- $devices := list }}
 {{- range . }}
 {{- $d := dict "name" .name "url" .url }}
-{{- if $.Values.apv.credentialsSecret }}
 {{- $_ := set $d "usernameFile" (printf "%s/%s-username" $dir .name) }}
 {{- $_ := set $d "passwordFile" (printf "%s/%s-password" $dir .name) }}
 {{- if .ca }}
 {{- $_ := set $d "caFile" (printf "%s/%s-ca.crt" $dir .name) }}
-{{- end }}
 {{- end }}
 {{- if .insecureSkipVerify }}
 {{- $_ := set $d "insecureSkipVerify" true }}
