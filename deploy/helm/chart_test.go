@@ -345,7 +345,8 @@ config:
 apv:
   devices:
   - {name: apv-a, url: "https://192.0.2.10:9997", ca: true}
-  - {name: apv-b, url: "https://192.0.2.11:9997"}
+  - {name: apv-b, url: "https://192.0.2.11:9997", usernameFile: /etc/edgeagent/apv/username, passwordFile: /etc/edgeagent/apv/password, caFile: /etc/edgeagent/apv/ca.crt}
+  - {name: apv-c, url: "https://192.0.2.12:9997"}
   credentialsSecret: apv-credentials
   scanInterval: 2m
 nodeSelector: {role: edge, edgeagent.arraynetworks.com/edge: null}
@@ -383,12 +384,18 @@ monitoring:
 	if cfg.BGP.ASN != 64513 || len(cfg.BGP.Peers) != 1 || cfg.BGP.Peers[0].HoldTime.Duration != 30*time.Second || cfg.HealthCheck.Concurrency != 64 {
 		t.Errorf("config values lost:\n%s", raw)
 	}
-	if n := len(cfg.APV.Devices); n != 2 || cfg.APV.ScanInterval.Duration != 2*time.Minute {
+	if n := len(cfg.APV.Devices); n != 3 || cfg.APV.ScanInterval.Duration != 2*time.Minute {
 		t.Fatalf("apv: %+v", cfg.APV)
 	}
-	a, b := cfg.APV.Devices[0], cfg.APV.Devices[1]
-	if a.UsernameFile != "/etc/edgeagent/apv/apv-a-username" || a.PasswordFile != "/etc/edgeagent/apv/apv-a-password" || a.CAFile != "/etc/edgeagent/apv/apv-a-ca.crt" || b.CAFile != "" {
-		t.Errorf("apv credential files: %+v %+v", a, b)
+	a, b, c := cfg.APV.Devices[0], cfg.APV.Devices[1], cfg.APV.Devices[2]
+	if a.UsernameFile != "/etc/edgeagent/apv/apv-a-username" || a.PasswordFile != "/etc/edgeagent/apv/apv-a-password" || a.CAFile != "/etc/edgeagent/apv/apv-a-ca.crt" {
+		t.Errorf("apv-a credential files (NAME- keys, ca: true): %+v", a)
+	}
+	if b.UsernameFile != "/etc/edgeagent/apv/username" || b.PasswordFile != "/etc/edgeagent/apv/password" || b.CAFile != "/etc/edgeagent/apv/ca.crt" {
+		t.Errorf("apv-b credential files (named): %+v", b)
+	}
+	if c.UsernameFile != "/etc/edgeagent/apv/apv-c-username" || c.CAFile != "" {
+		t.Errorf("apv-c credential files (defaults, no CA): %+v", c)
 	}
 
 	ds := get("apps/v1 DaemonSet edgeagent-system/edgeagent")

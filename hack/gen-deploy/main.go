@@ -219,6 +219,12 @@ type APVDevice struct {
 	CA bool `json:"ca,omitempty"`
 	// Skip TLS verification (test devices only).
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	// Path of the user name file; default /etc/edgeagent/apv/NAME-username.
+	UsernameFile string `json:"usernameFile,omitempty"`
+	// Path of the password file; default /etc/edgeagent/apv/NAME-password.
+	PasswordFile string `json:"passwordFile,omitempty"`
+	// Path of the CA file; default /etc/edgeagent/apv/NAME-ca.crt with ca: true, else none (system roots).
+	CAFile string `json:"caFile,omitempty"`
 }
 
 // PrepareNode is the init container that sets the forwarding sysctls.

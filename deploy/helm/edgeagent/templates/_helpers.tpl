@@ -75,9 +75,11 @@ credential files point into the mounted Secret. */}}
 {{- $devices := list }}
 {{- range . }}
 {{- $d := dict "name" .name "url" .url }}
-{{- $_ := set $d "usernameFile" (printf "%s/%s-username" $dir .name) }}
-{{- $_ := set $d "passwordFile" (printf "%s/%s-password" $dir .name) }}
-{{- if .ca }}
+{{- $_ := set $d "usernameFile" (default (printf "%s/%s-username" $dir .name) .usernameFile) }}
+{{- $_ := set $d "passwordFile" (default (printf "%s/%s-password" $dir .name) .passwordFile) }}
+{{- if .caFile }}
+{{- $_ := set $d "caFile" .caFile }}
+{{- else if .ca }}
 {{- $_ := set $d "caFile" (printf "%s/%s-ca.crt" $dir .name) }}
 {{- end }}
 {{- if .insecureSkipVerify }}
