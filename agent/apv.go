@@ -57,6 +57,13 @@ func kubeEvents(rec record.EventRecorder, node string, log *slog.Logger) apv.Eve
 	}
 }
 
+// nodeEvents records events of the agent's own (the dataplane's) on its
+// Node, like the APV device events.
+func nodeEvents(rec record.EventRecorder, node string) func(eventType, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: node, UID: types.UID(node)}
+	return func(eventType, reason, message string) { rec.Eventf(ref, eventType, reason, "%s", message) }
+}
+
 // Event logs the event and records it on the Node.
 func (e *recorderEvents) Event(device, kind, reason, message string) {
 	e.log.Event(device, kind, reason, message)

@@ -122,6 +122,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		}
 		opts.Source, opts.Reporter, opts.Mode = kp.source, kp.status, "kubernetes"
 		opts.APIServer = kp.monitor.Status
+		opts.NodeEvent = nodeEvents(kp.status.Recorder(), cfg.NodeName)
 		b.Loops = append(b.Loops, kp.loops...)
 	}
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/model"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -387,10 +389,19 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeName == "" {
 		bad("nodeName", "must be set (or NODE_NAME, or a host name)")
+	} else if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 && !c.Standalone() {
+		// In a cluster the name is a Node's and names the agent's EdgeNodeStatus.
+		bad("nodeName", "%q is not a Kubernetes node name: %s", c.NodeName, strings.Join(errs, "; "))
 	}
 	for i, p := range c.VIPPools {
 		if _, err := netip.ParsePrefix(p.CIDR); err != nil {
 			bad(fmt.Sprintf("vipPools[%d].cidr", i), "%q is not a CIDR", p.CIDR)
+		}
+		for j, ns := range p.Namespaces {
+			// A pool naming a namespace that cannot exist would admit nothing.
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				bad(fmt.Sprintf("vipPools[%d].namespaces[%d]", i, j), "%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+			}
 		}
 	}
 	if c.BGP.RouterID != "" {
@@ -443,6 +454,16 @@ func (c *Config) Validate() error {
 	}
 	if c.APIServer.PingTimeout != nil && c.APIServer.PingTimeout.Duration < 0 {
 		bad("apiserver.pingTimeout", "must not be negative")
+	}
+	if ns := c.Kubernetes.Namespace; ns != "" {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			bad("kubernetes.namespace", "%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	if c.BGP.NodePeers != nil {
+		if _, err := labels.Parse(c.BGP.NodePeers.LabelSelector); err != nil {
+			bad("bgp.nodePeers.labelSelector", "%v", err)
+		}
 	}
 	if c.Kubernetes.StatusQPS < 0 {
 		bad("kubernetes.statusQPS", "must not be negative")

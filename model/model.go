@@ -7,6 +7,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -191,15 +192,10 @@ func (s *State) Sort() {
 // VIPs returns the distinct VIPs of the state, sorted.
 func (s *State) VIPs() []netip.Addr {
 	seen := map[netip.Addr]bool{}
-	var out []netip.Addr
 	for _, vs := range s.Services {
-		if !seen[vs.VIP] {
-			seen[vs.VIP] = true
-			out = append(out, vs.VIP)
-		}
+		seen[vs.VIP] = true
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
+	return slices.SortedFunc(maps.Keys(seen), netip.Addr.Compare)
 }
 
 // Clone returns a deep copy, so a reconciler can keep what it applied while

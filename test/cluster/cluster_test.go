@@ -606,6 +606,10 @@ func readiness(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed) {
 	if rep.Ready || rep.Dataplane == nil || len(rep.Dataplane.Failures) == 0 || rep.Dataplane.Failures[0].Step != "sysctl" {
 		t.Errorf("status while not ready: ready %v dataplane %+v", rep.Ready, rep.Dataplane)
 	}
+	testbed.Poll(t, 30*time.Second, "a DataplaneFailing Warning on the Node", func() (bool, string) {
+		out, _ := c.Kubectl(context.Background(), "get", "events", "-n", "default", "--field-selector", "involvedObject.kind=Node,involvedObject.name=edge-1,reason=DataplaneFailing")
+		return strings.Contains(out, "read-only file system"), out
+	})
 	table, _ := c.Kubectl(context.Background(), "-n", ns, "exec", pod, "-c", "edgeagent", "--", "edgeagent", "status")
 	t.Logf("edgeagent status while forwarding is off:\n%s", table)
 	start = time.Now()
