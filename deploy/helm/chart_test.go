@@ -26,6 +26,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 	"sigs.k8s.io/yaml"
 )
 
@@ -39,16 +40,13 @@ var monitoringOn = []string{"--set", "monitoring.serviceMonitor.enabled=true,mon
 func root() string  { return apiservertest.RepoRoot() }
 func chart() string { return filepath.Join(root(), "deploy", "helm", "edgeagent") }
 
-// need finds a tool or skips (fails under CI=true: test-deps installs it).
+// need finds a tool or skips (fails under CI=true or make test: test-deps
+// installs it).
 func need(t *testing.T, path, hint string) string {
 	t.Helper()
 	p, err := exec.LookPath(path)
 	if err != nil {
-		msg := fmt.Sprintf("%s not found: %s", path, hint)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testreq.Missing(t, "%s not found: %s", path, hint)
 	}
 	return p
 }

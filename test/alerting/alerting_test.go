@@ -41,6 +41,7 @@ import (
 	"github.com/arraynetworks/edgeagent/internal/dashboard"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/internal/testns"
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
 const (
@@ -103,11 +104,7 @@ func forDuration(t *testing.T) time.Duration {
 func requireTool(t *testing.T, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		msg := name + " not found: run hack/install-deps.sh"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testreq.Missing(t, "%s not found: run hack/install-deps.sh", name)
 	}
 }
 

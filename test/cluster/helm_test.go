@@ -12,11 +12,12 @@ import (
 
 	"github.com/arraynetworks/edgeagent/internal/clustertest"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 	"github.com/arraynetworks/edgeagent/status"
 )
 
 // helmBin is hack/get-tools.sh's helm (EDGEAGENT_TOOLS); missing, it
-// skips the subtest, or fails it where the suite is required.
+// skips the subtest, or fails it under CI or make test (testreq).
 func helmBin(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("EDGEAGENT_TOOLS")
@@ -25,11 +26,7 @@ func helmBin(t *testing.T) string {
 	}
 	p := filepath.Join(dir, "helm")
 	if _, err := os.Stat(p); err != nil {
-		msg := fmt.Sprintf("%s is missing: run hack/get-tools.sh", p)
-		if os.Getenv("CI") == "true" || os.Getenv("EDGEAGENT_REQUIRE_CLUSTER") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testreq.Missing(t, "%s is missing: run hack/get-tools.sh", p)
 	}
 	return p
 }
