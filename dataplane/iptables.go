@@ -124,6 +124,7 @@ func parseSave(b []byte) map[string]*savedTable {
 				cur.chains[f[0]] = []string{}
 			}
 		case strings.HasPrefix(line, "-A "):
+			line = clusterNodeForm(line)
 			chain, _, _ := strings.Cut(line[3:], " ")
 			if rules, ok := cur.chains[chain]; ok {
 				cur.chains[chain] = append(rules, line)

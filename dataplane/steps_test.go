@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,32 @@ func TestReadersDoNotWaitForASync(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Rejected/Programmed/Status wait for the sync's lock")
+	}
+}
+
+// Source hash over more than six reals: iptables 1.8.9 refuses a
+// --cluster-local-nodemask above 32, so buckets are one rule each with
+// --cluster-local-node; iptables-save prints them back as masks, which a
+// restarted agent must still recognise as its own (no rewrite).
+func TestSourceHashManyRealsProgramsAndAdopts(t *testing.T) {
+	b := newBed(t, 1)
+	d := b.dataplane(t, true)
+	var reals []model.Real
+	for i := 1; i <= 40; i++ { // 40: also past xt_cluster's 32 buckets
+		reals = append(reals, real(fmt.Sprintf("10.97.2.%d:8080", i), uint32(1+i%3)))
+	}
+	sh := vs("s", "sh", "10.200.0.63", 80, model.TCP, model.SourceHash, reals...)
+	reconcile(t, d, sh)
+	if !d.Programmed()[sh.Key()] {
+		t.Fatal("sh service with 40 reals not programmed")
+	}
+	saved := b.edge.MustRun("iptables-save", "-t", "nat")
+	if !strings.Contains(saved, "--cluster-local-nodemask 0x00000040") {
+		t.Fatalf("expected bucket 7's rule (mask 0x40) in the kernel:\n%s", saved)
+	}
+	d2 := b.dataplane(t, true)
+	reconcile(t, d2, sh)
+	if d2.restores != 0 {
+		t.Fatalf("a restarted agent rewrote the sh chains (%d restores): saved masks not recognised", d2.restores)
 	}
 }
