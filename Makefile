@@ -56,10 +56,14 @@ verify-generated:
 	  echo "generated files are stale: run 'make generate' and commit" >&2; \
 	  for p in $(GENERATED); do diff -r $$tmp/$$p $$p; done; exit 1; fi
 
+# gofmt, go vet and staticcheck (its default set of checks), staticcheck
+# built by hack/get-tools.sh.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
 	$(GO) vet ./...
+	@hack/get-tools.sh $(TOOLS) 2>/dev/null || hack/get-tools.sh $(TOOLS)
+	$(TOOLS)/staticcheck ./...
 
 # Where hack/get-apiserver.sh caches kube-apiserver and etcd (outside the
 # repository; cold build ~6 min on 2 cores, warm: instant). An
