@@ -23,7 +23,6 @@ import (
 	"github.com/arraynetworks/edgeagent/internal/racecheck"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 )
 
 // Real-peer tests run the speaker in its own process inside the edge
@@ -54,12 +53,12 @@ type speakerdReq struct {
 }
 
 type speakerdResp struct {
-	Error      string                `json:"error,omitempty"`
-	Neighbors  []status.Neighbor     `json:"neighbors,omitempty"`
-	Learned    []status.LearnedRoute `json:"learned,omitempty"`
-	Advertised map[string]bool       `json:"advertised,omitempty"`
-	Metrics    string                `json:"metrics,omitempty"`
-	Elapsed    time.Duration         `json:"elapsed,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Neighbors  []Neighbor      `json:"neighbors,omitempty"`
+	Learned    []LearnedRoute  `json:"learned,omitempty"`
+	Advertised map[string]bool `json:"advertised,omitempty"`
+	Metrics    string          `json:"metrics,omitempty"`
+	Elapsed    time.Duration   `json:"elapsed,omitempty"`
 	// HeapInuse is runtime.MemStats.HeapInuse after a GC ("memstats").
 	HeapInuse uint64 `json:"heapInuse,omitempty"`
 }
@@ -239,14 +238,14 @@ func (d *speakerd) announce(routes ...model.VIPRoute) speakerdResp {
 	return r
 }
 
-func (d *speakerd) neighbor(addr string) status.Neighbor {
+func (d *speakerd) neighbor(addr string) Neighbor {
 	d.t.Helper()
 	for _, n := range d.call(speakerdReq{Op: "neighbors"}).Neighbors {
-		if n.Address == addr {
+		if n.Address.String() == addr {
 			return n
 		}
 	}
-	return status.Neighbor{}
+	return Neighbor{}
 }
 
 // kill ends the process with SIGKILL (what `kill -9` does to an agent).
