@@ -60,6 +60,8 @@ type Speaker struct {
 	clock   clock.Clock
 	backoff *flowcontrol.Backoff
 	readMD5 func() md5Counters
+	// tick is the supervisor's interval (superviseInterval).
+	tick time.Duration
 	// events carries session state changes from the router to the
 	// supervisor; when it is full they are dropped, and the supervisor
 	// re-reads every state on its next tick.
@@ -140,6 +142,7 @@ func newSpeaker(cfg Config, opts Options, r router, lg *slog.Logger, clk clock.C
 		// doubling to backoffMax (docs/bgp.md).
 		backoff:    flowcontrol.NewFakeBackOff(backoffBase, backoffMax, clk),
 		readMD5:    readMD5Counters,
+		tick:       superviseInterval,
 		events:     make(chan routerEvent, 256),
 		peers:      map[netip.Addr]Peer{},
 		paths:      map[netip.Prefix]string{},

@@ -35,7 +35,7 @@ const superviseInterval = 2 * time.Second
 // and on each tick explains MD5 failures, resyncs states and runs the
 // session reconcilers.
 func (s *Speaker) supervise(ctx context.Context) {
-	tick := time.NewTicker(superviseInterval)
+	tick := time.NewTicker(s.tick)
 	defer tick.Stop()
 	gate := time.NewTimer(s.cfg.InitialHold)
 	defer gate.Stop()
@@ -47,24 +47,37 @@ func (s *Speaker) supervise(ctx context.Context) {
 		case ev := <-s.events:
 			s.onPeerState(ctx, ev.Peer, ev.State)
 		case <-gate.C:
-			s.opMu.Lock()
-			if s.running() && s.openGate() {
-				s.log.Info("no announcement yet; opening sessions anyway", "after", s.cfg.InitialHold)
-				s.reconcileSessions(ctx)
-			}
-			s.opMu.Unlock()
+			s.holdExpired(ctx)
 		case <-tick.C:
-			cur := s.readMD5()
-			s.explainMD5(md5, cur)
-			md5 = cur
-			s.resyncStates(ctx)
-			s.opMu.Lock()
-			if s.running() {
-				s.reconcileSessions(ctx)
-			}
-			s.opMu.Unlock()
+			md5 = s.onTick(ctx, md5)
 		}
 	}
+}
+
+// holdExpired opens the sessions when InitialHold has passed without an
+// Announce.
+func (s *Speaker) holdExpired(ctx context.Context) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.running() && s.openGate() {
+		s.log.Info("no announcement yet; opening sessions anyway", "after", s.cfg.InitialHold)
+		s.reconcileSessions(ctx)
+	}
+}
+
+// onTick explains rising MD5 counters (md5 is their last reading; it
+// returns the new one), resyncs the session states and runs the session
+// reconcilers.
+func (s *Speaker) onTick(ctx context.Context, md5 md5Counters) md5Counters {
+	cur := s.readMD5()
+	s.explainMD5(md5, cur)
+	s.resyncStates(ctx)
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.running() {
+		s.reconcileSessions(ctx)
+	}
+	return cur
 }
 
 // onPeerState records a session state change and, when a peer has failed
