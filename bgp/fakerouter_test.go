@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -276,6 +277,8 @@ type testSpeaker struct {
 	*Speaker
 	r   *fakeRouter
 	clk *testingclock.FakeClock
+	// md5 is what the kernel's MD5 counters read.
+	md5 *atomic.Pointer[md5Counters]
 }
 
 func startTestSpeaker(t *testing.T, cfg Config, routes RouteInstaller, peers ...Peer) testSpeaker {
@@ -293,12 +296,14 @@ func startTestSpeaker(t *testing.T, cfg Config, routes RouteInstaller, peers ...
 		t.Fatal(err)
 	}
 	s.tick = time.Hour
-	s.readMD5 = func() md5Counters { return md5Counters{} }
+	md5 := &atomic.Pointer[md5Counters]{}
+	md5.Store(&md5Counters{})
+	s.readMD5 = func() md5Counters { return *md5.Load() }
 	if err := s.Start(context.Background(), peers); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background(), false) })
-	return testSpeaker{s, fr, clk}
+	return testSpeaker{s, fr, clk, md5}
 }
 
 // neighbor is the speaker's view of one neighbor.

@@ -422,7 +422,7 @@ func TestMD5Explained(t *testing.T) {
 	if err := ts.Announce(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	ts.readMD5 = func() md5Counters { return md5Counters{failure: 3} }
+	ts.md5.Store(&md5Counters{failure: 3})
 	ts.onTick(ctx, md5Counters{failure: 1})
 	if n := ts.neighbor(t, peerA); !strings.Contains(n.LastError, "TCP MD5 signature mismatch") {
 		t.Errorf("neighbor = %+v", n)
