@@ -1,13 +1,16 @@
 package bgp
 
 import (
+	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/log"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -117,5 +120,78 @@ func TestLearnedEventFromAPI(t *testing.T) {
 	}
 	if ev, ok := learnedEventFromAPI([]*api.Path{own}); ok {
 		t.Errorf("our own path is not learned: %+v", ev)
+	}
+}
+
+// GoBGP's log lines that say why a session failed become lastError; the
+// others say nothing.
+func TestPeerErrorFromLog(t *testing.T) {
+	notif := bgp.NewBGPNotificationMessage(bgp.BGP_ERROR_OPEN_MESSAGE_ERROR, bgp.BGP_ERROR_SUB_BAD_PEER_AS, nil)
+	for _, c := range []struct {
+		msg    string
+		fields log.Fields
+		want   string
+	}{
+		{"received notification", log.Fields{"Code": uint8(bgp.BGP_ERROR_CEASE), "Subcode": uint8(bgp.BGP_ERROR_SUB_ADMINISTRATIVE_SHUTDOWN), "Communicated-Reason": "maintenance"},
+			"received notification: code 6(cease) subcode 2(administrative shutdown) (maintenance)"},
+		{"sent notification", log.Fields{"Data": notif}, "sent notification: code 2(open) subcode 2(bad peer as)"},
+		{"sent notification", log.Fields{"Data": "raw"}, "sent notification: raw"},
+		{"Peer Down", log.Fields{"Reason": "hold-timer-expired"}, "session down: hold-timer-expired"},
+		{"hold timer expired", nil, "hold timer expired"},
+		{"graceful restart timer expired", nil, "graceful restart timer expired: the peer did not come back in time"},
+		{"Session will be reset due to malformed BGP update message", log.Fields{"Error": "bad attr"}, "malformed message: bad attr"},
+		{"Peer Up", nil, ""},
+	} {
+		if got := peerErrorFromLog(c.msg, c.fields); got != c.want {
+			t.Errorf("%s %v: %q, want %q", c.msg, c.fields, got, c.want)
+		}
+	}
+}
+
+// The logger hands peer failures to the speaker whatever the log level,
+// and maps GoBGP's levels onto slog's.
+func TestGoBGPLogger(t *testing.T) {
+	var buf strings.Builder
+	var got []string
+	g := &gobgpLogger{
+		l:         slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		onPeerErr: func(peer, reason string) { got = append(got, peer+": "+reason) },
+	}
+	g.Info("Peer Down", log.Fields{"Topic": "Peer", "Key": "10.99.0.11", "Reason": "admin-down"})
+	g.Info("Add a peer configuration", log.Fields{"Topic": "Peer", "Key": "10.99.0.11"})
+	g.Debug("hold timer expired", log.Fields{"Topic": "Peer", "Key": "10.99.0.12"})
+	g.Warn("warned", nil)
+	g.Error("failed", log.Fields{"Topic": "Peer", "Key": "10.99.0.12"})
+	g.Fatal("fatal", nil)
+	if want := []string{"10.99.0.11: session down: admin-down", "10.99.0.12: hold timer expired"}; !slices.Equal(got, want) {
+		t.Errorf("peer errors = %q, want %q", got, want)
+	}
+	out := buf.String()
+	for _, want := range []string{`level=INFO msg="Peer Down" component=gobgp key=10.99.0.11 reason=admin-down topic=Peer`, "level=WARN msg=warned", "level=ERROR msg=failed", "level=ERROR msg=fatal"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Add a peer configuration") || strings.Contains(out, "hold timer expired") {
+		t.Errorf("GoBGP's routine messages must be debug:\n%s", out)
+	}
+	if g.GetLevel() != log.InfoLevel {
+		t.Error("GoBGP must not log per message")
+	}
+}
+
+func TestDeriveRouterID(t *testing.T) {
+	for _, c := range []struct {
+		listen []string
+		peers  []Peer
+		want   string
+	}{
+		{[]string{"::", "0.0.0.0", "10.99.0.1"}, nil, "10.99.0.1"},
+		{nil, []Peer{{Address: peer6}, {Address: peerA, LocalAddress: netip.MustParseAddr("192.0.2.50")}}, "192.0.2.50"},
+		{nil, []Peer{{Address: netip.MustParseAddr("127.0.0.1")}}, "127.0.0.1"},
+	} {
+		if got, err := deriveRouterID(c.listen, c.peers); err != nil || got != c.want {
+			t.Errorf("%v %v: %q %v, want %q", c.listen, c.peers, got, err, c.want)
+		}
 	}
 }

@@ -219,24 +219,31 @@ func (s *Speaker) Start(ctx context.Context, peers []Peer) error {
 		s.markStopped()
 		return err
 	}
+	s.run(runCtx)
+	s.log.Info("bgp speaker started", "asn", cfg.ASN, "routerID", cfg.RouterID, "listenPort", cfg.ListenPort,
+		"peers", len(wanted), "gracefulRestart", cfg.GracefulRestart)
+	return nil
+}
+
+// run starts the supervisor and, with import on, adopts the kernel's
+// learned routes and starts the importer; both end with ctx (Stop).
+func (s *Speaker) run(ctx context.Context) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.supervise(runCtx)
+		s.supervise(ctx)
 	}()
-	if s.imp != nil {
-		if err := s.imp.adopt(); err != nil {
-			s.log.Warn("cannot read the kernel's learned routes; starting empty", "err", err)
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.imp.run(runCtx)
-		}()
+	if s.imp == nil {
+		return
 	}
-	s.log.Info("bgp speaker started", "asn", cfg.ASN, "routerID", cfg.RouterID, "listenPort", cfg.ListenPort,
-		"peers", len(wanted), "gracefulRestart", s.cfg.GracefulRestart)
-	return nil
+	if err := s.imp.adopt(); err != nil {
+		s.log.Warn("cannot read the kernel's learned routes; starting empty", "err", err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.imp.run(ctx)
+	}()
 }
 
 func (s *Speaker) markStopped() {
