@@ -434,7 +434,8 @@ func (a *Agent) Status() status.Report {
 	}
 	if a.opts.Appliance != nil {
 		r.APV = a.opts.Appliance.Status()
-		r.Degraded = append(r.Degraded, apvDegraded(r.APV)...)
+		r.APVEvents = a.opts.Appliance.EventsStatus()
+		r.Degraded = append(r.Degraded, apvDegraded(r.APV, r.APVEvents)...)
 		slices.Sort(r.Degraded)
 	}
 	if a.opts.APIServer != nil {

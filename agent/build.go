@@ -144,13 +144,13 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		apo.MayWrite = kp.leading.Load
 		apo.Events = kubeEvents(kp.status.Recorder(), cfg.NodeName, log.With("component", "apv"))
 	}
-	ap, err := buildAPV(cfg, log, reg, apo)
+	ap, apLoops, err := buildAPV(cfg, log, reg, apo)
 	if err != nil {
 		return nil, errComponent("apv", err)
 	}
 	if ap != nil {
 		opts.Appliance = ap
-		b.Loops = append(b.Loops, ap.Run)
+		b.Loops = append(b.Loops, apLoops...)
 		if kp != nil {
 			// A new leader syncs at once: the device may hold what the
 			// previous one wrote or not, and the diff settles it.

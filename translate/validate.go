@@ -251,13 +251,15 @@ func (v *validator) health(hc *v1alpha1.HealthCheck) model.HealthSpec {
 	}
 	const f = "spec.healthCheck"
 	switch hc.Type {
-	case "", v1alpha1.HealthCheckType(model.HealthTCP):
+	case "":
 		h.Type = model.HealthTCP
+	case v1alpha1.HealthCheckType(model.HealthTCP):
+		h.Type, h.TypeDefaulted = model.HealthTCP, false
 	case v1alpha1.HealthCheckType(model.HealthHTTP):
-		h.Type = model.HealthHTTP
+		h.Type, h.TypeDefaulted = model.HealthHTTP, false
 		h.Path = "/"
 	case v1alpha1.HealthCheckType(model.HealthNone):
-		h.Type = model.HealthNone
+		h.Type, h.TypeDefaulted = model.HealthNone, false
 	default:
 		v.invalid(f+".type", "%q is not TCP, HTTP or None", printable(string(hc.Type)))
 	}

@@ -128,6 +128,22 @@ spec:
 	}
 }
 
+// An agent config whose APV device URL is http:// is refused by validate,
+// with the field and the reason.
+func TestValidateAPVURL(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte(`nodeName: edge-1
+apv:
+  devices:
+  - {name: apv-a, url: "http://192.0.2.10:9997", usernameFile: u, passwordFile: p}
+`), 0o644)
+	out, code := runCLI(t, "validate", cfg)
+	if want := cfg + `: config: apv.devices[0].url: "http://192.0.2.10:9997" must be an https:// URL`; code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, output:\n%s\nwant a line starting %q", code, out, want)
+	}
+}
+
 func TestValidatePoolsFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yaml")
