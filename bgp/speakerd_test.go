@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,14 +267,4 @@ func waitEstablished(t testing.TB, d *speakerd, addrs ...string) {
 			return n.State == "established", fmt.Sprintf("%+v", n)
 		})
 	}
-}
-
-func lines(s, substr string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, strings.TrimSpace(l))
-		}
-	}
-	return strings.Join(out, "\n")
 }
