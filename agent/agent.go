@@ -263,7 +263,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if rep := a.opts.Reporter; rep != nil {
 		rep.ReportRoutes(ctx, a.routeReports())
 		if a.opts.Speaker != nil {
-			rep.ReportNeighbors(ctx, a.opts.Speaker.Neighbors())
+			rep.ReportNeighbors(ctx, neighborStatus(a.opts.Speaker.Neighbors()))
 		}
 	}
 
@@ -429,8 +429,8 @@ func (a *Agent) Status() status.Report {
 		}
 	}
 	if a.opts.Speaker != nil {
-		r.Neighbors = a.opts.Speaker.Neighbors()
-		r.LearnedRoutes = a.opts.Speaker.Learned()
+		r.Neighbors = neighborStatus(a.opts.Speaker.Neighbors())
+		r.LearnedRoutes = learnedStatus(a.opts.Speaker.Learned())
 	}
 	if a.opts.Appliance != nil {
 		r.APV = a.opts.Appliance.Status()

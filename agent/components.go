@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
 )
@@ -32,8 +33,11 @@ type Speaker interface {
 	Announce(ctx context.Context, routes []model.VIPRoute) error
 	// Advertised reports which VIP prefixes are currently announced.
 	Advertised() map[string]bool
-	Neighbors() []status.Neighbor
-	Learned() []status.LearnedRoute
+	// Neighbors and Learned describe the sessions and the learned routes
+	// in the speaker's own terms; the agent turns them into /status
+	// (bgpstatus.go).
+	Neighbors() []bgp.Neighbor
+	Learned() []bgp.LearnedRoute
 }
 
 // Appliance pushes the desired state to APV devices.
