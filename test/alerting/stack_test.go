@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -406,5 +405,3 @@ func (s *stack) activeAlerts(ctx context.Context) ([]string, error) {
 	}
 	return names, nil
 }
-
-var errNotYet = errors.New("not yet")
