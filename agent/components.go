@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/apv"
 	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
@@ -43,9 +44,9 @@ type Speaker interface {
 // Appliance pushes the desired state to APV devices.
 type Appliance interface {
 	Reconcile(ctx context.Context, s model.State) error
-	Status() []status.APVDevice
+	Status() []apv.DeviceStatus
 	// EventsStatus reports the CloudEvents sink of the scan (nil: none).
-	EventsStatus() *status.APVEvents
+	EventsStatus() *apv.EventsStatus
 }
 
 // Prober runs the active health checks of reals.
