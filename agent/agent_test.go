@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 	"github.com/arraynetworks/edgeagent/watcher"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -85,8 +85,8 @@ func (f *fakeSpeaker) Advertised() map[string]bool {
 	}
 	return m
 }
-func (f *fakeSpeaker) Neighbors() []status.Neighbor   { return nil }
-func (f *fakeSpeaker) Learned() []status.LearnedRoute { return nil }
+func (f *fakeSpeaker) Neighbors() []bgp.Neighbor   { return nil }
+func (f *fakeSpeaker) Learned() []bgp.LearnedRoute { return nil }
 
 func route(name, vip string, port int32) *v1alpha1.LBRoute {
 	return &v1alpha1.LBRoute{
