@@ -23,8 +23,8 @@ import (
 
 	"github.com/arraynetworks/edgeagent/agent"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -61,7 +61,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "simnode:", err)
 			os.Exit(1)
 		}
-		b, err := agent.FromConfig(ctx, cfg, log.With("node", cfg.NodeName), prometheus.NewRegistry(), agent.WithDataplane(&dataplane{}))
+		b, err := agent.FromConfig(ctx, cfg, log.With("node", cfg.NodeName), prometheus.NewRegistry(), agent.WithDataplane(&nullDataplane{}))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "simnode:", err)
 			os.Exit(1)
@@ -77,14 +77,14 @@ func main() {
 	wg.Wait()
 }
 
-// dataplane programs nothing and reports every service programmed.
-type dataplane struct {
+// nullDataplane programs nothing and reports every service programmed.
+type nullDataplane struct {
 	mu   sync.Mutex
 	prog map[string]bool
 	at   time.Time
 }
 
-func (d *dataplane) Reconcile(_ context.Context, s model.State) error {
+func (d *nullDataplane) Reconcile(_ context.Context, s model.State) error {
 	prog := make(map[string]bool, len(s.Services))
 	for i := range s.Services {
 		prog[s.Services[i].Key()] = true
@@ -95,16 +95,16 @@ func (d *dataplane) Reconcile(_ context.Context, s model.State) error {
 	return nil
 }
 
-func (d *dataplane) Programmed() map[string]bool {
+func (d *nullDataplane) Programmed() map[string]bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.prog
 }
 
-func (d *dataplane) Rejected() map[string]error { return nil }
+func (d *nullDataplane) Rejected() map[string]error { return nil }
 
-func (d *dataplane) Status() *status.Dataplane {
+func (d *nullDataplane) Status() dataplane.Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &status.Dataplane{Interface: "simulated", Rules: len(d.prog), LastSync: d.at}
+	return dataplane.Status{Interface: "simulated", Rules: len(d.prog), LastSync: d.at}
 }
