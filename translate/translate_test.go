@@ -2,7 +2,6 @@ package translate_test
 
 import (
 	"encoding/json"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,14 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/golden"
+
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/translate"
 	"github.com/arraynetworks/edgeagent/watcher"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func decodeAll(t *testing.T, doc string) []*v1alpha1.LBRoute {
 	t.Helper()
@@ -62,19 +61,7 @@ func TestExamplesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "examples.golden.json")
-	if *update {
-		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./translate -update)", err)
-	}
-	if strings.TrimSpace(string(want)) != strings.TrimSpace(string(got)) {
-		t.Fatalf("desired state differs from %s (rerun with -update and review the diff):\n%s", golden, got)
-	}
+	golden.Assert(t, filepath.Join("testdata", "examples.golden.json"), append(got, '\n'))
 }
 
 func TestConflictOlderWins(t *testing.T) {
