@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -45,7 +47,10 @@ func TestEngineRunningGauge(t *testing.T) {
 				// (wrongly) report running.
 				time.Sleep(200 * time.Millisecond)
 			} else {
-				waitFor(t, 2*time.Second, "engine_running 1", func() bool { return testutil.ToFloat64(p.running) == 1 })
+				poll.Until(t, 2*time.Second, "engine_running 1", func() (bool, string) {
+					v := testutil.ToFloat64(p.running)
+					return v == 1, fmt.Sprint(v)
+				})
 			}
 			if v := testutil.ToFloat64(p.running); v != tc.running {
 				t.Errorf("while Run runs: engine_running %v, want %v", v, tc.running)
