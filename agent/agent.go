@@ -39,7 +39,7 @@ type Options struct {
 	Appliance Appliance
 	Prober    Prober
 	// APIServer reports the Kubernetes connection, when there is one.
-	APIServer func() status.APIServer
+	APIServer func() healthcheck.APIServerStatus
 	// NodeEvent records an event on the agent's Node (in a cluster): the
 	// dataplane failing for longer than its grace period, and recovering.
 	NodeEvent func(eventType, reason, message string)
@@ -232,7 +232,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		if err := dp.Reconcile(ctx, state); err != nil {
 			errs["dataplane"] = err
 		}
-		a.noteDataplane(dp.Status())
+		a.noteDataplane(dataplaneStatus(dp.Status()))
 	}
 	if sp := a.opts.Speaker; sp != nil {
 		if err := sp.Announce(ctx, a.announceable(state)); err != nil {
@@ -421,7 +421,7 @@ func (a *Agent) Status() status.Report {
 		r.LBRoutes = append(r.LBRoutes, lr)
 	}
 	if a.opts.Dataplane != nil {
-		r.Dataplane = a.opts.Dataplane.Status()
+		r.Dataplane = dataplaneStatus(a.opts.Dataplane.Status())
 		if d := dataplaneUnready(r.Dataplane, r.Time, a.opts.Config.Dataplane.FailureGracePeriod.Duration); d != "" {
 			r.Ready = false
 			r.Degraded = append(r.Degraded, d)
@@ -433,13 +433,15 @@ func (a *Agent) Status() status.Report {
 		r.LearnedRoutes = learnedStatus(a.opts.Speaker.Learned())
 	}
 	if a.opts.Appliance != nil {
-		r.APV = a.opts.Appliance.Status()
-		r.APVEvents = a.opts.Appliance.EventsStatus()
+		r.APV = apvStatus(a.opts.Appliance.Status())
+		if ev := a.opts.Appliance.EventsStatus(); ev != nil {
+			r.APVEvents = new(status.APVEvents(*ev))
+		}
 		r.Degraded = append(r.Degraded, apvDegraded(r.APV, r.APVEvents)...)
 		slices.Sort(r.Degraded)
 	}
 	if a.opts.APIServer != nil {
-		r.APIServer = a.opts.APIServer()
+		r.APIServer = status.APIServer(a.opts.APIServer())
 		if !r.APIServer.Connected {
 			r.Degraded = append(r.Degraded, "apiserver unreachable: serving the last known state")
 		}

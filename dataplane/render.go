@@ -29,8 +29,6 @@ const (
 	chainInput       = "EDGE-INPUT"       // filter: reject for services without reals
 	chainForward     = "EDGE-FORWARD"     // filter: accept the agent's connections
 
-	// maxChainName is iptables' limit (XT_EXTENSION_MAXNAMELEN 29 with NUL).
-	maxChainName = 28
 	// maxWRRSlots bounds the rules one wrr service renders to; larger
 	// weight sums are apportioned over this many slots.
 	maxWRRSlots = 256
