@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/util/flowcontrol"
+
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
@@ -50,7 +52,8 @@ type Options struct {
 	// after the first hold time (tests of the damping itself).
 	NoStartupGrace bool
 	// MinBackoff and MaxBackoff bound the retry delay after a failed
-	// reconcile; defaults 500ms and 30s.
+	// reconcile: MinBackoff after the first failure, doubling with each
+	// failure in a row up to MaxBackoff; defaults 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -68,6 +71,9 @@ type Agent struct {
 	pools []model.Pool
 	// trigger coalesces requests for a reconcile.
 	trigger chan struct{}
+	// backoff is the retry delay after failed reconciles (client-go's
+	// flowcontrol.Backoff under the one key backoffKey).
+	backoff *flowcontrol.Backoff
 
 	mu       sync.Mutex
 	state    model.State
@@ -119,6 +125,7 @@ func New(opts Options) *Agent {
 	if opts.MaxBackoff == 0 {
 		a.opts.MaxBackoff = 30 * time.Second
 	}
+	a.backoff = flowcontrol.NewBackOff(a.opts.MinBackoff, a.opts.MaxBackoff)
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected, (*routeMetrics)(a))
 	}
@@ -164,7 +171,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer wg.Wait()
 
-	backoff := a.opts.MinBackoff
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
@@ -195,13 +201,23 @@ func (a *Agent) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			a.log.Error("reconcile failed, will retry", "err", err, "retryIn", backoff)
-			retry.Reset(backoff)
-			backoff = min(backoff*2, a.opts.MaxBackoff)
+			wait := a.retryIn()
+			a.log.Error("reconcile failed, will retry", "err", err, "retryIn", wait)
+			retry.Reset(wait)
 			continue
 		}
-		backoff = a.opts.MinBackoff
+		a.backoff.Reset(backoffKey)
 	}
+}
+
+// backoffKey is the agent's one entry in its flowcontrol.Backoff.
+const backoffKey = "reconcile"
+
+// retryIn records a failed reconcile and returns the wait before the
+// retry: MinBackoff after a success, doubling up to MaxBackoff.
+func (a *Agent) retryIn() time.Duration {
+	a.backoff.Next(backoffKey, time.Now())
+	return a.backoff.Get(backoffKey)
 }
 
 // Reconcile runs one pass: snapshot → translate → health → reconcilers. It

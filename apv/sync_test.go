@@ -477,11 +477,28 @@ func TestAuthFailureAndTimeout(t *testing.T) {
 	}
 }
 
+// TestBackoff checks the documented retry schedule (docs/apv.md): 1s, 2s,
+// 4s, ... up to the loop's interval, per device, from 1s again after a
+// success.
 func TestBackoff(t *testing.T) {
-	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 10: 30 * time.Second} {
-		if got := backoff(n, 30*time.Second); got != want {
-			t.Errorf("backoff(%d) = %v, want %v", n, got, want)
-		}
+	b := newBackoff(30 * time.Second)
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	var got []time.Duration
+	for range want {
+		got = append(got, retryIn(b, "apv-a"))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after failures in a row: %v, want %v", got, want)
+	}
+	if d := retryIn(b, "apv-b"); d != time.Second {
+		t.Errorf("another device's first failure: %v, want 1s (each device has its own)", d)
+	}
+	b.Reset("apv-a")
+	if d := retryIn(b, "apv-a"); d != time.Second {
+		t.Errorf("first failure after a success: %v, want 1s", d)
+	}
+	if d := retryIn(newBackoff(200*time.Millisecond), "apv-a"); d != 200*time.Millisecond {
+		t.Errorf("interval under 1s: %v, want the interval", d)
 	}
 }
 

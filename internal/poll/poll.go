@@ -36,19 +36,26 @@ func Until(t testing.TB, timeout time.Duration, what string, cond func() (ok boo
 // Until is the package's Until at p's interval.
 func (p Poller) Until(t testing.TB, timeout time.Duration, what string, cond func() (ok bool, detail string)) time.Duration {
 	t.Helper()
+	ok, detail, took := p.Wait(timeout, cond)
+	switch {
+	case ok:
+	case detail == "":
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	default:
+		t.Fatalf("timed out after %v waiting for %s; last: %s", timeout, what, detail)
+	}
+	return took
+}
+
+// Wait calls cond at p's interval until it reports true or timeout passes,
+// and says which, with cond's last detail and how long it waited: for a
+// test that reports a miss with t.Errorf and goes on checking.
+func (p Poller) Wait(timeout time.Duration, cond func() (ok bool, detail string)) (ok bool, detail string, took time.Duration) {
 	start := time.Now()
 	for {
 		ok, detail := cond()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			if detail == "" {
-				t.Fatalf("timed out after %v waiting for %s", timeout, what)
-			} else {
-				t.Fatalf("timed out after %v waiting for %s; last: %s", timeout, what, detail)
-			}
-			return time.Since(start) // a t whose Fatalf returns (a fake)
+		if ok || time.Since(start) > timeout {
+			return ok, detail, time.Since(start)
 		}
 		time.Sleep(p.interval)
 	}
