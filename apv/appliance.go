@@ -18,8 +18,8 @@ import (
 
 // Defaults for the loops.
 const (
-	DefaultSyncInterval = 30 * time.Second
-	DefaultScanInterval = 60 * time.Second
+	DefaultSyncInterval = config.DefaultAPVSyncInterval
+	DefaultScanInterval = config.DefaultAPVScanInterval
 	// CertWarningWindow is how long before expiry a certificate raises a
 	// CertificateExpiring event (the alert rules have their own thresholds).
 	CertWarningWindow = 30 * 24 * time.Hour

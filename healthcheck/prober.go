@@ -17,13 +17,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure a Prober.
 type Options struct {
-	// Concurrency bounds probes in flight; default 256.
+	// Concurrency bounds probes in flight; default the configuration's
+	// (config.DefaultHealthConcurrency).
 	Concurrency int
 	Logger      *slog.Logger
 	// Registerer receives the prober's metrics; nil registers nothing.
@@ -85,7 +87,7 @@ type appliedReal struct {
 func New(opts Options) *Prober {
 	p := &Prober{
 		log:         cmp.Or(opts.Logger, slog.Default()),
-		concurrency: max(cmp.Or(opts.Concurrency, 256), 1),
+		concurrency: max(cmp.Or(opts.Concurrency, config.DefaultHealthConcurrency), 1),
 		seed:        maphash.MakeSeed(),
 		targets:     map[targetKey]*target{},
 		vsSpec:      map[string]string{},
