@@ -119,12 +119,8 @@ func New(opts Options) *Agent {
 			Help: "LBRoutes currently refused (Accepted=False).",
 		}),
 	}
-	if opts.MinBackoff == 0 {
-		a.opts.MinBackoff = 500 * time.Millisecond
-	}
-	if opts.MaxBackoff == 0 {
-		a.opts.MaxBackoff = 30 * time.Second
-	}
+	a.opts.MinBackoff = cmp.Or(opts.MinBackoff, 500*time.Millisecond)
+	a.opts.MaxBackoff = cmp.Or(opts.MaxBackoff, 30*time.Second)
 	a.backoff = flowcontrol.NewBackOff(a.opts.MinBackoff, a.opts.MaxBackoff)
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected, (*routeMetrics)(a))

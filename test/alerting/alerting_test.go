@@ -26,11 +26,11 @@ package alerting
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -444,12 +444,7 @@ func matches(labels map[string]string, expect map[string]map[string]string) stri
 }
 
 func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(m))
 }
 
 // bgpPeerDown stops BIRD on calico2: its session drops, the alert goes to
