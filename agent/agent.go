@@ -90,6 +90,9 @@ type Agent struct {
 	// dpFailingReported: a DataplaneFailing event went out and no
 	// DataplaneRecovered since (Reconcile's goroutine only).
 	dpFailingReported bool
+	// hcFailReported: a HealthCheckEngineFailed event went out
+	// (Reconcile's goroutine only).
+	hcFailReported bool
 }
 
 // New builds an agent; Run starts it.
@@ -231,6 +234,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	})
 	if a.opts.Prober != nil {
 		state = a.opts.Prober.Apply(state)
+		a.noteHealthEngine(a.opts.Prober.Engine())
 	}
 
 	errs := map[string]error{}
@@ -452,6 +456,15 @@ func (a *Agent) Status() status.Report {
 		r.Degraded = append(r.Degraded, apvDegraded(r.APV, r.APVEvents)...)
 		slices.Sort(r.Degraded)
 	}
+	if a.opts.Prober != nil {
+		es := a.opts.Prober.Engine()
+		r.HealthCheck = new(status.HealthCheck(es))
+		if why := healthEngineDown(es); why != "" {
+			r.Ready = false
+			r.Degraded = append(r.Degraded, why)
+			slices.Sort(r.Degraded)
+		}
+	}
 	if a.opts.APIServer != nil {
 		r.APIServer = status.APIServer(a.opts.APIServer())
 		if !r.APIServer.Connected {
@@ -477,6 +490,33 @@ func (a *Agent) noteDataplane(st *status.Dataplane) {
 	case st.FailingSince.IsZero() && a.dpFailingReported:
 		a.dpFailingReported = false
 		a.opts.NodeEvent("Normal", "DataplaneRecovered", "every dataplane step succeeds again")
+	}
+}
+
+// healthEngineDown says why the agent is not ready when its health-check
+// engine could not start or stopped ("" otherwise): reals are then no
+// longer probed and keep their last verdict, which must not pass for a
+// healthy node. The rest of the agent goes on working.
+func healthEngineDown(es healthcheck.EngineStatus) string {
+	if es.Error == "" {
+		return ""
+	}
+	return "health checks not running, reals keep their last verdict (new ones presumed healthy): " + es.Error
+}
+
+// noteHealthEngine records on the Node when the health-check engine fails,
+// and when it runs again after that, once each.
+func (a *Agent) noteHealthEngine(es healthcheck.EngineStatus) {
+	if a.opts.NodeEvent == nil {
+		return
+	}
+	switch why := healthEngineDown(es); {
+	case why != "" && !a.hcFailReported:
+		a.hcFailReported = true
+		a.opts.NodeEvent("Warning", "HealthCheckEngineFailed", why)
+	case es.Running && a.hcFailReported:
+		a.hcFailReported = false
+		a.opts.NodeEvent("Normal", "HealthCheckEngineRunning", "health checks probe reals again")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/watcher"
 	"sigs.k8s.io/yaml"
@@ -63,6 +64,8 @@ func (p *switchProber) Apply(s model.State) model.State {
 }
 
 func (p *switchProber) RealStatus(string, model.Real) (string, time.Time) { return "", time.Time{} }
+
+func (p *switchProber) Engine() healthcheck.EngineStatus { return healthcheck.EngineStatus{Running: true} }
 
 func (p *switchProber) set(healthy bool) {
 	p.mu.Lock()
