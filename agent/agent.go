@@ -78,7 +78,7 @@ type Agent struct {
 	mu       sync.Mutex
 	state    model.State
 	results  []translate.Result
-	snapErrs []status.SourceError
+	snapErrs []watcher.SourceError
 	errs     map[string]error // component → last error
 	synced   bool
 	lastSync time.Time
@@ -394,7 +394,7 @@ func (a *Agent) Status() status.Report {
 		Neighbors:       []status.Neighbor{},
 		VirtualServices: []status.VirtualService{},
 		LBRoutes:        []status.LBRoute{},
-		SourceErrors:    snapErrs,
+		SourceErrors:    sourceErrors(snapErrs),
 	}
 	if !synced {
 		r.Degraded = append(r.Degraded, "source not synced yet")
@@ -491,6 +491,19 @@ func (a *Agent) noteDataplane(st *status.Dataplane) {
 		a.dpFailingReported = false
 		a.opts.NodeEvent("Normal", "DataplaneRecovered", "every dataplane step succeeds again")
 	}
+}
+
+// sourceErrors are the source's unreadable inputs in /status's terms
+// (a struct conversion: the compiler checks the fields agree).
+func sourceErrors(errs []watcher.SourceError) []status.SourceError {
+	if errs == nil {
+		return nil
+	}
+	out := make([]status.SourceError, len(errs))
+	for i, e := range errs {
+		out[i] = status.SourceError(e)
+	}
+	return out
 }
 
 // healthEngineDown says why the agent is not ready when its health-check

@@ -65,7 +65,9 @@ func (p *switchProber) Apply(s model.State) model.State {
 
 func (p *switchProber) RealStatus(string, model.Real) (string, time.Time) { return "", time.Time{} }
 
-func (p *switchProber) Engine() healthcheck.EngineStatus { return healthcheck.EngineStatus{Running: true} }
+func (p *switchProber) Engine() healthcheck.EngineStatus {
+	return healthcheck.EngineStatus{Running: true}
+}
 
 func (p *switchProber) set(healthy bool) {
 	p.mu.Lock()

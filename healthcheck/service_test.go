@@ -35,14 +35,14 @@ spec:
 `), &rt); err != nil {
 		t.Fatal(err)
 	}
-	ep := func(a netip.AddrPort, ready, serving, terminating bool) translate.Endpoint {
-		return translate.Endpoint{IP: a.Addr(), Ready: ready, Serving: serving, Terminating: terminating,
+	ep := func(a netip.AddrPort, ready, serving, terminating bool) model.Endpoint {
+		return model.Endpoint{IP: a.Addr(), Ready: ready, Serving: serving, Terminating: terminating,
 			Ports: map[string]int32{"http": int32(a.Port())}}
 	}
-	lookup := func(ns, name string) (translate.ServiceEndpoints, bool) {
-		return translate.ServiceEndpoints{
-			Ports: []translate.ServicePort{{Name: "http", Port: 80}},
-			Endpoints: []translate.Endpoint{
+	lookup := func(ns, name string) (model.ServiceEndpoints, bool) {
+		return model.ServiceEndpoints{
+			Ports: []model.ServicePort{{Name: "http", Port: 80}},
+			Endpoints: []model.Endpoint{
 				ep(ready.addr, true, true, false),
 				ep(notReady.addr, false, false, false),
 				ep(terminating.addr, false, true, true),

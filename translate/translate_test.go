@@ -116,16 +116,16 @@ spec:
   service: {name: api}
 `)
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
-	sep := translate.ServiceEndpoints{
-		Ports: []translate.ServicePort{{Name: "https", Port: 443}, {Name: "http", Port: 80}},
-		Endpoints: []translate.Endpoint{
+	sep := model.ServiceEndpoints{
+		Ports: []model.ServicePort{{Name: "https", Port: 443}, {Name: "http", Port: 80}},
+		Endpoints: []model.Endpoint{
 			{IP: a("10.244.1.10"), Ready: true, Serving: true, Ports: map[string]int32{"https": 8443, "http": 8080}},
 			{IP: a("10.244.2.10"), Ready: false, Serving: true, Terminating: true, Ports: map[string]int32{"https": 8443, "http": 8080}},
 			{IP: a("10.244.3.10"), Ready: false, Serving: false, Ports: map[string]int32{"https": 8443, "http": 8080}},
 			{IP: a("fd00::10"), Ready: true, Serving: true, Ports: map[string]int32{"https": 8443, "http": 8080}},
 		},
 	}
-	lookup := func(ns, name string) (translate.ServiceEndpoints, bool) {
+	lookup := func(ns, name string) (model.ServiceEndpoints, bool) {
 		return sep, ns == "shop" && name == "api"
 	}
 	state, results := translate.Build(routes, translate.Options{
