@@ -436,6 +436,13 @@ func (a *Agent) Status() status.Report {
 		}
 		r.LBRoutes = append(r.LBRoutes, lr)
 	}
+	a.componentStatus(&r)
+	return r
+}
+
+// componentStatus adds each component's own status to r, and what it
+// means for readiness.
+func (a *Agent) componentStatus(r *status.Report) {
 	if a.opts.Dataplane != nil {
 		r.Dataplane = dataplaneStatus(a.opts.Dataplane.Status())
 		if d := dataplaneUnready(r.Dataplane, r.Time, a.opts.Config.Dataplane.FailureGracePeriod.Duration); d != "" {
@@ -473,7 +480,6 @@ func (a *Agent) Status() status.Report {
 	} else {
 		r.APIServer.LastEventAgeSeconds = -1
 	}
-	return r
 }
 
 // noteDataplane records on the Node when the dataplane has failed for
