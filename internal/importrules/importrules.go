@@ -41,6 +41,11 @@ var Rules = map[string][]string{
 	"apv/cesink":  {"apv", "config", "model"},
 	"apv/apvemu":  {},
 	"healthcheck": {"config", "model", "version"},
+	// The edges.
+	"api/v1alpha1": {},
+	"version":      {},
+	"metrics":      {"version"},
+	"admin":        {"status"},
 }
 
 // Exceptions are single files allowed an import their package's rule
