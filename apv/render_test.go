@@ -1,41 +1,23 @@
 package apv
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/golden"
+
 	"github.com/arraynetworks/edgeagent/model"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
-
-func golden(t *testing.T, name string, lines []string) {
+// goldenLines compares command lines with testdata/name.golden.
+func goldenLines(t *testing.T, name string, lines []string) {
 	t.Helper()
-	got := strings.Join(lines, "\n") + "\n"
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./apv -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from golden file:\n--- got\n%s--- want\n%s", name, got, want)
-	}
+	golden.AssertString(t, filepath.Join("testdata", name+".golden"), strings.Join(lines, "\n")+"\n")
 }
 
 func real4(ip string, port uint16, w uint32) model.Real {
@@ -78,7 +60,7 @@ func mustRender(t *testing.T, s model.State) Config {
 
 func TestRenderGolden(t *testing.T) {
 	c := mustRender(t, sampleState())
-	golden(t, "render_sample", c.Lines())
+	goldenLines(t, "render_sample", c.Lines())
 	for _, l := range c.Lines() {
 		if err := checkLine(l); err != nil {
 			t.Errorf("rendered line fails the wire check: %v", err)
@@ -89,7 +71,7 @@ func TestRenderGolden(t *testing.T) {
 func TestDiffGolden(t *testing.T) {
 	full := mustRender(t, sampleState())
 
-	golden(t, "diff_create", Diff(Config{}, full))
+	goldenLines(t, "diff_create", Diff(Config{}, full))
 	if got := Diff(full, full); len(got) != 0 {
 		t.Errorf("no-op diff sent %v", got)
 	}
@@ -100,14 +82,14 @@ func TestDiffGolden(t *testing.T) {
 	st.Services[0].Reals = []model.Real{real4("10.244.1.10", 8080, 5), real4("10.244.4.13", 8080, 1)}
 	st.Services[0].Health.Path = "/ready"
 	st.Services[2].Policy = model.RoundRobin
-	golden(t, "diff_update", Diff(full, mustRender(t, st)))
+	goldenLines(t, "diff_update", Diff(full, mustRender(t, st)))
 
 	// Delete the web LBRoute (both ports).
 	st = sampleState()
 	st.Services = st.Services[2:]
-	golden(t, "diff_delete_route", Diff(full, mustRender(t, st)))
+	goldenLines(t, "diff_delete_route", Diff(full, mustRender(t, st)))
 
-	golden(t, "diff_delete_all", Diff(full, Config{}))
+	goldenLines(t, "diff_delete_all", Diff(full, Config{}))
 }
 
 // Applying a diff to a parsed device config must reach the wanted config:
@@ -288,5 +270,37 @@ func TestEnableAfterCreateAndOnDisabled(t *testing.T) {
 	cur, _ := ParseConfig(strings.Join(want.Lines(), "\n") + "\nslb virtual disable \"" + n.Virtual + "\"\nslb real enable \"" + r + "\"\n")
 	if got := Diff(cur, want); !slices.Equal(got, []string{enableLine("virtual", n.Virtual)}) {
 		t.Errorf("diff of a disabled virtual = %v", got)
+	}
+}
+
+// An owned line ParseConfig cannot read completely counts as unreadable,
+// and what it could read is kept, so the sync replaces the object instead
+// of leaving it behind.
+func TestParseConfigIncompleteLines(t *testing.T) {
+	for _, tc := range []struct {
+		line  string
+		bad   int
+		check func(Config) bool
+	}{
+		{`slb real tcp "ea_r1" 10.0.0.1`, 1, func(c Config) bool { _, ok := c.Reals["ea_r1"]; return ok }},
+		{`slb virtual tcp "ea_v1" 10.0.0.1 http`, 1, func(c Config) bool { _, ok := c.Virtuals["ea_v1"]; return ok }},
+		{`slb group member "ea_g1"`, 1, func(c Config) bool { return len(c.Groups) == 0 }},
+		{`slb group member "ea_g1" "ea_r1" heavy`, 1, func(c Config) bool {
+			g := c.Groups["ea_g1"]
+			_, member := g.Members["ea_r1"]
+			return g.Method == "rr" && member
+		}},
+		{`slb group health "ea_g1"`, 1, func(c Config) bool { return len(c.Groups) == 0 }},
+		{`slb group health "ea_g1" "ea_h1"`, 0, func(c Config) bool { return c.Groups["ea_g1"].Health == "ea_h1" }},
+		{`slb policy default "ea_vs"`, 1, func(c Config) bool { return len(c.Policies) == 0 }},
+		{`slb group method "ea_g2"`, 0, func(c Config) bool { return c.Groups["ea_g2"].Method == "rr" }},
+		{`slb group method "other" lc`, 0, func(c Config) bool { return len(c.Groups) == 0 }},
+		{`slb virtual enable "ea_v1"`, 0, func(c Config) bool { return len(c.Virtuals) == 0 && len(c.Disabled) == 0 }},
+		{`slb virtual disable "ea_v1"`, 0, func(c Config) bool { return c.Disabled[Key{"virtual", "ea_v1"}] }},
+	} {
+		c, bad := ParseConfig(tc.line)
+		if bad != tc.bad || !tc.check(c) {
+			t.Errorf("ParseConfig(%s): %d unreadable (want %d), config %+v", tc.line, bad, tc.bad, c)
+		}
 	}
 }
