@@ -474,6 +474,18 @@ func TestChartReleaseName(t *testing.T) {
 	if !strings.Contains(string(js), `{"kind":"ServiceAccount","name":"lb-edgeagent","namespace":"lb-system"}`) {
 		t.Errorf("ClusterRoleBinding subject: %s", js)
 	}
+	// The FlowSchemas name the release's ServiceAccount (the kustomize base
+	// can only name edgeagent in edgeagent-system).
+	for _, fs := range []string{"lb-edgeagent", "lb-edgeagent-leader-election"} {
+		js, _ := json.Marshal(objs["flowcontrol.apiserver.k8s.io/v1 FlowSchema <nil>/"+fs])
+		if !strings.Contains(string(js), `"serviceAccount":{"name":"lb-edgeagent","namespace":"lb-system"}`) {
+			t.Errorf("FlowSchema %s subject: %s", fs, js)
+		}
+	}
+	js, _ = json.Marshal(objs["flowcontrol.apiserver.k8s.io/v1 FlowSchema <nil>/lb-edgeagent"])
+	if !strings.Contains(string(js), `"priorityLevelConfiguration":{"name":"lb-edgeagent"}`) {
+		t.Errorf("FlowSchema lb-edgeagent priority level: %s", js)
+	}
 	js, _ = json.Marshal(objs["apps/v1 DaemonSet lb-system/lb-edgeagent"])
 	if !strings.Contains(string(js), `"configMap":{"name":"lb-edgeagent-config"}`) || !strings.Contains(string(js), `"serviceAccountName":"lb-edgeagent"`) {
 		t.Errorf("DaemonSet references: %s", js)
