@@ -15,6 +15,7 @@ import (
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/lbrgen"
+	"github.com/arraynetworks/edgeagent/internal/poll"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/translate"
 	"github.com/arraynetworks/edgeagent/watcher"
@@ -83,15 +84,7 @@ func ctxT(t *testing.T) context.Context {
 
 func eventually(t *testing.T, d time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not within %v: %v", d, err)
+	poll.Until(t, d, "the condition", poll.NoError(f))
 }
 
 func (e *env) namespace(t *testing.T) string {
@@ -349,17 +342,20 @@ func settle(t *testing.T, w *Writer, atLeast int64) int64 {
 	// Gives up when the writes stop short of atLeast for 60 s, not after a
 	// fixed time: on a loaded machine (benchmarks beside the suite) the
 	// apiserver takes a few writes a second, and that is still progress.
-	deadline := time.Now().Add(5 * time.Minute)
-	for time.Now().Before(deadline) && time.Since(stable) < 60*time.Second {
+	stalled := false
+	poll.Every(100*time.Millisecond).Until(t, 5*time.Minute, "status writes to settle", func() (bool, string) {
 		cur := w.Writes()
 		if cur != last {
 			last, stable = cur, time.Now()
 		}
-		if cur >= atLeast && time.Since(stable) > 1500*time.Millisecond {
-			return cur
+		if cur < atLeast && time.Since(stable) >= 60*time.Second {
+			stalled = true
+			return true, ""
 		}
-		time.Sleep(100 * time.Millisecond)
+		return cur >= atLeast && time.Since(stable) > 1500*time.Millisecond, fmt.Sprintf("%d writes (want >= %d)", cur, atLeast)
+	})
+	if stalled {
+		t.Fatalf("writes did not settle: %d (want >= %d), none for 60 s", last, atLeast)
 	}
-	t.Fatalf("writes did not settle: %d (want >= %d), the last one %v ago", last, atLeast, time.Since(stable).Round(time.Second))
-	return 0
+	return last
 }

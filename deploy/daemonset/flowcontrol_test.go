@@ -2,11 +2,13 @@ package daemonset_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
+	"github.com/arraynetworks/edgeagent/internal/poll"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -55,16 +57,9 @@ func TestFlowControlClassifiesTheAgents(t *testing.T) {
 	}
 	// The FlowSchemas take a moment to be picked up.
 	own, le := level("edgeagent"), level("leader-election")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Every(200*time.Millisecond).Until(t, 30*time.Second, "the agent's requests classified by the FlowSchemas", func() (bool, string) {
 		got := classified("/apis/apv.arraynetworks.com/v1alpha1/lbroutes")
 		lease := classified("/apis/coordination.k8s.io/v1/namespaces/edgeagent-system/leases/edgeagent-leader")
-		if got == own && lease == le {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent requests at priority level %q (want edgeagent %q), Lease at %q (want leader-election %q)", got, own, lease, le)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return got == own && lease == le, fmt.Sprintf("agent requests at priority level %q (want edgeagent %q), Lease at %q (want leader-election %q)", got, own, lease, le)
+	})
 }
