@@ -1,0 +1,164 @@
+package nftables
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/arraynetworks/edgeagent/dataplane/slots"
+	"github.com/arraynetworks/edgeagent/model"
+)
+
+// maxWRRSlots bounds the slots of an rr, wrr or random service, as the
+// iptables backend bounds its cascade: larger weight sums are apportioned
+// over this many slots, each real within one slot of its share.
+const maxWRRSlots = 256
+
+// rendered is one virtual service as the kernel holds it: its frontend, the
+// selector that picks a slot, and the real of every slot. It is a pure
+// function of the service, so a restarted agent renders the same elements.
+type rendered struct {
+	err   error
+	fam   *family
+	fe    model.Frontend // VIP unmapped
+	feKey []byte
+	sel   selector         // zero when no real is eligible: rejected
+	slots []netip.AddrPort // slot i → real
+	reals []netip.AddrPort // the eligible reals, sorted (for conntrack)
+}
+
+// render validates vs and computes its slot table. The checks and their
+// messages are the iptables backend's (dataplane.check), so a service is
+// accepted or refused alike by both backends.
+func render(vs *model.VirtualService) rendered {
+	fe, reals, err := check(vs)
+	if err != nil {
+		return rendered{err: err, fe: fe}
+	}
+	r := rendered{fam: familyOf(fe.VIP), fe: fe}
+	proto := byte(unix.IPPROTO_TCP)
+	if fe.Protocol == model.UDP {
+		proto = unix.IPPROTO_UDP
+	}
+	r.feKey = frontendKey(proto, fe.VIP, fe.Port)
+	for _, rl := range reals {
+		r.reals = append(r.reals, rl.Endpoint())
+	}
+	r.sel, r.slots = slotTable(vs.Policy, reals)
+	return r
+}
+
+// slotTable chooses the selector and fills the slots for a policy over the
+// eligible reals (sorted).
+//
+//   - rr: one slot per real, numgen inc: an exact cycle.
+//   - wrr: slots in proportion to the weights (÷ gcd; sums above 256
+//     apportioned to 256, within one slot), interleaved smoothly, numgen
+//     inc: each cycle gives every real its share.
+//   - random: the wrr slots, numgen random: weighted, independent per
+//     connection.
+//   - sh: a Maglev table (slots.Maglev) of about 512 slots per real, jhash
+//     of the client address: one client, one real; when a real leaves, about
+//     1/N of the clients move.
+//
+// Any policy over one real is one slot with numgen inc mod 1.
+func slotTable(policy model.Policy, reals []model.Real) (selector, []netip.AddrPort) {
+	switch {
+	case len(reals) == 0:
+		return selector{}, nil
+	case len(reals) == 1:
+		return selector{kindInc, 1}, []netip.AddrPort{reals[0].Endpoint()}
+	}
+	eps := make([]netip.AddrPort, len(reals))
+	for i, r := range reals {
+		eps[i] = r.Endpoint()
+	}
+	pick := func(order []int) []netip.AddrPort {
+		out := make([]netip.AddrPort, len(order))
+		for i, ri := range order {
+			out[i] = eps[ri]
+		}
+		return out
+	}
+	switch policy {
+	case model.SourceHash:
+		names := make([]string, len(eps))
+		w := make([]uint32, len(reals))
+		for i, r := range reals {
+			names[i], w[i] = eps[i].String(), r.Weight
+		}
+		units := slots.MaglevUnits(w)
+		m := slots.MaglevSize(units)
+		return selector{kindHash, uint32(m)}, pick(slots.Maglev(names, units, m))
+	case model.WeightedRoundRobin, model.Random:
+		w := make([]uint64, len(reals))
+		for i, r := range reals {
+			w[i] = uint64(r.Weight)
+		}
+		order := slots.Smooth(slots.Apportion(w, max(maxWRRSlots, len(w))))
+		k := kindInc
+		if policy == model.Random {
+			k = kindRand
+		}
+		return selector{k, uint32(len(order))}, pick(order)
+	default: // rr
+		return selector{kindInc, uint32(len(eps))}, eps
+	}
+}
+
+// check validates a service and returns its frontend and the reals that get
+// new connections (eligible, deduplicated, sorted). Same rules and messages
+// as the iptables backend's.
+func check(vs *model.VirtualService) (model.Frontend, []model.Real, error) {
+	fe := vs.Frontend()
+	fe.VIP = fe.VIP.Unmap()
+	if !fe.VIP.IsValid() || fe.VIP.IsUnspecified() {
+		return fe, nil, fmt.Errorf("vip %q: not a usable address", vs.VIP)
+	}
+	if fe.Port == 0 {
+		return fe, nil, fmt.Errorf("port: must be 1-65535")
+	}
+	if fe.Protocol != model.TCP && fe.Protocol != model.UDP {
+		return fe, nil, fmt.Errorf("protocol %q: must be TCP or UDP", fe.Protocol)
+	}
+	if !slices.Contains(model.Policies, vs.Policy) {
+		return fe, nil, fmt.Errorf("policy %q: must be one of %v", vs.Policy, model.Policies)
+	}
+	var reals []model.Real
+	seen := map[netip.AddrPort]bool{}
+	for i, r := range vs.Reals {
+		r.IP = r.IP.Unmap()
+		if !r.IP.IsValid() || r.Port == 0 {
+			return fe, nil, fmt.Errorf("reals[%d] %s: needs an address and a port", i, r.Endpoint())
+		}
+		if r.IP.Is4() != fe.VIP.Is4() {
+			return fe, nil, fmt.Errorf("reals[%d] %s: address family differs from vip %s", i, r.IP, fe.VIP)
+		}
+		if !r.Eligible() || seen[r.Endpoint()] {
+			continue
+		}
+		seen[r.Endpoint()] = true
+		reals = append(reals, r)
+	}
+	slices.SortFunc(reals, func(a, b model.Real) int { return a.Endpoint().Compare(b.Endpoint()) })
+	return fe, reals, nil
+}
+
+// elements calls fn for every element r contributes: its frontend in the
+// selector's set (or the reject set), and one slots element per slot.
+func (r *rendered) elements(fn func(set string, key, val []byte)) {
+	if r.err != nil {
+		return
+	}
+	if len(r.slots) == 0 {
+		fn(r.fam.rejectSet(), r.feKey, nil)
+		return
+	}
+	fn(r.sel.setName(r.fam), r.feKey, nil)
+	slotsSet := r.fam.slotsSet()
+	for i, ep := range r.slots {
+		fn(slotsSet, slotKey(r.feKey, uint32(i)), realValue(ep))
+	}
+}
