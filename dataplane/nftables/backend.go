@@ -154,7 +154,8 @@ func (b *Backend) open() error {
 	return nil
 }
 
-// Close releases the netlink sockets. The table stays as it is.
+// Close releases the netlink sockets; the table stays as it is. A later
+// call opens them again, in Options.NetNS, which must still be open.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
