@@ -16,6 +16,19 @@ import (
 // over this many slots, each real within one slot of its share.
 const maxWRRSlots = 256
 
+// shSlots is the size of every sh service's Maglev table. It is the same
+// whatever the reals: a client's slot is jhash(address) mod shSlots, so a
+// size that followed the number of reals would move almost every client
+// whenever one left. 4093 (a prime, as Maglev needs) keeps the clients
+// that move when one of up to 8 reals leaves or joins within 1.2 times the
+// minimum (dataplane/slots TestMaglevMovement), at 4093 map elements per sh
+// service (~0.3 MB of kernel memory).
+const shSlots = 4093
+
+// shMaxUnits bounds the weight resolution of an sh table: weights are
+// apportioned over at most 64 turns per round (at least 64 slots each).
+const shMaxUnits = 64
+
 // rendered is one virtual service as the kernel holds it: its frontend, the
 // selector that picks a slot, and the real of every slot. It is a pure
 // function of the service, so a restarted agent renders the same elements.
@@ -59,9 +72,9 @@ func render(vs *model.VirtualService) rendered {
 //     inc: each cycle gives every real its share.
 //   - random: the wrr slots, numgen random: weighted, independent per
 //     connection.
-//   - sh: a Maglev table (slots.Maglev) of about 512 slots per real, jhash
-//     of the client address: one client, one real; when a real leaves, about
-//     1/N of the clients move.
+//   - sh: a Maglev table (slots.Maglev) of shSlots slots, jhash of the
+//     client address: one client, one real; when a real leaves, about 1/N
+//     of the clients move, and a real coming back restores the table.
 //
 // Any policy over one real is one slot with numgen inc mod 1.
 func slotTable(policy model.Policy, reals []model.Real) (selector, []netip.AddrPort) {
@@ -89,9 +102,8 @@ func slotTable(policy model.Policy, reals []model.Real) (selector, []netip.AddrP
 		for i, r := range reals {
 			names[i], w[i] = eps[i].String(), r.Weight
 		}
-		units := slots.MaglevUnits(w)
-		m := slots.MaglevSize(units)
-		return selector{kindHash, uint32(m)}, pick(slots.Maglev(names, units, m))
+		units := slots.MaglevUnits(w, shMaxUnits)
+		return selector{kindHash, shSlots}, pick(slots.Maglev(names, units, shSlots))
 	case model.WeightedRoundRobin, model.Random:
 		w := make([]uint64, len(reals))
 		for i, r := range reals {

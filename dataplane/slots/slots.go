@@ -100,9 +100,11 @@ func Smooth(counts []int) []int {
 // in each round backend i takes w_i turns, so slot counts follow the weights.
 // Without weights every backend ends with ⌊m/N⌋ or ⌈m/N⌉ slots.
 //
-// m must be prime (so every skip is coprime with it) and should be much
-// larger than the number of backends; MaglevSize picks one. The result
-// maps each slot to an index into names. Names must be distinct.
+// m must be prime (so every skip is coprime with it) and much larger than
+// the number of backends: the excess movement over 1/N shrinks as m/N
+// grows (TestMaglevMovement). It must not depend on the backends: a new m
+// gives every client a new slot. The result maps each slot to an index
+// into names. Names must be distinct.
 func Maglev(names []string, weights []uint32, m int) []int {
 	n := len(names)
 	table := make([]int, m)
@@ -152,66 +154,20 @@ func Maglev(names []string, weights []uint32, m int) []int {
 	return table
 }
 
-// MaglevSlotsPerUnit is how many slots MaglevSize gives each turn unit (a
-// real of weight 1). Maglev moves more than the minimal 1/N of the slots
-// when a backend leaves or joins, and the excess shrinks as the table grows
-// relative to N: with 8 backends the worst case seen over many name sets
-// was about 1.24/8 at 256 slots each and 1.18/8 at 512 (typically 1.1/8);
-// with 16, 1.39/16 and 1.23/16. 512 keeps it near the bound of
-// 1.2/N up to 16 reals, at one kernel map element per slot
-// (TestMaglevMovement).
-const MaglevSlotsPerUnit = 512
-
-// MaglevMaxUnits bounds the turn units of one table: weights are
-// apportioned over at most this many (Apportion), so a weighted table has
-// at most about 512 × 16 = 8,192 slots.
-const MaglevMaxUnits = 16
-
 // MaglevUnits returns the turns per round each backend takes in a table
-// for these weights: the weights ÷ gcd, or apportioned over MaglevMaxUnits
-// when they sum to more.
-func MaglevUnits(weights []uint32) []uint32 {
+// for these weights: the weights ÷ gcd, or apportioned over maxUnits when
+// they sum to more (zero counts as 1).
+func MaglevUnits(weights []uint32, maxUnits int) []uint32 {
 	w := make([]uint64, len(weights))
 	for i, x := range weights {
 		w[i] = uint64(x)
 	}
-	counts := Apportion(w, max(MaglevMaxUnits, len(w)))
+	counts := Apportion(w, max(maxUnits, len(w)))
 	out := make([]uint32, len(counts))
 	for i, c := range counts {
 		out[i] = uint32(c)
 	}
 	return out
-}
-
-// MaglevSize returns the table size for backends taking these turns per
-// round (MaglevUnits): the smallest prime of at least MaglevSlotsPerUnit
-// slots per unit.
-func MaglevSize(units []uint32) int {
-	sum := 0
-	for _, u := range units {
-		sum += int(max(u, 1))
-	}
-	return nextPrime(max(sum, 1) * MaglevSlotsPerUnit)
-}
-
-func nextPrime(n int) int {
-	for p := max(n, 2); ; p++ {
-		if isPrime(p) {
-			return p
-		}
-	}
-}
-
-func isPrime(n int) bool {
-	if n < 2 {
-		return false
-	}
-	for d := 2; d*d <= n; d++ {
-		if n%d == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func gcd(a, b uint64) uint64 {
