@@ -247,7 +247,7 @@ func (b *Backend) apply() error {
 			return fmt.Errorf("read table inet %s: %w", b.opt.Table, err)
 		}
 		b.have = b.adopt(snap)
-		b.want.markAll()
+		b.want.markAll(b.have.elems)
 		b.smu.Lock()
 		b.st.Reads++
 		b.smu.Unlock()
@@ -522,7 +522,7 @@ func (b *Backend) write(p *plan) error {
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("write table inet %s (%d element additions, %d deletions, %d rules added, %d deleted): %w",
-			b.opt.Table, p.adds(), p.dels(), len(p.addRules), len(p.delRules), err)
+			b.opt.Table, p.adds(), p.dels(), len(p.addRules), len(p.delRules), condensed{err})
 	}
 	return nil
 }

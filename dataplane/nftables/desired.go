@@ -165,12 +165,15 @@ func (d *desired) touch(set string, key []byte) {
 	m[string(key)] = true
 }
 
-// markAll marks every wanted element dirty (after reading the kernel, the
-// diff must look at everything).
-func (d *desired) markAll() {
-	for set, m := range d.elems {
-		for k := range m {
-			d.touch(set, []byte(k))
+// markAll marks every wanted element, and every element of have, dirty:
+// after reading the kernel the diff must look at everything, including
+// elements someone else added.
+func (d *desired) markAll(have elemSet) {
+	for _, es := range []elemSet{d.elems, have} {
+		for set, m := range es {
+			for k := range m {
+				d.touch(set, []byte(k))
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"syscall"
 
 	nft "github.com/google/nftables"
@@ -321,3 +322,31 @@ func (k *kernel) deleteElements(set *nft.Set, els []nft.SetElement) error {
 	}
 	return nil
 }
+
+// condensed shortens the error of a refused batch: the library reports one
+// error per message of the batch, usually the same one many times.
+type condensed struct{ err error }
+
+func (c condensed) Error() string {
+	lines := strings.Split(c.err.Error(), "\n")
+	seen := map[string]int{}
+	var order []string
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if seen[l] == 0 {
+			order = append(order, l)
+		}
+		seen[l]++
+	}
+	for i, l := range order {
+		if n := seen[l]; n > 1 {
+			order[i] = fmt.Sprintf("%s (×%d)", l, n)
+		}
+	}
+	return strings.Join(order, "; ")
+}
+
+func (c condensed) Unwrap() error { return c.err }
