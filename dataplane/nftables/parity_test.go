@@ -17,17 +17,20 @@ import (
 func TestValidationParity(t *testing.T) {
 	ok := lbbed.Service("n", "ok", "10.1.0.1", 80, model.TCP, model.RoundRobin, lbbed.RealV4(1))
 	cases := map[string]func(*model.VirtualService){
-		"ok":           func(*model.VirtualService) {},
-		"no vip":       func(vs *model.VirtualService) { vs.VIP = netip.Addr{} },
-		"unspecified":  func(vs *model.VirtualService) { vs.VIP = netip.MustParseAddr("0.0.0.0") },
-		"port 0":       func(vs *model.VirtualService) { vs.Port = 0 },
-		"sctp":         func(vs *model.VirtualService) { vs.Protocol = "SCTP" },
-		"policy":       func(vs *model.VirtualService) { vs.Policy = "lc" },
-		"family":       func(vs *model.VirtualService) { vs.Reals = []model.Real{lbbed.RealV6(1)} },
-		"real port 0":  func(vs *model.VirtualService) { vs.Reals[0].Port = 0 },
-		"mapped vip":   func(vs *model.VirtualService) { vs.VIP = netip.MustParseAddr("::ffff:10.1.0.1") },
-		"no reals":     func(vs *model.VirtualService) { vs.Reals = nil },
-		"v6":           func(vs *model.VirtualService) { vs.VIP = netip.MustParseAddr("fd00::1"); vs.Reals = []model.Real{lbbed.RealV6(1)} },
+		"ok":          func(*model.VirtualService) {},
+		"no vip":      func(vs *model.VirtualService) { vs.VIP = netip.Addr{} },
+		"unspecified": func(vs *model.VirtualService) { vs.VIP = netip.MustParseAddr("0.0.0.0") },
+		"port 0":      func(vs *model.VirtualService) { vs.Port = 0 },
+		"sctp":        func(vs *model.VirtualService) { vs.Protocol = "SCTP" },
+		"policy":      func(vs *model.VirtualService) { vs.Policy = "lc" },
+		"family":      func(vs *model.VirtualService) { vs.Reals = []model.Real{lbbed.RealV6(1)} },
+		"real port 0": func(vs *model.VirtualService) { vs.Reals[0].Port = 0 },
+		"mapped vip":  func(vs *model.VirtualService) { vs.VIP = netip.MustParseAddr("::ffff:10.1.0.1") },
+		"no reals":    func(vs *model.VirtualService) { vs.Reals = nil },
+		"v6": func(vs *model.VirtualService) {
+			vs.VIP = netip.MustParseAddr("fd00::1")
+			vs.Reals = []model.Real{lbbed.RealV6(1)}
+		},
 		"all unhealty": func(vs *model.VirtualService) { vs.Reals[0].Healthy = false },
 	}
 	for name, mutate := range cases {
