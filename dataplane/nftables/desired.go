@@ -30,6 +30,13 @@ type desired struct {
 	// dirty: set → element keys whose wanted value may have changed since
 	// the last commit.
 	dirty map[string]map[string]bool
+	// prev is the previous input, by position: the agent passes its
+	// services in the same (sorted) order every time, so most services are
+	// recognised by position without building their key or a map lookup.
+	prev []*entry
+	// removed: entries dropped by this update (their positions in prev
+	// must be looked up again).
+	removed map[*entry]bool
 }
 
 func newDesired() *desired {
@@ -39,6 +46,7 @@ func newDesired() *desired {
 		errs:     map[string]error{},
 		elems:    elemSet{},
 		dirty:    map[string]map[string]bool{},
+		removed:  map[*entry]bool{},
 	}
 }
 
@@ -50,9 +58,24 @@ func (d *desired) update(services []model.VirtualService) []string {
 	d.gen++
 	var todo []string
 	next := map[string]*model.VirtualService{}
+	// slow: positions recognised by key rather than by position.
+	type slowPos struct {
+		i   int
+		key string
+	}
+	var slow []slowPos
+	stamped, existing := 0, 0
 	for i := range services {
 		vs := &services[i]
+		if i < len(d.prev) {
+			if e := d.prev[i]; e.gen != d.gen && sameIdentity(&e.vs, vs) && sameService(&e.vs, vs) {
+				e.gen = d.gen
+				stamped++
+				continue
+			}
+		}
 		key := serviceKey(vs)
+		slow = append(slow, slowPos{i, key})
 		if _, dup := next[key]; dup {
 			continue
 		}
@@ -62,15 +85,24 @@ func (d *desired) update(services []model.VirtualService) []string {
 		}
 		if ok && sameService(&old.vs, vs) {
 			old.gen = d.gen
+			stamped++
 			continue
+		}
+		if ok {
+			existing++
 		}
 		todo = append(todo, key)
 		next[key] = vs
 	}
+	if len(todo) == 0 && stamped == len(d.services) && len(services) == len(d.prev) && len(slow) == 0 {
+		return nil // the common case at rest: nothing changed
+	}
 	var gone []string
-	for key, e := range d.services {
-		if e.gen != d.gen && next[key] == nil {
-			gone = append(gone, key)
+	if stamped+existing < len(d.services) {
+		for key, e := range d.services {
+			if e.gen != d.gen && next[key] == nil {
+				gone = append(gone, key)
+			}
 		}
 	}
 	touched := map[model.Frontend]bool{}
@@ -118,7 +150,35 @@ func (d *desired) update(services []model.VirtualService) []string {
 		}
 		d.add(key, e)
 	}
+	// Positions for the next pass: unchanged ones keep their entry, the
+	// others get the (new) entry of their key.
+	prev := make([]*entry, len(services))
+	for i := range prev {
+		if i < len(d.prev) {
+			prev[i] = d.prev[i]
+		}
+	}
+	for _, sp := range slow {
+		prev[sp.i] = d.services[sp.key]
+	}
+	for i, e := range prev {
+		if e == nil || d.removed[e] {
+			// A position whose entry was replaced (e.g. it lost or won its
+			// frontend): look it up.
+			prev[i] = d.services[serviceKey(&services[i])]
+		}
+		if prev[i] == nil {
+			prev[i] = &entry{} // never matches: looked up by key next time
+		}
+	}
+	d.prev = prev
+	clear(d.removed)
 	return append(todo, gone...)
+}
+
+// sameIdentity reports whether two services have the same key.
+func sameIdentity(a, b *model.VirtualService) bool {
+	return a.Port == b.Port && a.Protocol == b.Protocol && a.Route == b.Route && a.Namespace == b.Namespace
 }
 
 func (d *desired) ownerOf(fe model.Frontend) string {
@@ -150,6 +210,7 @@ func (d *desired) remove(key string) {
 	}
 	delete(d.services, key)
 	delete(d.errs, key)
+	d.removed[e] = true
 	e.r.elements(func(set string, k, _ []byte) {
 		d.elems.del(set, k)
 		d.touch(set, k)

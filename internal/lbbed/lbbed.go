@@ -157,7 +157,8 @@ func Counts(res []Result) map[string]int {
 
 // Probe makes n requests from namespace ns to addr: TCP connections, or
 // UDP datagrams from new sockets (sport 0) or one fixed source port,
-// cycling through the source addresses srcs ("" = any).
+// cycling through the source addresses srcs ("" = any; "A+N" = N
+// consecutive addresses from A, see SourceRange).
 func Probe(t testing.TB, ns, proto, addr string, n int, srcs []string, sport int) []Result {
 	t.Helper()
 	cmd := helper(ns, "EDGE_TEST_ROLE=probe", "EDGE_ADDR="+addr, "EDGE_PROTO="+proto,
@@ -306,7 +307,7 @@ func probe() {
 	addr, proto := os.Getenv("EDGE_ADDR"), os.Getenv("EDGE_PROTO")
 	n, _ := strconv.Atoi(os.Getenv("EDGE_N"))
 	sport, _ := strconv.Atoi(os.Getenv("EDGE_SPORT"))
-	srcs := strings.Split(os.Getenv("EDGE_SRCS"), ",")
+	srcs := expandSrcs(os.Getenv("EDGE_SRCS"))
 	enc := json.NewEncoder(os.Stdout)
 	for i := range n {
 		src := srcs[i%len(srcs)]
@@ -379,3 +380,25 @@ func hold() {
 
 func netipMustAddr(s string) netip.Addr         { return netip.MustParseAddr(s) }
 func netipMustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// SourceRange names n consecutive source addresses starting at first, for
+// Probe: many sources without a long environment variable.
+func SourceRange(first netip.Addr, n int) string { return fmt.Sprintf("%s+%d", first, n) }
+
+func expandSrcs(spec string) []string {
+	var out []string
+	for _, s := range strings.Split(spec, ",") {
+		first, n, ok := strings.Cut(s, "+")
+		if !ok {
+			out = append(out, s)
+			continue
+		}
+		a := netip.MustParseAddr(first)
+		count, _ := strconv.Atoi(n)
+		for range count {
+			out = append(out, a.String())
+			a = a.Next()
+		}
+	}
+	return out
+}
