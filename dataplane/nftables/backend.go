@@ -198,6 +198,13 @@ func (b *Backend) sync(ctx context.Context, services []model.VirtualService) err
 	if b.want == nil {
 		b.want = newDesired()
 	}
+	if b.have == nil {
+		// Read first, so the update below need not record what it
+		// touches: the diff compares everything anyway.
+		if err := b.load(); err != nil {
+			return err
+		}
+	}
 	changed := b.want.update(services)
 	for _, key := range changed {
 		if err := b.want.errs[key]; err != nil {
@@ -242,20 +249,13 @@ func (b *Backend) sync(ctx context.Context, services []model.VirtualService) err
 // first when have is unknown) in one batch.
 func (b *Backend) apply() error {
 	if b.have == nil {
-		snap, err := b.k.read()
-		if err != nil {
-			return fmt.Errorf("read table inet %s: %w", b.opt.Table, err)
+		if err := b.load(); err != nil {
+			return err
 		}
-		b.have = b.adopt(snap)
-		b.want.markAll(b.have.elems)
-		b.smu.Lock()
-		b.st.Reads++
-		b.smu.Unlock()
-		b.checkForward()
 	}
 	p := b.plan()
 	if p.empty() {
-		b.want.dirty = map[string]map[string]bool{}
+		b.want.clean()
 		return nil
 	}
 	if err := b.write(p); err != nil {
@@ -264,7 +264,7 @@ func (b *Backend) apply() error {
 	if err := b.commit(p); err != nil {
 		return err
 	}
-	b.want.dirty = map[string]map[string]bool{}
+	b.want.clean()
 	b.smu.Lock()
 	b.st.Batches++
 	b.st.ElementWrites += p.elementWrites()
@@ -273,6 +273,21 @@ func (b *Backend) apply() error {
 	b.smu.Unlock()
 	b.log.Debug("wrote nftables batch", "rebuild", p.rebuild, "element_adds", p.adds(), "element_deletes", p.dels(),
 		"sets_added", len(p.addSets), "sets_deleted", len(p.delSets), "rules_added", len(p.addRules), "rules_deleted", len(p.delRules))
+	return nil
+}
+
+// load reads the table and adopts it; the next diff compares everything.
+func (b *Backend) load() error {
+	snap, err := b.k.read()
+	if err != nil {
+		return fmt.Errorf("read table inet %s: %w", b.opt.Table, err)
+	}
+	b.have = b.adopt(snap)
+	b.want.markAll()
+	b.smu.Lock()
+	b.st.Reads++
+	b.smu.Unlock()
+	b.checkForward()
 	return nil
 }
 
@@ -358,8 +373,8 @@ type plan struct {
 	delSets  []string
 	addSets  []string
 	addRules []string // selector sets whose rule is added
-	del      map[string][][]byte
-	add      map[string][][2][]byte
+	del      map[string][]string    // set → keys
+	add      map[string][][2]string // set → key, value
 }
 
 func (p *plan) empty() bool {
@@ -387,7 +402,7 @@ func (p *plan) elementWrites() int { return p.adds() + p.dels() }
 // plan computes the batch that turns have into want.
 func (b *Backend) plan() *plan {
 	h := b.have
-	p := &plan{rebuild: h.rebuild, del: map[string][][]byte{}, add: map[string][][2][]byte{}}
+	p := &plan{rebuild: h.rebuild, del: map[string][]string{}, add: map[string][][2]string{}}
 	haveSets, haveRules, haveElems := h.sets, h.rules, h.elems
 	if h.rebuild {
 		haveSets, haveRules, haveElems = map[string]bool{}, map[string]uint64{}, elemSet{}
@@ -439,17 +454,36 @@ func (b *Backend) plan() *plan {
 		case wok && ook && w == o:
 		case wok:
 			if ook {
-				p.del[set] = append(p.del[set], []byte(k))
+				p.del[set] = append(p.del[set], k)
 			}
-			p.add[set] = append(p.add[set], [2][]byte{[]byte(k), []byte(w)})
+			p.add[set] = append(p.add[set], [2]string{k, w})
 		case ook:
-			p.del[set] = append(p.del[set], []byte(k))
+			p.del[set] = append(p.del[set], k)
 		}
 	}
 	for set := range created {
 		for k := range b.want.elems[set] {
 			diffKey(set, k)
 		}
+	}
+	if b.want.full {
+		for set, m := range b.want.elems {
+			if !created[set] && !deleted[set] {
+				for k := range m {
+					diffKey(set, k)
+				}
+			}
+		}
+		for set, m := range haveElems {
+			if !created[set] && !deleted[set] {
+				for k := range m {
+					if _, wanted := b.want.elems[set][k]; !wanted {
+						diffKey(set, k)
+					}
+				}
+			}
+		}
+		return p
 	}
 	for set, keys := range b.want.dirty {
 		if created[set] || deleted[set] {
@@ -505,7 +539,7 @@ func (b *Backend) write(p *plan) error {
 	for _, set := range slices.Sorted(maps.Keys(p.del)) {
 		els := make([]nft.SetElement, len(p.del[set]))
 		for i, k := range p.del[set] {
-			els[i] = nft.SetElement{Key: k}
+			els[i] = nft.SetElement{Key: []byte(k)}
 		}
 		if err := b.k.deleteElements(&nft.Set{Table: t, Name: set}, els); err != nil {
 			return err
@@ -514,7 +548,7 @@ func (b *Backend) write(p *plan) error {
 	for _, set := range slices.Sorted(maps.Keys(p.add)) {
 		els := make([]nft.SetElement, len(p.add[set]))
 		for i, kv := range p.add[set] {
-			els[i] = nft.SetElement{Key: kv[0], Val: kv[1]}
+			els[i] = nft.SetElement{Key: []byte(kv[0]), Val: []byte(kv[1])}
 		}
 		if err := b.k.addElements(&nft.Set{Table: t, Name: set}, els); err != nil {
 			return err
@@ -545,12 +579,12 @@ func (b *Backend) commit(p *plan) error {
 	}
 	for set, keys := range p.del {
 		for _, k := range keys {
-			h.elems.del(set, k)
+			h.elems.delString(set, k)
 		}
 	}
 	for set, kvs := range p.add {
 		for _, kv := range kvs {
-			h.elems.put(set, kv[0], kv[1])
+			h.elems.putString(set, kv[0], kv[1])
 		}
 	}
 	if len(p.addRules) > 0 || p.rebuild {

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +71,21 @@ func iptIn(ns *testns.NS) *dataplane.Dataplane {
 	return dataplane.New(dataplane.Options{Masquerade: true, Netlink: ns.Handle(), CommandPrefix: []string{"ip", "netns", "exec", ns.Name}})
 }
 
+// cpuTime is the CPU time (user + system) of this process and of the
+// children it waited for (iptables-restore, ip, sysctl). The kernel work of
+// an nftables batch runs inside the sendmsg that carries it, so it counts
+// as this process's system time; the iptables backend's runs in its
+// iptables-restore children. Unlike wall time it barely moves when other
+// jobs load the machine, so it is the fairer comparison on a shared
+// machine (work the kernel defers to its own threads is in neither).
+func cpuTime() time.Duration {
+	var self, children syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(children.Utime) + tv(children.Stime)
+}
+
 func percentiles(d []time.Duration) (p50, p99, worst float64) {
 	s := slices.Clone(d)
 	slices.Sort(s)
@@ -88,6 +104,7 @@ func BenchmarkFullSync10k(b *testing.B) {
 	r := dataplane.Render(services, dataplane.RenderOptions{Masquerade: true})
 	script := []byte(r.V4.Format(r.Jumps))
 	var ipt, iptRules, nft, vips time.Duration
+	var iptCPU, iptRulesCPU, nftCPU time.Duration
 	var elements int
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -95,25 +112,25 @@ func BenchmarkFullSync10k(b *testing.B) {
 		d := iptIn(nsI)
 		be := nftIn(b, nsN, nftables.Options{Masquerade: true})
 		b.StartTimer()
-		start := time.Now()
+		start, c0 := time.Now(), cpuTime()
 		if err := be.Sync(context.Background(), services); err != nil {
 			b.Fatal(err)
 		}
-		nft += time.Since(start)
+		nft, nftCPU = nft+time.Since(start), nftCPU+cpuTime()-c0
 		b.StopTimer()
 		elements = be.Status().Elements
-		start = time.Now()
+		start, c0 = time.Now(), cpuTime()
 		if err := d.Reconcile(context.Background(), model.State{Services: services}); err != nil {
 			b.Fatal(err)
 		}
-		ipt += time.Since(start)
-		start = time.Now()
+		ipt, iptCPU = ipt+time.Since(start), iptCPU+cpuTime()-c0
+		start, c0 = time.Now(), cpuTime()
 		cmd := nsR.Cmd("iptables-restore")
 		cmd.Stdin = bytes.NewReader(script)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("iptables-restore: %v %s", err, out)
 		}
-		iptRules += time.Since(start)
+		iptRules, iptRulesCPU = iptRules+time.Since(start), iptRulesCPU+cpuTime()-c0
 		start = time.Now()
 		addVIPs(b, nsV, services)
 		vips += time.Since(start)
@@ -127,6 +144,10 @@ func BenchmarkFullSync10k(b *testing.B) {
 	b.ReportMetric(iptRules.Seconds()/nft.Seconds(), "rules-speedup")
 	b.ReportMetric(ipt.Seconds()/(nft.Seconds()+vips.Seconds()), "whole-speedup")
 	b.ReportMetric(float64(elements), "nft-elements")
+	b.ReportMetric(nftCPU.Seconds()/n, "nft-cpu-s/op")
+	b.ReportMetric(iptCPU.Seconds()/n, "ipt-cpu-s/op")
+	b.ReportMetric(iptRulesCPU.Seconds()/n, "ipt-rules-cpu-s/op")
+	b.ReportMetric(iptRulesCPU.Seconds()/nftCPU.Seconds(), "rules-cpu-speedup")
 }
 
 // addVIPs puts every VIP on a port-less bridge by netlink, as the
@@ -174,23 +195,23 @@ func BenchmarkOneChange10k(b *testing.B) {
 		}
 	}
 	st := be.Status()
-	var ipt, nft []time.Duration
+	var ipt, nft, iptCPU, nftCPU []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		toggle(sN, i)
-		start := time.Now()
+		start, c0 := time.Now(), cpuTime()
 		if err := be.Sync(context.Background(), sN); err != nil {
 			b.Fatal(err)
 		}
-		nft = append(nft, time.Since(start))
+		nft, nftCPU = append(nft, time.Since(start)), append(nftCPU, cpuTime()-c0)
 	}
 	for i := 0; i < b.N; i++ {
 		toggle(sI, i)
-		start := time.Now()
+		start, c0 := time.Now(), cpuTime()
 		if err := d.Reconcile(context.Background(), model.State{Services: sI}); err != nil {
 			b.Fatal(err)
 		}
-		ipt = append(ipt, time.Since(start))
+		ipt, iptCPU = append(ipt, time.Since(start)), append(iptCPU, cpuTime()-c0)
 	}
 	b.StopTimer()
 	p50, p99, worst := percentiles(nft)
@@ -201,6 +222,15 @@ func BenchmarkOneChange10k(b *testing.B) {
 	b.ReportMetric(p50, "ipt-p50-ms")
 	b.ReportMetric(p99, "ipt-p99-ms")
 	b.ReportMetric(worst, "ipt-max-ms")
+	mean := func(d []time.Duration) float64 {
+		var sum time.Duration
+		for _, x := range d {
+			sum += x
+		}
+		return float64(sum.Microseconds()) / 1000 / float64(len(d))
+	}
+	b.ReportMetric(mean(nftCPU), "nft-cpu-mean-ms")
+	b.ReportMetric(mean(iptCPU), "ipt-cpu-mean-ms")
 	now := be.Status()
 	b.ReportMetric(float64(now.Batches-st.Batches)/float64(b.N), "nft-batches/op")
 	b.ReportMetric(float64(now.ElementWrites-st.ElementWrites)/float64(b.N), "nft-elements/op")
@@ -235,18 +265,29 @@ func BenchmarkConnLatency10k(b *testing.B) {
 	bd := lbbed.New(b, 1)
 	services := manyServices(10000, []model.Real{lbbed.RealV4(1)})
 	first, last := services[0].VIP.String()+":80", services[len(services)-1].VIP.String()+":80"
-	const n = 2000
-	measure := func(addr string) time.Duration {
-		res := lbbed.Probe(b, bd.Client.Name, "tcp", addr, n, []string{""}, 0)
-		var ds []time.Duration
-		for _, r := range res[100:] { // warm-up
-			if r.Err != "" {
-				b.Fatalf("%s: %s", addr, r.Err)
+	// Medians of 10 rounds of 250 connections to each, alternating, so
+	// that a change in the machine's load hits both alike.
+	measure := func() (time.Duration, time.Duration) {
+		var df, dl []time.Duration
+		for round := range 10 {
+			for _, c := range []struct {
+				addr string
+				ds   *[]time.Duration
+			}{{first, &df}, {last, &dl}} {
+				res := lbbed.Probe(b, bd.Client.Name, "tcp", c.addr, 250, []string{""}, 0)
+				for k, r := range res {
+					if r.Err != "" {
+						b.Fatalf("%s: %s", c.addr, r.Err)
+					}
+					if round > 0 || k >= 50 { // warm-up
+						*c.ds = append(*c.ds, time.Duration(r.Ns))
+					}
+				}
 			}
-			ds = append(ds, time.Duration(r.Ns))
 		}
-		slices.Sort(ds)
-		return ds[len(ds)/2]
+		slices.Sort(df)
+		slices.Sort(dl)
+		return df[len(df)/2], dl[len(dl)/2]
 	}
 	d := iptIn(bd.Edge)
 	if err := d.Reconcile(context.Background(), model.State{Services: services}); err != nil {
@@ -255,8 +296,8 @@ func BenchmarkConnLatency10k(b *testing.B) {
 	b.ResetTimer()
 	var f1, l1, f2, l2 time.Duration
 	for i := 0; i < b.N; i++ {
-		f1 += measure(first)
-		l1 += measure(last)
+		f, l := measure()
+		f1, l1 = f1+f, l1+l
 	}
 	b.StopTimer()
 	if err := d.Cleanup(context.Background()); err != nil {
@@ -268,8 +309,8 @@ func BenchmarkConnLatency10k(b *testing.B) {
 	}
 	b.StartTimer()
 	for i := 0; i < b.N; i++ {
-		f2 += measure(first)
-		l2 += measure(last)
+		f, l := measure()
+		f2, l2 = f2+f, l2+l
 	}
 	N := float64(b.N)
 	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / N }
@@ -335,20 +376,11 @@ func BenchmarkSourceHashMovement10k(b *testing.B) {
 		return moved(all, left), moved(left, back)
 	}
 	var il, ij, nl, nj float64
+	iptOK := true
 	for i := 0; i < b.N; i++ {
-		d := iptIn(bd.Edge)
-		l, j := run(func(v model.VirtualService) {
-			if err := d.Reconcile(context.Background(), model.State{Services: []model.VirtualService{v}}); err != nil {
-				b.Fatal(err)
-			}
-		})
-		il, ij = il+l, ij+j
-		if err := d.Cleanup(context.Background()); err != nil {
-			b.Fatal(err)
-		}
 		bd.AddVIPs(b, "10.200.0.13")
 		be := nftIn(b, bd.Edge, nftables.Options{Masquerade: true})
-		l, j = run(func(v model.VirtualService) {
+		l, j := run(func(v model.VirtualService) {
 			if err := be.Sync(context.Background(), []model.VirtualService{v}); err != nil {
 				b.Fatal(err)
 			}
@@ -357,12 +389,36 @@ func BenchmarkSourceHashMovement10k(b *testing.B) {
 		if err := be.Cleanup(context.Background()); err != nil {
 			b.Fatal(err)
 		}
+		if !iptOK {
+			continue
+		}
+		d := iptIn(bd.Edge)
+		if err := d.Reconcile(context.Background(), model.State{Services: []model.VirtualService{vs}}); err != nil {
+			// iptables 1.8.9's cluster match refuses node masks above 32
+			// (it parses the mask as a node number), so the iptables
+			// backend cannot program sh over 7 or more reals.
+			b.Logf("iptables backend, sh over 8 reals: %v", err)
+			iptOK = false
+			d.Cleanup(context.Background())
+			continue
+		}
+		l, j = run(func(v model.VirtualService) {
+			if err := d.Reconcile(context.Background(), model.State{Services: []model.VirtualService{v}}); err != nil {
+				b.Fatal(err)
+			}
+		})
+		il, ij = il+l, ij+j
+		if err := d.Cleanup(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
 	N := float64(b.N)
 	b.ReportMetric(nl/N, "nft-leave×8")
 	b.ReportMetric(nj/N, "nft-join×8")
-	b.ReportMetric(il/N, "ipt-leave×8")
-	b.ReportMetric(ij/N, "ipt-join×8")
+	if iptOK {
+		b.ReportMetric(il/N, "ipt-leave×8")
+		b.ReportMetric(ij/N, "ipt-join×8")
+	}
 	ml, mj := modelMovement(vs, first, sources)
 	b.ReportMetric(ml, "nft-model-leave×8")
 	b.ReportMetric(mj, "nft-model-join×8")

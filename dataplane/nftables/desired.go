@@ -28,8 +28,10 @@ type desired struct {
 	errs   map[string]error
 	elems  elemSet
 	// dirty: set → element keys whose wanted value may have changed since
-	// the last commit.
+	// the last commit. full: compare everything instead (after reading the
+	// kernel), so a full sync does not build a second index of 50,000 keys.
 	dirty map[string]map[string]bool
+	full  bool
 	// prev is the previous input, by position: the agent passes its
 	// services in the same (sorted) order every time, so most services are
 	// recognised by position without building their key or a map lookup.
@@ -218,6 +220,9 @@ func (d *desired) remove(key string) {
 }
 
 func (d *desired) touch(set string, key []byte) {
+	if d.full {
+		return
+	}
 	m := d.dirty[set]
 	if m == nil {
 		m = map[string]bool{}
@@ -226,17 +231,18 @@ func (d *desired) touch(set string, key []byte) {
 	m[string(key)] = true
 }
 
-// markAll marks every wanted element, and every element of have, dirty:
-// after reading the kernel the diff must look at everything, including
-// elements someone else added.
-func (d *desired) markAll(have elemSet) {
-	for _, es := range []elemSet{d.elems, have} {
-		for set, m := range es {
-			for k := range m {
-				d.touch(set, []byte(k))
-			}
-		}
-	}
+// markAll makes the next diff compare every element, wanted or present:
+// after reading the kernel it must look at everything, including elements
+// someone else added.
+func (d *desired) markAll() {
+	d.full = true
+	d.dirty = map[string]map[string]bool{}
+}
+
+// clean forgets what changed, after a commit.
+func (d *desired) clean() {
+	d.full = false
+	d.dirty = map[string]map[string]bool{}
 }
 
 func frontendOf(vs *model.VirtualService) model.Frontend {

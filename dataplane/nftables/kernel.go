@@ -29,9 +29,20 @@ func (e elemSet) put(set string, key, val []byte) {
 	m[string(key)] = string(val)
 }
 
-func (e elemSet) del(set string, key []byte) {
+func (e elemSet) putString(set, key, val string) {
+	m := e[set]
+	if m == nil {
+		m = map[string]string{}
+		e[set] = m
+	}
+	m[key] = val
+}
+
+func (e elemSet) del(set string, key []byte) { e.delString(set, string(key)) }
+
+func (e elemSet) delString(set, key string) {
 	if m := e[set]; m != nil {
-		delete(m, string(key))
+		delete(m, key)
 		if len(m) == 0 {
 			delete(e, set)
 		}

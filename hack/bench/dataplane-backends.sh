@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# hack/bench/dataplane-backends.sh [OUT] — the dataplane benchmarks of both
+# backends in one run (root: throwaway network namespaces): the nftables
+# backend's comparisons, which measure the iptables backend in the same
+# benchmark, then the iptables backend's own benchmarks for reference. Prints
+# the machine's load before and after each step, since the two cores are
+# shared; results go to OUT (default /tmp/dataplane-bench.txt) as well.
+# docs/benchmarks/dataplane.md records a run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${1:-/tmp/dataplane-bench.txt}
+: >"$OUT"
+step() {
+  echo "## $* — load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT" || true
+  go test ./dataplane/nftables -run XXX -timeout 60m "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)|bench_test' | tee -a "$OUT" || true
+}
+{ uname -r; nproc; grep -m1 'model name' /proc/cpuinfo; go version; nft --version; iptables -V; } | tee -a "$OUT" || true
+step -bench 'FullSync10k' -benchtime 3x
+step -bench 'OneChange10k' -benchtime 300x
+step -bench 'SyncNoChange10k' -benchtime 300x
+step -bench 'ConnLatency10k' -benchtime 1x
+step -bench 'SourceHashMovement10k' -benchtime 1x
+step -bench 'Heap10k' -benchtime 1x
+step -bench 'Adopt10k' -benchtime 3x
+step -bench 'CLIvsNetlink' -benchtime 1x
+echo "## iptables backend's own (dataplane) — load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT" || true
+go test ./dataplane -run XXX -timeout 60m -bench 'DesiredUpdate|Adopt' -benchtime 3x 2>&1 | grep -E '^(Benchmark|ok|FAIL)' | tee -a "$OUT" || true
+echo "## done — load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT" || true
