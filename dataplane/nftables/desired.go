@@ -199,8 +199,8 @@ func (d *desired) add(key string, e *entry) {
 		d.errs[key] = e.r.err
 		return
 	}
-	e.r.elements(func(set string, k, v []byte) {
-		d.elems.put(set, k, v)
+	e.r.elements(func(set, k, v string) {
+		d.elems.putString(set, k, v)
 		d.touch(set, k)
 	})
 }
@@ -213,13 +213,13 @@ func (d *desired) remove(key string) {
 	delete(d.services, key)
 	delete(d.errs, key)
 	d.removed[e] = true
-	e.r.elements(func(set string, k, _ []byte) {
-		d.elems.del(set, k)
+	e.r.elements(func(set, k, _ string) {
+		d.elems.delString(set, k)
 		d.touch(set, k)
 	})
 }
 
-func (d *desired) touch(set string, key []byte) {
+func (d *desired) touch(set, key string) {
 	if d.full {
 		return
 	}
@@ -228,7 +228,7 @@ func (d *desired) touch(set string, key []byte) {
 		m = map[string]bool{}
 		d.dirty[set] = m
 	}
-	m[string(key)] = true
+	m[key] = true
 }
 
 // markAll makes the next diff compare every element, wanted or present:

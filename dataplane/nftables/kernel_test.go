@@ -46,7 +46,7 @@ func TestPoliciesTraffic(t *testing.T) {
 	r1, r2, r3 := lbbed.RealV4(1), lbbed.RealV4(2), lbbed.RealV4(3)
 	wrr := lbbed.Service("p", "wrr", "10.200.0.11", 80, model.TCP, model.WeightedRoundRobin, r1, r2, r3)
 	wrr.Reals[0].Weight, wrr.Reals[1].Weight, wrr.Reals[2].Weight = 3, 2, 1
-	bd.AddVIPs(t, "10.200.0.10", "10.200.0.11", "10.200.0.12", "10.200.0.13", "fd00:200::10")
+	bd.AddVIPs(t, "10.200.0.10", "10.200.0.11", "10.200.0.12", "10.200.0.13", "fd00:200::10", "fd00:200::13")
 	mustSync(t, b,
 		lbbed.Service("p", "rr", "10.200.0.10", 80, model.TCP, model.RoundRobin, r1, r2, r3),
 		lbbed.Service("p", "rr-udp", "10.200.0.10", 53, model.UDP, model.RoundRobin, r1, r2, r3),
@@ -54,6 +54,7 @@ func TestPoliciesTraffic(t *testing.T) {
 		lbbed.Service("p", "random", "10.200.0.12", 80, model.TCP, model.Random, r1, r2, r3),
 		lbbed.Service("p", "sh", "10.200.0.13", 80, model.TCP, model.SourceHash, r1, r2, r3),
 		lbbed.Service("p", "rr6", "fd00:200::10", 80, model.TCP, model.RoundRobin, lbbed.RealV6(1), lbbed.RealV6(2)),
+		lbbed.Service("p", "sh6", "fd00:200::13", 80, model.TCP, model.SourceHash, lbbed.RealV6(1), lbbed.RealV6(2), lbbed.RealV6(3)),
 	)
 	one := []string{""}
 	t.Run("rr", func(t *testing.T) {
@@ -82,8 +83,8 @@ func TestPoliciesTraffic(t *testing.T) {
 			}
 		}
 	})
-	t.Run("sh", func(t *testing.T) {
-		res := lbbed.Probe(t, bd.Client.Name, "tcp", "10.200.0.13:80", 4*len(bd.Srcs), bd.Srcs, 0)
+	sh := func(t *testing.T, addr string, srcs []string) {
+		res := lbbed.Probe(t, bd.Client.Name, "tcp", addr, 4*len(srcs), srcs, 0)
 		bySrc := map[string]string{}
 		used := map[string]int{}
 		for _, r := range res {
@@ -101,7 +102,9 @@ func TestPoliciesTraffic(t *testing.T) {
 		if len(used) != 3 {
 			t.Fatalf("sh: %d sources spread over %v, want all 3 reals", len(bySrc), used)
 		}
-	})
+	}
+	t.Run("sh", func(t *testing.T) { sh(t, "10.200.0.13:80", bd.Srcs) })
+	t.Run("sh-ipv6", func(t *testing.T) { sh(t, "[fd00:200::13]:80", bd.Srcs6) })
 	t.Run("rr-ipv6", func(t *testing.T) {
 		res := lbbed.Probe(t, bd.Client.Name, "tcp", "[fd00:200::10]:80", 8, one, 0)
 		assertCycle(t, "rr ipv6", lbbed.Names(res), map[string]int{"r1": 1, "r2": 1})

@@ -82,7 +82,7 @@ func lineDiff(a, b string) string {
 
 // TestLifecycle runs the agent's table next to someone else's nftables
 // state (a kube-proxy-like nat table, an inet filter table, iptables-nft
-// rules), which must keep working and stay exactly as it was while the
+// rules, kubelet's chains), which must keep working and stay exactly as it was while the
 // agent runs and after it cleans up; the agent's VIPs must work with all
 // of it present.
 func TestLifecycle(t *testing.T) {
@@ -109,6 +109,15 @@ table inet filter {
 	}
 	e.MustRun("iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "-d", "10.96.0.11", "--dport", "80", "-j", "DNAT", "--to-destination", "10.97.11.2:8080")
 	e.MustRun("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9997", "-j", "ACCEPT")
+	// kubelet's: the canary chains and KUBE-FIREWALL (drops martian
+	// traffic to 127/8 from outside).
+	for _, tab := range []string{"mangle", "nat", "filter"} {
+		e.MustRun("iptables", "-t", tab, "-N", "KUBE-KUBELET-CANARY")
+	}
+	e.MustRun("iptables", "-N", "KUBE-FIREWALL")
+	e.MustRun("iptables", "-A", "KUBE-FIREWALL", "!", "-s", "127.0.0.0/8", "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP")
+	e.MustRun("iptables", "-I", "INPUT", "-j", "KUBE-FIREWALL")
+	e.MustRun("iptables", "-I", "OUTPUT", "-j", "KUBE-FIREWALL")
 	e.MustRun("ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "9997", "-j", "ACCEPT")
 	before := ruleset(t, e)
 	one := []string{""}
@@ -278,4 +287,29 @@ table inet filter {
 		}
 	})
 	foreignWorks("after cleanup")
+}
+
+// TestForwardDropIsReported: a base chain at the forward hook with policy
+// drop in someone else's table drops load-balanced traffic, and the
+// agent's table cannot accept it past that chain; the backend says so,
+// and accepting the agent's connection mark there fixes it.
+func TestForwardDropIsReported(t *testing.T) {
+	bd := lbbed.New(t, 1)
+	e := bd.Edge
+	e.MustRun("nft", "add table inet fw")
+	e.MustRun("nft", "add chain inet fw forward { type filter hook forward priority 0; policy drop; }")
+	b := nsBackend(t, e, Options{Masquerade: true})
+	bd.AddVIPs(t, "10.200.0.70")
+	mustSync(t, b, lbbed.Service("w", "web", "10.200.0.70", 80, model.TCP, model.RoundRobin, lbbed.RealV4(1)))
+	w := b.Status().Warnings
+	if len(w) != 1 || !strings.Contains(w[0], "inet fw chain forward") || !strings.Contains(w[0], "policy drop") {
+		t.Fatalf("warnings = %q", w)
+	}
+	if r := lbbed.Probe(t, bd.Client.Name, "tcp", "10.200.0.70:80", 1, []string{""}, 0); r[0].Err == "" {
+		t.Fatalf("traffic passed a forward chain with policy drop: %+v", r[0])
+	}
+	e.MustRun("nft", "add rule inet fw forward ct mark & 0x2000 == 0x2000 accept")
+	if r := lbbed.Probe(t, bd.Client.Name, "tcp", "10.200.0.70:80", 1, []string{""}, 0); r[0].Name != "r1" {
+		t.Fatalf("with the mark accepted: %+v", r[0])
+	}
 }

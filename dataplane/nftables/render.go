@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -138,8 +139,7 @@ func check(vs *model.VirtualService) (model.Frontend, []model.Real, error) {
 	if !slices.Contains(model.Policies, vs.Policy) {
 		return fe, nil, fmt.Errorf("policy %q: must be one of %v", vs.Policy, model.Policies)
 	}
-	var reals []model.Real
-	seen := map[netip.AddrPort]bool{}
+	reals := make([]model.Real, 0, len(vs.Reals))
 	for i, r := range vs.Reals {
 		r.IP = r.IP.Unmap()
 		if !r.IP.IsValid() || r.Port == 0 {
@@ -148,29 +148,49 @@ func check(vs *model.VirtualService) (model.Frontend, []model.Real, error) {
 		if r.IP.Is4() != fe.VIP.Is4() {
 			return fe, nil, fmt.Errorf("reals[%d] %s: address family differs from vip %s", i, r.IP, fe.VIP)
 		}
-		if !r.Eligible() || seen[r.Endpoint()] {
+		if !r.Eligible() {
 			continue
 		}
-		seen[r.Endpoint()] = true
 		reals = append(reals, r)
 	}
-	slices.SortFunc(reals, func(a, b model.Real) int { return a.Endpoint().Compare(b.Endpoint()) })
+	slices.SortStableFunc(reals, func(a, b model.Real) int { return a.Endpoint().Compare(b.Endpoint()) })
+	// Duplicates are adjacent now, in input order: the first counts.
+	reals = slices.CompactFunc(reals, func(a, b model.Real) bool { return a.Endpoint() == b.Endpoint() })
+	if len(reals) == 0 {
+		reals = nil
+	}
 	return fe, reals, nil
 }
 
 // elements calls fn for every element r contributes: its frontend in the
-// selector's set (or the reject set), and one slots element per slot.
-func (r *rendered) elements(fn func(set string, key, val []byte)) {
+// selector's set (or the reject set), and one slots element per slot. Keys
+// and values are built in a stack buffer and converted once, to the string
+// the element maps keep.
+func (r *rendered) elements(fn func(set, key, val string)) {
 	if r.err != nil {
 		return
 	}
+	fe := string(r.feKey)
 	if len(r.slots) == 0 {
-		fn(r.fam.rejectSet(), r.feKey, nil)
+		fn(r.fam.rejectSet(), fe, "")
 		return
 	}
-	fn(r.sel.setName(r.fam), r.feKey, nil)
+	fn(r.sel.setName(r.fam), fe, "")
 	slotsSet := r.fam.slotsSet()
+	var kb [40]byte
+	var vb [20]byte
+	n := copy(kb[:], r.feKey)
 	for i, ep := range r.slots {
-		fn(slotsSet, slotKey(r.feKey, uint32(i)), realValue(ep))
+		binary.NativeEndian.PutUint32(kb[n:], uint32(i))
+		a := ep.Addr().As16()
+		v := vb[:0]
+		if ep.Addr().Is4() {
+			v = append(v, a[12:]...)
+		} else {
+			v = append(v, a[:]...)
+		}
+		v = binary.BigEndian.AppendUint16(v, ep.Port())
+		v = append(v, 0, 0)
+		fn(slotsSet, string(kb[:n+4]), string(v))
 	}
 }

@@ -112,7 +112,7 @@ func TestRenderRejects(t *testing.T) {
 		t.Fatalf("render = %+v", r)
 	}
 	var sets []string
-	r.elements(func(set string, _, _ []byte) { sets = append(sets, set) })
+	r.elements(func(set, _, _ string) { sets = append(sets, set) })
 	if !slices.Equal(sets, []string{"reject4"}) {
 		t.Fatalf("a service without eligible reals contributes %v, want the reject set only", sets)
 	}

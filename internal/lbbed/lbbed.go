@@ -47,8 +47,9 @@ func Main() {
 type Bed struct {
 	Client, Edge *testns.NS
 	Reals        []*testns.NS
-	// Srcs are the client's source addresses, 10.97.1.2 to .26.
-	Srcs []string
+	// Srcs are the client's source addresses, 10.97.1.2 to .26; Srcs6
+	// its IPv6 ones, fd97:1::2 to ::11.
+	Srcs, Srcs6 []string
 }
 
 // New builds a bed with nReals real servers.
@@ -66,6 +67,12 @@ func New(t testing.TB, nReals int) *Bed {
 		a := fmt.Sprintf("10.97.1.%d", i)
 		b.Client.MustRun("ip", "addr", "add", a+"/24", "dev", "c0")
 		b.Srcs = append(b.Srcs, a)
+	}
+	b.Srcs6 = []string{"fd97:1::2"}
+	for i := 3; i <= 17; i++ {
+		a := fmt.Sprintf("fd97:1::%x", i)
+		b.Client.MustRun("ip", "addr", "add", a+"/64", "dev", "c0", "nodad")
+		b.Srcs6 = append(b.Srcs6, a)
 	}
 	b.Client.MustRun("ip", "route", "add", "default", "via", "10.97.1.1")
 	b.Client.MustRun("ip", "-6", "route", "add", "default", "via", "fd97:1::1")
