@@ -372,7 +372,7 @@ type plan struct {
 	delRules []uint64
 	delSets  []string
 	addSets  []string
-	addRules []string // selector sets whose rule is added
+	addRules []string               // selector sets whose rule is added
 	del      map[string][]string    // set → keys
 	add      map[string][][2]string // set → key, value
 }

@@ -463,7 +463,9 @@ func BenchmarkHeap10k(b *testing.B) {
 func modelMovement(vs model.VirtualService, first netip.Addr, n int) (leave, join float64) {
 	table := func(v model.VirtualService) func(netip.Addr) netip.AddrPort {
 		mod, slots := nftables.ShTable(v)
-		return func(src netip.Addr) netip.AddrPort { return slots[nftables.KernelJhash(src.AsSlice(), nftables.JhashSeed, mod)] }
+		return func(src netip.Addr) netip.AddrPort {
+			return slots[nftables.KernelJhash(src.AsSlice(), nftables.JhashSeed, mod)]
+		}
 	}
 	all := table(vs)
 	v := vs
