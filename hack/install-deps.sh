@@ -3,7 +3,9 @@
 # a second run with everything present does nothing and takes milliseconds.
 #   bird2 (Calico's BGP daemon), frr (an FRR router peer), iptables, iproute2,
 #   conntrack, ipset, socat, curl, python3 (pod HTTP servers in the test bed),
-#   ethtool (veth NAPI settings of hack/bench/healthcheck.sh).
+#   ethtool (veth NAPI settings of hack/bench/healthcheck.sh), nftables (the nft
+#   CLI: the nftables backend's tests read and tamper with its table through it;
+#   the agent itself writes by netlink and needs no nft binary).
 set -euo pipefail
 
 need=()
@@ -18,6 +20,7 @@ have socat || need+=(socat)
 have curl || need+=(curl)
 have python3 || need+=(python3)
 have ethtool || need+=(ethtool)
+have nft || need+=(nftables)
 
 if ((${#need[@]} == 0)); then
   exit 0
