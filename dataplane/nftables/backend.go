@@ -309,6 +309,9 @@ func (b *Backend) adopt(s *snapshot) *haveState {
 	if !s.exists {
 		return rebuild("missing")
 	}
+	if s.flags != 0 {
+		return rebuild("table flags set (dormant?)", "flags", s.flags)
+	}
 	defs := b.lay.chains()
 	for name := range s.chains {
 		if !slices.ContainsFunc(defs, func(c chainDef) bool { return c.name == name }) {

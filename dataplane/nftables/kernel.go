@@ -112,6 +112,7 @@ func (k *kernel) close() error { return k.c.CloseLasting() }
 // snapshot is the agent's table as read from the kernel.
 type snapshot struct {
 	exists bool
+	flags  uint32 // the table's; the agent's has none (dormant stops it)
 	chains map[string]*nft.Chain
 	rules  map[string][]*nft.Rule
 	sets   map[string]*nft.Set
@@ -130,7 +131,7 @@ func (k *kernel) read() (*snapshot, error) {
 	}
 	for _, t := range tables {
 		if t.Name == k.t.Name {
-			s.exists = true
+			s.exists, s.flags = true, t.Flags
 		}
 	}
 	if !s.exists {

@@ -94,6 +94,7 @@ func TestResyncRepairsTampering(t *testing.T) {
 		{"chain priority changed", "delete chain inet edgeagent postrouting\nadd chain inet edgeagent postrouting { type nat hook postrouting priority 200; }\nadd rule inet edgeagent postrouting ct mark and 0x2000 == 0x2000 masquerade"},
 		{"foreign chain", "add chain inet edgeagent extra"},
 		{"table deleted", "delete table inet edgeagent"},
+		{"table dormant", "add table inet edgeagent { flags dormant; }"},
 		{"flush ruleset", "flush ruleset"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
