@@ -3,6 +3,8 @@
 #   make test      install test dependencies (idempotent, cached), lint, check
 #                  generated files, run every test (unit, kernel, BGP interop,
 #                  apiserver, end to end)
+#   make image     the container image (no Docker): bin/edgeagent-image.tar
+#                  (docker-archive) and bin/edgeagent-oci/ (OCI layout)
 #   make demo      the whole agent in a namespace test bed; make demo-down
 #   make generate  regenerate deepcopy and the CRD manifest
 #   make lint      gofmt + go vet
@@ -19,12 +21,17 @@ LDFLAGS     := -X github.com/arraynetworks/edgeagent/version.Version=$(VERSION) 
 TEST_FLAGS  ?= -count=1 -timeout 20m
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test test-deps lint generate verify-generated demo demo-down clean bench
+.PHONY: all build image test test-deps lint generate verify-generated demo demo-down clean bench
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/edgeagent
+
+# The image: pinned Debian packages (hack/image/debs.lock) + the static
+# agent, assembled with go-containerregistry (hack/image.sh).
+image:
+	VERSION=$(VERSION) hack/image.sh
 
 generate:
 	$(GO) tool controller-gen object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=deploy/daemonset/crds
@@ -52,11 +59,13 @@ export EDGEAGENT_K8S_BIN := $(K8S_BIN)
 test-deps:
 	hack/install-deps.sh
 	hack/get-apiserver.sh $(K8S_BIN)
+	hack/get-k8s-node.sh $(K8S_BIN)
 	hack/install-promtool.sh
 
-# The apiserver tests must not skip here: test-deps built the binaries.
-test: test-deps lint verify-generated build
-	EDGEAGENT_REQUIRE_APISERVER=1 $(GO) test $(TEST_FLAGS) ./...
+# The apiserver and real-cluster tests must not skip here: test-deps built
+# and installed what they need, and the image is built first.
+test: test-deps lint verify-generated build image
+	EDGEAGENT_REQUIRE_APISERVER=1 EDGEAGENT_REQUIRE_CLUSTER=1 $(GO) test $(TEST_FLAGS) ./...
 
 # The demo (hack/demo.sh; docs/demo.md): cluster mode when the apiserver
 # binaries are in K8S_BIN, else standalone (or force: DEMO_MODE=standalone).

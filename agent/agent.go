@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -414,6 +415,11 @@ func (a *Agent) Status() status.Report {
 	}
 	if a.opts.Dataplane != nil {
 		r.Dataplane = a.opts.Dataplane.Status()
+		if d := dataplaneUnready(r.Dataplane, r.Time, a.opts.Config.Dataplane.FailureGracePeriod.Duration); d != "" {
+			r.Ready = false
+			r.Degraded = append(r.Degraded, d)
+			slices.Sort(r.Degraded)
+		}
 	}
 	if a.opts.Speaker != nil {
 		r.Neighbors = a.opts.Speaker.Neighbors()
@@ -433,6 +439,23 @@ func (a *Agent) Status() status.Report {
 		r.APIServer.LastEventAgeSeconds = -1
 	}
 	return r
+}
+
+// dataplaneUnready says why the agent is not ready when its dataplane has
+// been failing for longer than the grace period ("" otherwise). A short
+// failure (the xtables lock held by kube-proxy for a moment) only shows as
+// degraded; a node that cannot program its virtual services for longer is
+// taken out of Ready, so a rollout stops and an alert fires.
+func dataplaneUnready(st *status.Dataplane, now time.Time, grace time.Duration) string {
+	if st == nil || st.FailingSince.IsZero() || now.Sub(st.FailingSince) <= grace {
+		return ""
+	}
+	steps := make([]string, 0, len(st.Failures))
+	for _, f := range st.Failures {
+		steps = append(steps, f.Step+": "+f.Error)
+	}
+	return fmt.Sprintf("dataplane failing for %s (longer than dataplane.failureGracePeriod %s): %s",
+		now.Sub(st.FailingSince).Round(time.Second), grace, strings.Join(steps, "; "))
 }
 
 func healthSummary(h model.HealthSpec) string {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/config"
@@ -37,6 +39,7 @@ type fakeDataplane struct {
 	fail   error
 	states []model.State
 	prog   map[string]bool
+	st     status.Dataplane
 }
 
 func (f *fakeDataplane) Reconcile(_ context.Context, s model.State) error {
@@ -57,7 +60,13 @@ func (f *fakeDataplane) Reconcile(_ context.Context, s model.State) error {
 }
 func (f *fakeDataplane) Programmed() map[string]bool { f.mu.Lock(); defer f.mu.Unlock(); return f.prog }
 func (f *fakeDataplane) Rejected() map[string]error  { return nil }
-func (f *fakeDataplane) Status() *status.Dataplane   { return &status.Dataplane{Interface: "edge-vip0"} }
+func (f *fakeDataplane) Status() *status.Dataplane {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.st
+	st.Interface = "edge-vip0"
+	return &st
+}
 
 type fakeSpeaker struct{ announced []string }
 
@@ -159,6 +168,45 @@ func TestReconcileErrorIsReportedAndRetried(t *testing.T) {
 	}
 	if st := a.Status(); len(st.Degraded) != 0 {
 		t.Fatalf("degraded after recovery: %v", st.Degraded)
+	}
+}
+
+// A dataplane that keeps failing makes the agent not ready once the grace
+// period is over (the kubelet's readiness probe sees it), and ready again
+// when it recovers; a failure younger than the grace period only degrades.
+func TestDataplaneFailureBeyondGraceIsNotReady(t *testing.T) {
+	src := &fakeSource{synced: true, snap: watcher.Snapshot{Routes: []*v1alpha1.LBRoute{route("a", "10.200.0.1", 80)}}}
+	dp := &fakeDataplane{}
+	cfg := testConfig()
+	cfg.Dataplane.FailureGracePeriod.Duration = time.Minute
+	a := New(Options{Config: cfg, Source: src, Dataplane: dp})
+	if err := a.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fail := func(since time.Time) {
+		dp.mu.Lock()
+		dp.st.FailingSince = since
+		dp.st.Failures = []status.DataplaneFailure{{Step: "sysctl", Error: "set sysctl net.ipv4.ip_forward=1 (it is 0): read-only file system", Since: since}}
+		dp.mu.Unlock()
+	}
+	fail(time.Now().Add(-30 * time.Second))
+	if st := a.Status(); !st.Ready {
+		t.Fatalf("not ready %v into a 1m grace period: %v", 30*time.Second, st.Degraded)
+	}
+	fail(time.Now().Add(-2 * time.Minute))
+	st := a.Status()
+	if st.Ready {
+		t.Fatal("ready although the dataplane has failed for 2m (grace 1m)")
+	}
+	if len(st.Degraded) != 1 || !strings.Contains(st.Degraded[0], "dataplane failing for 2m0s") || !strings.Contains(st.Degraded[0], "sysctl: set sysctl net.ipv4.ip_forward=1") {
+		t.Fatalf("degraded = %q, want the failing step and for how long", st.Degraded)
+	}
+	fail(time.Time{})
+	dp.mu.Lock()
+	dp.st.Failures = nil
+	dp.mu.Unlock()
+	if st := a.Status(); !st.Ready || len(st.Degraded) != 0 {
+		t.Fatalf("after recovery: ready %v, degraded %v", st.Ready, st.Degraded)
 	}
 }
 

@@ -128,6 +128,12 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 	dpo := bo.dataplane
 	dpo.Interface, dpo.Masquerade = cfg.Dataplane.VIPInterface, *cfg.Dataplane.Masquerade
 	dpo.Logger, dpo.Registerer = log, reg
+	dpo.RouteMetric = cfg.BGP.ImportMetric
+	mode, err := dataplane.ParseIPTablesMode(cfg.Dataplane.IPTablesMode)
+	if err != nil {
+		return nil, errComponent("dataplane", fmt.Errorf("dataplane.iptablesMode: %w", err))
+	}
+	dpo.IPTablesMode = mode
 	dp := dataplane.New(dpo)
 	opts.Dataplane = dp
 
@@ -226,7 +232,11 @@ func errComponent(name string, err error) error { return fmt.Errorf("build %s: %
 // Cleanup removes everything the agent created on the node. It is
 // idempotent.
 func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	dp := dataplane.New(dataplane.Options{Interface: cfg.Dataplane.VIPInterface, Logger: log})
+	mode, err := dataplane.ParseIPTablesMode(cfg.Dataplane.IPTablesMode)
+	if err != nil {
+		return fmt.Errorf("cleanup: dataplane.iptablesMode: %w", err)
+	}
+	dp := dataplane.New(dataplane.Options{Interface: cfg.Dataplane.VIPInterface, IPTablesMode: mode, Logger: log})
 	if err := dp.Cleanup(ctx); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}

@@ -263,16 +263,31 @@ func (im *importer) acceptedCounts() map[string]int {
 	return out
 }
 
+// learned describes the installed routes, each with the route another
+// daemon has for its prefix that the kernel prefers, if any (read from the
+// kernel now: BIRD may have added or withdrawn one since the install).
 func (im *importer) learned() []status.LearnedRoute {
 	im.mu.Lock()
-	defer im.mu.Unlock()
 	out := make([]status.LearnedRoute, 0, len(im.installed))
+	prefixes := make([]netip.Prefix, 0, len(im.installed))
+	metric := im.routes.Metric()
 	for p, hops := range im.installed {
-		r := status.LearnedRoute{Prefix: p.String()}
+		r := status.LearnedRoute{Prefix: p.String(), Metric: metric}
 		for _, h := range hops {
 			r.NextHops = append(r.NextHops, h.String())
 		}
 		out = append(out, r)
+		prefixes = append(prefixes, p)
+	}
+	im.mu.Unlock()
+	if len(prefixes) > 0 {
+		pref, err := im.routes.Preferred(prefixes)
+		if err != nil {
+			im.log.Warn("read other protocols' routes", "err", err)
+		}
+		for i := range out {
+			out[i].ShadowedBy = pref[netip.MustParsePrefix(out[i].Prefix)]
+		}
 	}
 	slices.SortFunc(out, func(a, b status.LearnedRoute) int {
 		pa, pb := netip.MustParsePrefix(a.Prefix), netip.MustParsePrefix(b.Prefix)

@@ -42,6 +42,10 @@ func (f *fakeRoutes) List() (map[netip.Prefix][]netip.Addr, error) {
 	return out, nil
 }
 
+func (f *fakeRoutes) Metric() uint32 { return 1024 }
+
+func (f *fakeRoutes) Preferred([]netip.Prefix) (map[netip.Prefix]string, error) { return nil, nil }
+
 // The speaker in this process, without sockets (listenPort -1, no peers):
 // the RIB side of Announce, status before any session, the importer with
 // an IPv6 import CIDR and no IPv6 routes, and adoption bookkeeping.

@@ -26,6 +26,12 @@ type RouteInstaller interface {
 	Replace(prefix netip.Prefix, nextHops []netip.Addr) error
 	Delete(prefix netip.Prefix) error
 	List() (map[netip.Prefix][]netip.Addr, error)
+	// Metric is the kernel metric the routes are installed with.
+	Metric() uint32
+	// Preferred describes, per prefix, another routing daemon's route that
+	// the kernel prefers to the agent's (calico-node's BIRD on the same
+	// node, say); prefixes without one are absent.
+	Preferred(prefixes []netip.Prefix) (map[netip.Prefix]string, error)
 }
 
 // Options are the speaker's collaborators.

@@ -72,7 +72,7 @@ func speakerdMain(spec string) int {
 	}
 	lg := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	s, err := New(sp.Config, Options{Routes: dataplane.NewRouteTable(nil), Registerer: reg, Logger: lg})
+	s, err := New(sp.Config, Options{Routes: dataplane.NewRouteTable(nil, 0), Registerer: reg, Logger: lg})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "speakerd new:", err)
 		return 2

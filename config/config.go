@@ -113,6 +113,13 @@ type BGP struct {
 	GracefulRestart GracefulRestart `json:"gracefulRestart"`
 	ImportRoutes    *bool           `json:"importRoutes,omitempty"`
 	ImportCIDRs     []string        `json:"importCIDRs,omitempty"`
+	// ImportMetric is the kernel metric of learned routes; default 1024,
+	// above BIRD's 32 and zebra's 20, so a route another routing daemon on
+	// the node installed for the same prefix (calico-node's BIRD through
+	// an IPIP or VXLAN tunnel) keeps precedence and the agent's is the
+	// fallback. It must differ from every other daemon's metric: the
+	// kernel keys routes by prefix and metric, not by protocol.
+	ImportMetric uint32 `json:"importMetric,omitempty"`
 	// WithdrawOnExit withdraws every VIP before the agent stops (node drain)
 	// instead of relying on graceful restart.
 	WithdrawOnExit bool `json:"withdrawOnExit,omitempty"`
@@ -155,6 +162,15 @@ type Dataplane struct {
 	// repair rules or addresses removed behind its back; 0 = default 5m,
 	// negative = never.
 	ResyncInterval Duration `json:"resyncInterval,omitzero"`
+	// IPTablesMode is the iptables backend: auto (default) picks the one
+	// the node already uses (kubelet's chains, then the one holding more
+	// rules); nft or legacy force it.
+	IPTablesMode string `json:"iptablesMode,omitempty"`
+	// FailureGracePeriod is how long a dataplane sync may keep failing
+	// before the agent reports itself not ready (/readyz); 0 = default
+	// 30s. Short failures (a busy xtables lock) stay invisible to the
+	// kubelet; a node that cannot program its VIPs does not.
+	FailureGracePeriod Duration `json:"failureGracePeriod,omitzero"`
 }
 
 // APIServer configures the apiserver connection's health checking.
@@ -262,6 +278,9 @@ func (c *Config) ApplyDefaults() {
 	if c.BGP.ImportRoutes == nil {
 		c.BGP.ImportRoutes = &t
 	}
+	if c.BGP.ImportMetric == 0 {
+		c.BGP.ImportMetric = 1024
+	}
 	for i := range c.BGP.Peers {
 		p := &c.BGP.Peers[i]
 		if p.ASN == 0 {
@@ -285,6 +304,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Dataplane.ResyncInterval.Duration == 0 {
 		c.Dataplane.ResyncInterval.Duration = 5 * time.Minute
+	}
+	if c.Dataplane.IPTablesMode == "" {
+		c.Dataplane.IPTablesMode = "auto"
+	}
+	if c.Dataplane.FailureGracePeriod.Duration == 0 {
+		c.Dataplane.FailureGracePeriod.Duration = 30 * time.Second
 	}
 	if c.APIServer.ReadIdleTimeout == nil {
 		c.APIServer.ReadIdleTimeout = &Duration{envSeconds("HTTP2_READ_IDLE_TIMEOUT_SECONDS", 10*time.Second)}
@@ -404,6 +429,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Dataplane.VIPInterface == "" || len(c.Dataplane.VIPInterface) > 15 || strings.ContainsAny(c.Dataplane.VIPInterface, "/ \t\n") {
 		bad("dataplane.vipInterface", "%q is not a valid interface name (1-15 characters)", c.Dataplane.VIPInterface)
+	}
+	switch c.Dataplane.IPTablesMode {
+	case "auto", "nft", "legacy":
+	default:
+		bad("dataplane.iptablesMode", "%q is not auto, nft or legacy", c.Dataplane.IPTablesMode)
+	}
+	if c.Dataplane.FailureGracePeriod.Duration < 0 {
+		bad("dataplane.failureGracePeriod", "must not be negative")
 	}
 	if c.APIServer.ReadIdleTimeout != nil && c.APIServer.ReadIdleTimeout.Duration < 0 {
 		bad("apiserver.readIdleTimeout", "must not be negative")

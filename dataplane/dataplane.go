@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,38 @@ type Options struct {
 	// {"ip", "netns", "exec", NS}, so tests can target a namespace without
 	// the test process changing its own.
 	CommandPrefix []string
+	// IPTablesMode is the iptables backend; "" or ModeAuto detects the
+	// node's at the first sync (DetectIPTablesMode).
+	IPTablesMode IPTablesMode
+	// RouteMetric is the metric of the learned routes the BGP package
+	// installs through Routes (see RouteTable); 0 means DefaultRouteMetric.
+	RouteMetric uint32
+}
+
+// The steps of a sync. Each can fail on its own without keeping the others
+// from running: rules still go in when a sysctl cannot be set, addresses
+// still go on when one family's rules cannot be read.
+const (
+	stepInterface = "interface" // the VIP link exists (and is read)
+	stepAddresses = "addresses" // VIP addresses on it
+	stepSysctl    = "sysctl"    // forwarding switched on
+	stepRulesV4   = "iptables-ipv4"
+	stepRulesV6   = "iptables-ipv6"
+)
+
+var steps = []string{stepInterface, stepAddresses, stepSysctl, stepRulesV4, stepRulesV6}
+
+func rulesStep(f Family) string {
+	if f == IPv6 {
+		return stepRulesV6
+	}
+	return stepRulesV4
+}
+
+// failure is a step failing since a time.
+type failure struct {
+	err   error
+	since time.Time
 }
 
 // Dataplane owns the VIP interface, the EDGE- iptables chains and the
@@ -63,6 +96,14 @@ type Dataplane struct {
 	metrics metrics
 
 	mu sync.Mutex // serialises Reconcile and Cleanup
+	// mode is the iptables backend, once chosen (ModeAuto: not yet).
+	mode       IPTablesMode
+	modeReason string
+	// failing holds the steps whose last attempt failed.
+	failing map[string]failure
+	// sysctlsOK: forwarding was found on (or switched on) since the link
+	// was last read; a resync checks again.
+	sysctlsOK bool
 	// Kernel state as last read or applied; nil means "read it again".
 	link    netlink.Link
 	kind    string
@@ -100,6 +141,9 @@ func New(opt Options) *Dataplane {
 	if opt.ConnMark == 0 {
 		opt.ConnMark = DefaultConnMark
 	}
+	if opt.IPTablesMode == "" {
+		opt.IPTablesMode = ModeAuto
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -108,7 +152,14 @@ func New(opt Options) *Dataplane {
 		h = &netlink.Handle{}
 	}
 	run := runner{prefix: opt.CommandPrefix}
+	mode, reason := opt.IPTablesMode, ""
+	if mode != ModeAuto {
+		run.mode, reason = mode, "set in the configuration (dataplane.iptablesMode)"
+	}
 	d := &Dataplane{
+		mode:       mode,
+		modeReason: reason,
+		failing:    map[string]failure{},
 		opt:        opt,
 		log:        opt.Logger.With("component", "dataplane"),
 		h:          h,
@@ -123,29 +174,37 @@ func New(opt Options) *Dataplane {
 		programmed: map[string]bool{},
 	}
 	d.st = status.Dataplane{Interface: opt.Interface, Masquerade: opt.Masquerade}
+	if mode != ModeAuto {
+		d.metrics.mode.WithLabelValues(string(mode)).Set(1)
+		d.st.IPTablesMode, d.st.IPTablesModeReason = string(mode), reason
+	}
 	return d
 }
 
 // Routes returns the route table of the dataplane's namespace, for the BGP
-// package's learned routes.
-func (d *Dataplane) Routes() *RouteTable { return NewRouteTable(d.h) }
+// package's learned routes, at the configured metric.
+func (d *Dataplane) Routes() *RouteTable { return NewRouteTable(d.h, d.opt.RouteMetric) }
 
 // Reconcile makes the kernel match s: VIP addresses, iptables chains,
 // sysctls; then drops conntrack entries of UDP reals that left. Only
 // eligible reals receive new connections. Services that cannot be rendered
 // are left out (Programmed false, Rejected says why, logged once) without
 // failing the sync; the error reports kernel failures only, after which the
-// previous rules stay in force and calling Reconcile again retries.
+// previous rules stay in force and calling Reconcile again retries. A step
+// that fails (the VIP interface, a sysctl, one family's rules) does not keep
+// the others from running; Status says which steps fail and since when.
 func (d *Dataplane) Reconcile(ctx context.Context, s model.State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	start := time.Now()
-	err := d.reconcile(ctx, s)
+	res := map[string]error{}
+	err := d.reconcile(ctx, s, res)
 	d.metrics.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		d.metrics.errors.Inc()
 		d.log.Error("sync failed", "err", err)
 	}
+	d.record(start, res)
 	d.smu.Lock()
 	d.st.LastSync = time.Now()
 	d.st.LastError = ""
@@ -156,10 +215,59 @@ func (d *Dataplane) Reconcile(ctx context.Context, s model.State) error {
 	return err
 }
 
-func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
-	if err := d.load(ctx); err != nil {
-		return err
+// record notes the outcome of the steps a sync attempted (nil: it worked);
+// steps it did not attempt keep their state.
+func (d *Dataplane) record(now time.Time, res map[string]error) {
+	for step, err := range res {
+		if err == nil {
+			delete(d.failing, step)
+			continue
+		}
+		f, ok := d.failing[step]
+		if !ok {
+			f.since = now
+		}
+		f.err = err
+		d.failing[step] = f
 	}
+	var fails []status.DataplaneFailure
+	var since time.Time
+	for _, step := range steps {
+		f, ok := d.failing[step]
+		d.metrics.failing.WithLabelValues(step).Set(b2f(ok))
+		if !ok {
+			continue
+		}
+		fails = append(fails, status.DataplaneFailure{Step: step, Error: f.err.Error(), Since: f.since})
+		if since.IsZero() || f.since.Before(since) {
+			since = f.since
+		}
+	}
+	d.smu.Lock()
+	d.st.Failures, d.st.FailingSince = fails, since
+	d.smu.Unlock()
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (d *Dataplane) reconcile(ctx context.Context, s model.State, res map[string]error) error {
+	var errs []error
+	// step records a step's outcome; a step attempted twice in one sync
+	// (the forwarding sysctls) fails if either attempt did.
+	step := func(name string, err error) {
+		if err != nil {
+			errs = append(errs, err)
+			res[name] = errors.Join(res[name], err)
+		} else if _, seen := res[name]; !seen {
+			res[name] = nil
+		}
+	}
+	d.load(ctx, step)
 	if d.want == nil {
 		d.want = newDesired(RenderOptions{Masquerade: d.opt.Masquerade, ConnMark: d.opt.ConnMark, NoLocalTraffic: d.opt.NoLocalTraffic})
 		d.want.noIPv6 = d.v6Err
@@ -173,17 +281,18 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 			d.log.Warn("virtual service not programmed", "key", key, "err", err)
 		}
 	}
-	var errs []error
 	if d.want.v6 > 0 && d.v6Err == nil && d.sysctls[sysctlIPv6Forward] != "1" {
-		if err := d.ensureSysctl(ctx, sysctlIPv6Forward, "1"); err != nil {
-			errs = append(errs, err)
-		}
+		step(stepSysctl, d.ensureSysctl(ctx, sysctlIPv6Forward, "1"))
 	}
 
 	// The VIPs to look at: all of them after (re)reading the link or a
 	// failure, else only those this update touched.
 	vips := d.want.vipDirty
-	if d.refresh {
+	if d.link == nil {
+		// The interface step failed: addresses wait for the next sync,
+		// which (d.refresh stays set) looks at every VIP again.
+		vips = nil
+	} else if d.refresh {
 		vips = map[netip.Prefix]bool{}
 		for p := range d.want.vipRefs {
 			vips[p] = true
@@ -210,6 +319,12 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		if f == IPv6 && d.v6Err != nil {
 			continue
 		}
+		if d.ipt[f] == nil {
+			// Its rules could not be read (load reported it): keep
+			// what the kernel has and try again next time.
+			failed[f] = true
+			continue
+		}
 		var only map[string]map[string]bool
 		if !d.full[f] {
 			only = map[string]map[string]bool{}
@@ -234,9 +349,10 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 			// again before the next attempt rather than guess.
 			d.ipt[f] = nil
 			failed[f] = true
-			errs = append(errs, fmt.Errorf("apply %s rules (%d chains written, %d deleted): %w", f, p.written, p.deleted, err))
+			step(rulesStep(f), fmt.Errorf("apply %s rules (%d chains written, %d deleted): %w", f, p.written, p.deleted, err))
 			continue
 		}
+		step(rulesStep(f), nil)
 		d.ipt[f] = commit(d.ipt[f], d.want.rs[f], d.want.jumps, only)
 		d.full[f] = false
 		d.log.Debug("applied rules", "family", f.String(), "chains_written", p.written, "chains_deleted", p.deleted, "lines", p.lines)
@@ -246,7 +362,7 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 	d.netlinkChanges += addN
 	if addErr != nil {
 		d.link = nil // re-read link and addresses next time
-		errs = append(errs, addErr)
+		step(stepAddresses, addErr)
 	}
 	if d.refresh || len(failed) > 0 || addErr != nil {
 		// A family whose restore failed keeps its previous rules, so its
@@ -300,8 +416,12 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 		d.netlinkChanges += n
 		if err != nil {
 			d.link = nil
-			errs = append(errs, err)
+			addErr = err
+			step(stepAddresses, err)
 		}
+	}
+	if addErr == nil && len(vips) > 0 {
+		step(stepAddresses, nil)
 	}
 	d.refresh = len(failed) > 0 || addErr != nil || d.link == nil
 	rules := 0
@@ -313,30 +433,54 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State) error {
 	d.st.Rules = rules
 	d.st.InterfaceKind = d.kind
 	d.st.Sysctls = maps.Clone(d.sysctls)
+	d.st.IPTablesMode, d.st.IPTablesModeReason = string(d.mode), d.modeReason
 	d.smu.Unlock()
 	return errors.Join(errs...)
 }
 
 // load reads whatever part of the kernel state is unknown: at start and
-// after an error.
-func (d *Dataplane) load(ctx context.Context) error {
+// after an error. Each part is a step of its own: one that fails is
+// reported through step and retried at the next sync, and the others still
+// run.
+func (d *Dataplane) load(ctx context.Context, step func(string, error)) {
+	if d.mode == ModeAuto {
+		m, why, err := DetectIPTablesMode(ctx, d.run)
+		if err != nil {
+			step(stepRulesV4, err)
+			return
+		}
+		d.mode, d.modeReason, d.run.mode = m, why, m
+		d.metrics.mode.WithLabelValues(string(m)).Set(1)
+		d.log.Info("iptables backend chosen", "mode", string(m), "reason", why)
+	}
 	if d.link == nil {
+		d.sysctlsOK = false
 		l, kind, n, err := ensureLink(d.h, d.opt.Interface)
-		if err != nil {
-			return err
-		}
 		d.netlinkChanges += n
-		addrs, err := listVIPs(d.h, l)
+		var addrs map[netip.Prefix]bool
+		if err == nil {
+			addrs, err = listVIPs(d.h, l)
+		}
 		if err != nil {
-			return err
+			step(stepInterface, err)
+		} else {
+			step(stepInterface, nil)
+			d.link, d.kind, d.addrs = l, kind, addrs
+			d.refresh = true
+			d.log.Info("VIP interface ready", "interface", d.opt.Interface, "kind", kind, "addresses", len(addrs))
 		}
-		d.link, d.kind, d.addrs = l, kind, addrs
-		d.refresh = true
-		if err := d.ensureSysctl(ctx, sysctlIPv4Forward, "1"); err != nil {
-			d.link = nil
-			return err
-		}
-		d.log.Info("VIP interface ready", "interface", d.opt.Interface, "kind", kind, "addresses", len(addrs))
+	}
+	// Forwarding is checked whenever the link is read (start, resync,
+	// after a failure) and retried until it is on: without it DNATed
+	// packets are dropped, but the rules and addresses are still worth
+	// having in place for the moment it comes back.
+	if !d.sysctlsOK {
+		// IPv6 forwarding, switched on once an IPv6 service exists, is
+		// checked again by the sync that follows.
+		delete(d.sysctls, sysctlIPv6Forward)
+		err := d.ensureSysctl(ctx, sysctlIPv4Forward, "1")
+		step(stepSysctl, err)
+		d.sysctlsOK = err == nil
 	}
 	for _, f := range []Family{IPv4, IPv6} {
 		if d.ipt[f] != nil || (f == IPv6 && d.v6Err != nil) {
@@ -349,17 +493,20 @@ func (d *Dataplane) load(ctx context.Context) error {
 				d.log.Warn("ip6tables unusable; IPv6 virtual services will not be programmed", "err", err)
 				continue
 			}
-			return fmt.Errorf("read %s rules: %w", f, err)
+			step(stepRulesV4, fmt.Errorf("read %s rules: %w", f, err))
+			continue
 		}
 		d.ipt[f] = k
 		d.full[f] = true
 	}
-	return nil
 }
 
 func (d *Dataplane) ensureSysctl(ctx context.Context, name, value string) error {
-	changed, err := d.sysctl.ensure(ctx, name, value)
+	cur, changed, err := d.sysctl.ensure(ctx, name, value)
 	if err != nil {
+		if cur != "" {
+			d.sysctls[name] = cur // what the node has instead
+		}
 		return err
 	}
 	if changed {
@@ -441,23 +588,36 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
-	for _, f := range []Family{IPv4, IPv6} {
-		k, err := d.run.save(ctx, f)
-		if err != nil {
-			if f == IPv4 {
-				errs = append(errs, fmt.Errorf("read %s rules: %w", f, err))
+	// Rules may sit in either backend (a node that moved from one to the
+	// other): unless one is configured, clean both.
+	modes := []IPTablesMode{d.mode}
+	if d.mode == ModeAuto {
+		modes = []IPTablesMode{ModeNFT, ModeLegacy}
+	}
+	var readErrs []error
+	for _, m := range modes {
+		r := runner{prefix: d.run.prefix, mode: m}
+		for _, f := range []Family{IPv4, IPv6} {
+			k, err := r.save(ctx, f)
+			if err != nil {
+				if f == IPv4 {
+					readErrs = append(readErrs, fmt.Errorf("read %s %s rules: %w", m, f, err))
+				}
+				continue
 			}
-			continue
+			p := cleanupPlan(k)
+			if p.empty() {
+				continue
+			}
+			if err := r.restore(ctx, f, p.script.Bytes()); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s %s rules: %w", m, f, err))
+				continue
+			}
+			d.log.Info("removed rules", "mode", string(m), "family", f.String(), "chains", p.deleted)
 		}
-		p := cleanupPlan(k)
-		if p.empty() {
-			continue
-		}
-		if err := d.run.restore(ctx, f, p.script.Bytes()); err != nil {
-			errs = append(errs, fmt.Errorf("remove %s rules: %w", f, err))
-			continue
-		}
-		d.log.Info("removed rules", "family", f.String(), "chains", p.deleted)
+	}
+	if len(readErrs) == len(modes) {
+		errs = append(errs, readErrs...)
 	}
 	if l, err := d.h.LinkByName(d.opt.Interface); err == nil {
 		if l.Type() != KindDummy && l.Type() != KindBridge {
@@ -470,14 +630,14 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 			d.log.Info("removed VIP interface", "interface", d.opt.Interface)
 		}
 	}
-	rt := NewRouteTable(d.h)
-	routes, err := rt.List()
+	rt := NewRouteTable(d.h, d.opt.RouteMetric)
+	routes, err := rt.listAll()
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for p := range routes {
-		if err := rt.Delete(p); err != nil {
-			errs = append(errs, err)
+	for _, r := range routes {
+		if err := rt.h.RouteDel(&r); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("delete route %s: %w", r.Dst, err))
 		}
 	}
 	// Whatever was believed applied is gone: start from the kernel again.
@@ -495,6 +655,8 @@ type metrics struct {
 	errors   prometheus.Counter
 	services prometheus.Gauge
 	rules    prometheus.Gauge
+	failing  *prometheus.GaugeVec
+	mode     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -516,9 +678,20 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "edgeagent_dataplane_rules",
 			Help: "iptables rules in the agent's EDGE- chains (both families).",
 		}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgeagent_dataplane_step_failing",
+			Help: "1 while the step of the dataplane sync (interface, addresses, sysctl, iptables-ipv4, iptables-ipv6) fails; /status says why.",
+		}, []string{"step"}),
+		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgeagent_dataplane_iptables_mode",
+			Help: "1 for the iptables backend (nft or legacy) the agent's rules go through.",
+		}, []string{"mode"}),
+	}
+	for _, s := range steps {
+		m.failing.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(m.duration, m.errors, m.services, m.rules)
+		reg.MustRegister(m.duration, m.errors, m.services, m.rules, m.failing, m.mode)
 	}
 	return m
 }

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -34,8 +35,24 @@ func TestMain(m *testing.M) {
 	case "hold":
 		hold()
 		return
+	case "prepare":
+		prepare()
+		return
 	}
 	os.Exit(m.Run())
+}
+
+// prepare runs PrepareNode (IPv4 and IPv6) in the helper's namespace and
+// prints what it found: name=value per sysctl.
+func prepare() {
+	before, err := PrepareNode(context.Background(), true)
+	for k, v := range before {
+		fmt.Printf("%s=%s\n", k, v)
+	}
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
 }
 
 func serve() {

@@ -14,6 +14,10 @@ import (
 // use "ip netns exec NS" so the test process never changes namespace).
 type runner struct {
 	prefix []string
+	// mode picks the iptables backend's tools: ModeNFT runs
+	// iptables-nft-restore, ModeLegacy iptables-legacy-restore; "" the
+	// plain names (whatever the system's alternatives point at).
+	mode IPTablesMode
 }
 
 func (r runner) command(ctx context.Context, name string, args ...string) *exec.Cmd {
@@ -35,18 +39,24 @@ func (r runner) output(ctx context.Context, stdin []byte, name string, args ...s
 	return stdout.Bytes(), nil
 }
 
-func tool(f Family, name string) string {
+// tool names the family's iptables tool of the runner's backend, e.g.
+// ip6tables-legacy-save.
+func (r runner) tool(f Family, name string) string {
+	base := "iptables-"
 	if f == IPv6 {
-		return "ip6tables-" + name
+		base = "ip6tables-"
 	}
-	return "iptables-" + name
+	if r.mode != "" {
+		base += string(r.mode) + "-"
+	}
+	return base + name
 }
 
 // save reads the family's nat and filter tables.
 func (r runner) save(ctx context.Context, f Family) (kernelRules, error) {
 	out := kernelRules{}
 	for _, t := range tables {
-		b, err := r.output(ctx, nil, tool(f, "save"), "-t", t)
+		b, err := r.output(ctx, nil, r.tool(f, "save"), "-t", t)
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +76,7 @@ func (r runner) save(ctx context.Context, f Family) (kernelRules, error) {
 func (r runner) restore(ctx context.Context, f Family, script []byte) error {
 	// -w: with the legacy backend, wait for the xtables lock other tools
 	// (kube-proxy, Calico) hold instead of failing at once; nft ignores it.
-	_, err := r.output(ctx, script, tool(f, "restore"), "-w", "5", "--noflush")
+	_, err := r.output(ctx, script, r.tool(f, "restore"), "-w", "5", "--noflush")
 	return err
 }
 

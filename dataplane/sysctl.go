@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -39,15 +40,17 @@ func (s sysctls) get(ctx context.Context, name string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// ensure sets name to value unless it already has it; reports whether it
-// changed anything.
-func (s sysctls) ensure(ctx context.Context, name, value string) (bool, error) {
+// ensure sets name to value unless it already has it; it returns the value
+// it found and whether it changed it. In a container without privileges
+// /proc/sys is read-only, so the write fails: `edgeagent prepare-node`, run
+// privileged before the agent (an init container), sets them instead.
+func (s sysctls) ensure(ctx context.Context, name, value string) (string, bool, error) {
 	cur, err := s.get(ctx, name)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	if cur == value {
-		return false, nil
+		return cur, false, nil
 	}
 	if len(s.run.prefix) == 0 {
 		err = os.WriteFile("/proc/sys/"+strings.ReplaceAll(name, ".", "/"), []byte(value), 0o644)
@@ -55,7 +58,33 @@ func (s sysctls) ensure(ctx context.Context, name, value string) (bool, error) {
 		_, err = s.run.output(ctx, nil, "sysctl", "-w", name+"="+value)
 	}
 	if err != nil {
-		return false, fmt.Errorf("set sysctl %s=%s: %w", name, value, err)
+		return cur, false, fmt.Errorf("set sysctl %s=%s (it is %s): %w", name, value, cur, err)
 	}
-	return true, nil
+	return cur, true, nil
+}
+
+// PrepareNode switches on the forwarding the dataplane needs, in the
+// process's network namespace: IPv4 always, IPv6 when ipv6 is set (the
+// configuration has IPv6 VIP pools). It is for `edgeagent prepare-node`,
+// run privileged before the agent (an init container): the agent's own
+// container is unprivileged, and its /proc/sys is read-only. It returns each
+// sysctl's value before the change.
+func PrepareNode(ctx context.Context, ipv6 bool) (map[string]string, error) {
+	s := sysctls{}
+	names := []string{sysctlIPv4Forward}
+	if ipv6 {
+		names = append(names, sysctlIPv6Forward)
+	}
+	before := map[string]string{}
+	var errs []error
+	for _, n := range names {
+		cur, _, err := s.ensure(ctx, n, "1")
+		if cur != "" {
+			before[n] = cur
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return before, errors.Join(errs...)
 }

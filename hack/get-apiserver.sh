@@ -6,11 +6,8 @@
 # (default /var/cache/edgeagent/k8s-bin, outside the repository: the binaries
 # are ~150 MB and must never be committed).
 #
-#  * kube-apiserver comes from the k8s.io/kubernetes module. That module
-#    replaces its staging modules (k8s.io/api, k8s.io/client-go, ...) with
-#    local ./staging paths, which a dependent module cannot see, so we build it
-#    from a throwaway module whose replace block pins every staging module to
-#    the matching v0.X.Y release.
+#  * kube-apiserver comes from the k8s.io/kubernetes module, built in a
+#    throwaway module that pins its staging modules (hack/lib/k8smodule.sh).
 #  * etcd comes from go.etcd.io/etcd/server/v3, built inside a scratch module
 #    (its own go.mod carries replace directives that `go install` refuses).
 #    If that fails, Debian's etcd-server package is unpacked (not installed).
@@ -29,6 +26,8 @@ ETCD_VERSION=${ETCD_VERSION:-3.6.16}; ETCD_VERSION=${ETCD_VERSION#v}
 ETCD_FROM=${ETCD_FROM:-go}
 
 say() { printf 'get-apiserver: %s\n' "$*" >&2; }
+# shellcheck source=hack/lib/k8smodule.sh
+. "$(dirname "$0")/lib/k8smodule.sh"
 
 mkdir -p "$DEST"
 DEST=$(cd "$DEST" && pwd)
@@ -60,29 +59,12 @@ trap 'rm -rf "$SCRATCH"' EXIT
 export GOWORK=off GOFLAGS=-mod=mod
 
 build_apiserver() {
-  local dir="$SCRATCH/apiserver" modfile staging gover minor flags
-  mkdir -p "$dir"
+  local dir="$SCRATCH/apiserver"
   say "downloading k8s.io/kubernetes v$K8S_VERSION"
-  modfile=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" |
-    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
-  [ -f "$modfile" ] || { say "no go.mod for k8s.io/kubernetes v$K8S_VERSION"; return 1; }
-  # Every "k8s.io/x => ./staging/src/k8s.io/x" line names one staging module.
-  staging=$(awk '/^replace \(/{blk=1; next} blk && /^\)/{blk=0} blk && $3 ~ /^\.\/staging\// {print $1}' "$modfile")
-  [ -n "$staging" ] || { say "no staging replace block in $modfile"; return 1; }
-  gover=$(awk '$1=="go"{print $2; exit}' "$modfile")
-  {
-    printf 'module edgeagent.local/apiserverbuild\n\ngo %s\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n' "${gover:-1.26.0}" "$K8S_VERSION"
-    for m in $staging; do printf '\t%s => %s v0.%s\n' "$m" "$m" "${K8S_VERSION#1.}"; done
-    printf ')\n'
-  } > "$dir/go.mod"
-  minor=$(cut -d. -f2 <<<"$K8S_VERSION")
-  flags="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    flags+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-  done
+  k8s_builder_module "$dir" "$K8S_VERSION"
   (cd "$dir" && go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION")
   say "compiling kube-apiserver (about 5.5 minutes on 2 cores)"
-  (cd "$dir" && go build -trimpath -ldflags "$flags" -o "$DEST/.kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "$dir" && go build -trimpath -ldflags "$(k8s_ldflags "$K8S_VERSION")" -o "$DEST/.kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver)
   mv -f "$DEST/.kube-apiserver.new" "$DEST/kube-apiserver"
 }
 

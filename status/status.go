@@ -121,12 +121,36 @@ type Dataplane struct {
 	Rules         int               `json:"rules"`
 	LastSync      time.Time         `json:"lastSync,omitzero"`
 	LastError     string            `json:"lastError,omitempty"`
+	// IPTablesMode is the iptables backend in use (nft or legacy), and
+	// IPTablesModeReason why it was chosen (detected or configured).
+	IPTablesMode       string `json:"iptablesMode,omitempty"`
+	IPTablesModeReason string `json:"iptablesModeReason,omitempty"`
+	// Failures are the steps of the sync that fail now; FailingSince is
+	// when the oldest of them started failing (zero: none fails). The
+	// agent is not ready once it has failed for longer than
+	// dataplane.failureGracePeriod.
+	Failures     []DataplaneFailure `json:"failures,omitempty"`
+	FailingSince time.Time          `json:"failingSince,omitzero"`
+}
+
+// DataplaneFailure is one step of the dataplane sync that fails.
+type DataplaneFailure struct {
+	// Step is interface, addresses, sysctl, iptables-ipv4 or iptables-ipv6.
+	Step  string    `json:"step"`
+	Error string    `json:"error"`
+	Since time.Time `json:"since"`
 }
 
 // LearnedRoute is a BGP route installed in the kernel.
 type LearnedRoute struct {
 	Prefix   string   `json:"prefix"`
 	NextHops []string `json:"nextHops"`
+	// Metric is the route's kernel metric (bgp.importMetric).
+	Metric uint32 `json:"metric"`
+	// ShadowedBy names another routing daemon's route to the same prefix
+	// that the kernel prefers (lower metric), e.g. "bird metric 32 via
+	// 10.99.0.11": the agent's route is only a fallback while it exists.
+	ShadowedBy string `json:"shadowedBy,omitempty"`
 }
 
 // APVDevice is one appliance's sync and scan state.

@@ -41,7 +41,18 @@ func WriteTable(w io.Writer, r Report) error {
 	if len(r.LearnedRoutes) > 0 {
 		fmt.Fprintf(tw, "\nLearned routes (in the kernel)\n")
 		for _, lr := range r.LearnedRoutes {
-			fmt.Fprintf(tw, "  %s\tvia %s\n", lr.Prefix, strings.Join(lr.NextHops, ", "))
+			note := ""
+			if lr.ShadowedBy != "" {
+				note = "\tfallback: the kernel prefers " + lr.ShadowedBy
+			}
+			fmt.Fprintf(tw, "  %s\tvia %s\tmetric %d%s\n", lr.Prefix, strings.Join(lr.NextHops, ", "), lr.Metric, note)
+		}
+	}
+
+	if dp := r.Dataplane; dp != nil {
+		fmt.Fprintf(tw, "\nDataplane: %s (%s), iptables %s (%s), %d rules\n", dp.Interface, dp.InterfaceKind, dp.IPTablesMode, dp.IPTablesModeReason, dp.Rules)
+		for _, f := range dp.Failures {
+			fmt.Fprintf(tw, "  FAILING since %s\t%s\t%s\n", f.Since.UTC().Format(time.RFC3339), f.Step, f.Error)
 		}
 	}
 

@@ -18,7 +18,16 @@ func TestWriteTableGolden(t *testing.T) {
 			{Address: "10.99.0.11", ASN: 64512, State: "established", UptimeSeconds: 83, Received: 1, Accepted: 1, Advertised: 2, GracefulRestart: true},
 			{Address: "10.99.0.21", ASN: 64512, State: "active", LastError: "TCP MD5 signature mismatch"},
 		},
-		LearnedRoutes: []LearnedRoute{{Prefix: "10.244.1.0/24", NextHops: []string{"10.99.0.11"}}},
+		LearnedRoutes: []LearnedRoute{
+			{Prefix: "10.244.1.0/24", NextHops: []string{"10.99.0.11"}, Metric: 1024},
+			{Prefix: "10.244.2.0/24", NextHops: []string{"10.99.0.12"}, Metric: 1024, ShadowedBy: "bird metric 32 dev tunl0"},
+		},
+		Dataplane: &Dataplane{
+			Interface: "edge-vip0", InterfaceKind: "dummy", Rules: 12, IPTablesMode: "nft",
+			IPTablesModeReason: "kubelet's KUBE-IPTABLES-HINT chain is in the nft ipv4 mangle table",
+			Failures:           []DataplaneFailure{{Step: "sysctl", Error: "set sysctl net.ipv4.ip_forward=1 (it is 0): read-only file system", Since: time.Unix(1700000000, 0)}},
+			FailingSince:       time.Unix(1700000000, 0),
+		},
 		VirtualServices: []VirtualService{{
 			Key: "shop/web/TCP/80", Name: "shop-web", VIP: "10.200.0.10", Port: 80, Protocol: "TCP", Policy: "rr",
 			Programmed: true, Advertised: true,

@@ -264,7 +264,8 @@ func TestFlagsOverrideFile(t *testing.T) {
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	var ov overrides
 	ov.register(fs)
-	if err := fs.Parse([]string{"--node-name", "from-flag", "--bgp-peer", "10.0.0.9:64999:1179", "--healthcheck-concurrency", "7", "--bgp-node-peers", "edge=true"}); err != nil {
+	if err := fs.Parse([]string{"--node-name", "from-flag", "--bgp-peer", "10.0.0.9:64999:1179", "--healthcheck-concurrency", "7", "--bgp-node-peers", "edge=true",
+		"--dataplane-iptables-mode", "legacy", "--dataplane-failure-grace-period", "45s", "--bgp-import-metric", "2000"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := loadConfig(cfg, fs, &ov)
@@ -283,5 +284,9 @@ func TestFlagsOverrideFile(t *testing.T) {
 		t.Errorf("healthCheck %+v", c.HealthCheck)
 	case c.BGP.NodePeers == nil || c.BGP.NodePeers.LabelSelector != "edge=true":
 		t.Errorf("nodePeers %+v", c.BGP.NodePeers)
+	case c.Dataplane.IPTablesMode != "legacy" || c.Dataplane.FailureGracePeriod.Duration != 45*time.Second:
+		t.Errorf("dataplane %+v", c.Dataplane)
+	case c.BGP.ImportMetric != 2000:
+		t.Errorf("bgp.importMetric %d", c.BGP.ImportMetric)
 	}
 }

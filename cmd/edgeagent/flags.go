@@ -34,6 +34,9 @@ type overrides struct {
 	hcConcurrency                               int
 	k8sNamespace, nodePeerSelector              string
 	autoLBRoute, neighborStatus                 bool
+	iptablesMode                                string
+	failureGrace                                time.Duration
+	importMetric                                uint32
 }
 
 func (o *overrides) register(fs *pflag.FlagSet) {
@@ -62,6 +65,9 @@ func (o *overrides) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&o.resync, "dataplane-resync-interval", 5*time.Minute, "how often the dataplane re-reads the kernel to repair what others removed (negative: never)")
+	fs.StringVar(&o.iptablesMode, "dataplane-iptables-mode", "auto", "iptables backend: auto (match the node's), nft or legacy")
+	fs.DurationVar(&o.failureGrace, "dataplane-failure-grace-period", 30*time.Second, "how long the dataplane may keep failing before /readyz reports not ready")
+	fs.Uint32Var(&o.importMetric, "bgp-import-metric", 1024, "kernel metric of learned routes (above other routing daemons', so theirs win)")
 	fs.DurationVar(&o.holdTime, "healthcheck-hold-time", 10*time.Second, "least time between two health-caused changes of a VIP's announcement")
 	fs.IntVar(&o.hcConcurrency, "healthcheck-concurrency", 256, "health probes in flight at most")
 	fs.StringVar(&o.k8sNamespace, "kubernetes-namespace", "", "namespace of the leader-election Lease (default $POD_NAMESPACE, then edgeagent-system)")
@@ -164,6 +170,15 @@ func (o *overrides) apply(fs *pflag.FlagSet, c *config.Config) error {
 	}
 	if set("dataplane-resync-interval") {
 		c.Dataplane.ResyncInterval.Duration = o.resync
+	}
+	if set("dataplane-iptables-mode") {
+		c.Dataplane.IPTablesMode = o.iptablesMode
+	}
+	if set("dataplane-failure-grace-period") {
+		c.Dataplane.FailureGracePeriod.Duration = o.failureGrace
+	}
+	if set("bgp-import-metric") {
+		c.BGP.ImportMetric = o.importMetric
 	}
 	if set("healthcheck-hold-time") {
 		c.HealthCheck.HoldTime.Duration = o.holdTime

@@ -33,7 +33,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newStatusCommand(), newValidateCommand(), newCleanupCommand(), newVersionCommand())
+	root.AddCommand(newRunCommand(), newStatusCommand(), newValidateCommand(), newCleanupCommand(), newPrepareNodeCommand(), newVersionCommand())
 	return root
 }
 
