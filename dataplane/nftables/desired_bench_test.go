@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
-	"syscall"
-	"time"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/arraynetworks/edgeagent/internal/lbbed"
 	"github.com/arraynetworks/edgeagent/model"
