@@ -60,6 +60,10 @@ type Backend struct {
 	have *haveState // nil: read the kernel first
 	// applied: what the kernel holds per programmed service, for conntrack.
 	applied map[string]appliedService
+	// pending: services that changed since the last successful write (a
+	// failed sync changes want but not the kernel; the next success must
+	// still report them).
+	pending map[string]bool
 
 	smu        sync.RWMutex // guards the fields below
 	programmed map[string]bool
@@ -125,6 +129,7 @@ func New(opt Options) *Backend {
 		lay:        layoutOptions{table: opt.Table, connMark: opt.ConnMark, masquerade: opt.Masquerade, noLocalTraffic: opt.NoLocalTraffic},
 		log:        opt.Logger.With("component", "dataplane", "backend", "nftables"),
 		applied:    map[string]appliedService{},
+		pending:    map[string]bool{},
 		programmed: map[string]bool{},
 	}
 	b.st.Table = "inet " + opt.Table
@@ -205,11 +210,11 @@ func (b *Backend) sync(ctx context.Context, services []model.VirtualService) err
 			return err
 		}
 	}
-	changed := b.want.update(services)
-	for _, key := range changed {
+	for _, key := range b.want.update(services) {
 		if err := b.want.errs[key]; err != nil {
 			b.log.Warn("virtual service not programmed", "key", key, "err", err)
 		}
+		b.pending[key] = true
 	}
 	err := b.apply()
 	if err != nil && ctx.Err() == nil {
@@ -224,6 +229,8 @@ func (b *Backend) sync(ctx context.Context, services []model.VirtualService) err
 		b.have = nil
 		return err
 	}
+	changed := slices.Collect(maps.Keys(b.pending))
+	clear(b.pending)
 	cur := map[string]appliedService{}
 	for _, key := range changed {
 		if e, ok := b.want.services[key]; ok && e.r.err == nil {
@@ -286,6 +293,8 @@ func (b *Backend) load() error {
 	b.want.markAll()
 	b.smu.Lock()
 	b.st.Reads++
+	b.st.Elements = b.have.elems.count()
+	b.st.SelectorRules = len(b.have.rules)
 	b.smu.Unlock()
 	b.checkForward()
 	return nil

@@ -255,8 +255,8 @@ table inet filter {
 		mustSync(t, b, all...)
 		snap := ruleset(t, e)
 		mustSync(t, b2, all...)
-		if st := b2.Status(); st.Batches != 0 || st.ElementWrites != 0 || st.Reads != 1 {
-			t.Fatalf("second instance wrote to the kernel: %+v", st)
+		if st := b2.Status(); st.Batches != 0 || st.ElementWrites != 0 || st.Reads != 1 || st.Elements == 0 || st.SelectorRules == 0 {
+			t.Fatalf("second instance wrote to the kernel, or reports no elements: %+v", st)
 		}
 		if after := ruleset(t, e); after != snap {
 			t.Fatalf("ruleset changed on adoption:\n%s", lineDiff(snap, after))

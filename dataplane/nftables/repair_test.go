@@ -165,4 +165,15 @@ func TestWriteRefused(t *testing.T) {
 	if p := b.Programmed(); len(p) != 0 {
 		t.Fatalf("Programmed after a refused write: %v", p)
 	}
+	// The same backend pointed at a table it can write: the services that
+	// changed during the failed sync are reported once the write succeeds,
+	// though the input is the same.
+	b.mu.Lock()
+	b.opt.Table, b.lay.table = DefaultTable, DefaultTable
+	b.k.t.Name = DefaultTable
+	b.mu.Unlock()
+	mustSync(t, b, web)
+	if p := b.Programmed(); !p["f/web/TCP/80"] {
+		t.Fatalf("Programmed after a successful retry of the same input: %v", p)
+	}
 }
