@@ -19,7 +19,8 @@
 #   point release has replaced a pinned version).
 #
 # Environment: IMAGE (default ghcr.io/arraynetworks/edgeagent), VERSION,
-#   COMMIT, EDGEAGENT_DEB_CACHE (default /var/cache/edgeagent/debs).
+#   COMMIT, IMAGE_OUT (where the outputs go, default bin),
+#   EDGEAGENT_DEB_CACHE (default /var/cache/edgeagent/debs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf 'image: %s\n' "$*" >&2; }
@@ -31,6 +32,7 @@ VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 CREATED=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 GO=${GO:-go}
+OUT=${IMAGE_OUT:-bin}
 
 packages() { grep -v '^[[:space:]]*\(#\|$\)' "$LOCK"; }
 
@@ -62,7 +64,7 @@ fetch() { # name version sha256 → path of the verified .deb in the cache
 
 build() {
   command -v dpkg-deb >/dev/null || { say "dpkg-deb is missing (Debian's dpkg)"; exit 1; }
-  mkdir -p "$CACHE" bin
+  mkdir -p "$CACHE" "$OUT"
   # The unpacked tree is keyed by the lock's content: a changed lock
   # unpacks afresh, an unchanged one is reused.
   local key root
@@ -78,10 +80,10 @@ build() {
   fi
   CGO_ENABLED=0 GOFLAGS=-buildvcs=false $GO build -trimpath \
     -ldflags "-s -w -X github.com/arraynetworks/edgeagent/version.Version=$VERSION -X github.com/arraynetworks/edgeagent/version.Commit=${COMMIT:0:12}" \
-    -o bin/edgeagent-static ./cmd/edgeagent
-  $GO run ./hack/mkimage -root "$root" -agent bin/edgeagent-static \
+    -o "$OUT/edgeagent-static" ./cmd/edgeagent
+  $GO run ./hack/mkimage -root "$root" -agent "$OUT/edgeagent-static" \
     -tag "$IMAGE:$VERSION" -version "$VERSION" -revision "$COMMIT" -created "$CREATED" \
-    -tar bin/edgeagent-image.tar -oci bin/edgeagent-oci ${MKIMAGE_FLAGS:-} | tee bin/edgeagent-image.txt
+    -tar "$OUT/edgeagent-image.tar" -oci "$OUT/edgeagent-oci" ${MKIMAGE_FLAGS:-} | tee "$OUT/edgeagent-image.txt"
 }
 
 lock() {

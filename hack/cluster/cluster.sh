@@ -289,14 +289,16 @@ up() {
     --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
     --profiling=false --v=1
   waitfor "apiserver ready" 90 inside "$K8S_BIN/kubectl" --kubeconfig="$PKI/admin.kubeconfig" get --raw /readyz
-  # No node lifecycle controller: a test may add Node objects without a
+  # A long node-monitor grace period: a test may add Node objects without a
   # kubelet (to show where the DaemonSet does not go) and keep them Ready.
+  # (The node lifecycle controller itself must run: it lifts the
+  # not-ready taint kubelet registers with.)
   start kube-controller-manager kube-controller-manager --kubeconfig="$PKI/kcm.kubeconfig" \
     --authentication-kubeconfig="$PKI/kcm.kubeconfig" --authorization-kubeconfig="$PKI/kcm.kubeconfig" \
     --bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --controllers='*,-node-lifecycle-controller' \
+    --node-monitor-grace-period=1h \
     --flex-volume-plugin-dir="$D/kcm-volume-plugins" --cluster-name=edgeagent-test --v=1
   start kube-scheduler kube-scheduler --kubeconfig="$PKI/scheduler.kubeconfig" \
     --authentication-kubeconfig="$PKI/scheduler.kubeconfig" --authorization-kubeconfig="$PKI/scheduler.kubeconfig" \
