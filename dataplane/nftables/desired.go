@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 
@@ -13,6 +14,7 @@ type entry struct {
 	vs    model.VirtualService // reals cloned, to detect change
 	gen   uint64
 	owner bool
+	pos   int // its position in the last input (desired.prev)
 	r     rendered
 }
 
@@ -39,6 +41,62 @@ type desired struct {
 	// removed: entries dropped by this update (their positions in prev
 	// must be looked up again).
 	removed map[*entry]bool
+	// sigs[i] is a compact copy of what prev[i] was rendered from, in one
+	// arena: the pass over 10,000 unchanged services is memory-bound, and
+	// this halves what it reads (an entry's copy of the service spans
+	// five cache lines, its reals another three).
+	sigs     []sig
+	sigReals []realSig
+	// prevDup: the previous input had a key twice; the fast path does not
+	// handle that.
+	prevDup bool
+}
+
+// sig is the part of a service that update compares.
+type sig struct {
+	namespace, route string
+	vip              netip.Addr
+	port             uint16
+	protocol         model.Protocol
+	policy           model.Policy
+	reals            []realSig
+}
+
+type realSig struct {
+	ip       netip.Addr
+	port     uint16
+	weight   uint32
+	eligible bool
+}
+
+func (s *sig) matches(vs *model.VirtualService) bool {
+	if s.port != vs.Port || s.vip != vs.VIP || s.route != vs.Route || s.namespace != vs.Namespace ||
+		s.protocol != vs.Protocol || s.policy != vs.Policy || len(s.reals) != len(vs.Reals) {
+		return false
+	}
+	for i := range s.reals {
+		x, y := &s.reals[i], &vs.Reals[i]
+		if x.ip != y.IP || x.port != y.Port || x.weight != y.Weight || x.eligible != (y.Healthy && !y.Terminating) {
+			return false
+		}
+	}
+	return true
+}
+
+// setSig makes sigs[i] describe vs, reusing its arena slots when the reals
+// fit.
+func (d *desired) setSig(i int, vs *model.VirtualService) {
+	s := &d.sigs[i]
+	s.namespace, s.route, s.vip, s.port, s.protocol, s.policy = vs.Namespace, vs.Route, vs.VIP, vs.Port, vs.Protocol, vs.Policy
+	if cap(s.reals) < len(vs.Reals) {
+		start := len(d.sigReals)
+		d.sigReals = append(d.sigReals, make([]realSig, len(vs.Reals))...)
+		s.reals = d.sigReals[start:len(d.sigReals):len(d.sigReals)]
+	}
+	s.reals = s.reals[:len(vs.Reals)]
+	for k, r := range vs.Reals {
+		s.reals[k] = realSig{ip: r.IP, port: r.Port, weight: r.Weight, eligible: r.Eligible()}
+	}
 }
 
 func newDesired() *desired {
@@ -57,16 +115,21 @@ func newDesired() *desired {
 // a key counts; a frontend belongs to the smallest key using it, so the
 // verdict on a duplicate does not depend on input order.
 func (d *desired) update(services []model.VirtualService) []string {
+	if changed, ok := d.updateFast(services); ok {
+		return changed
+	}
+	changed := d.updateFull(services)
+	d.relayout(services)
+	return changed
+}
+
+// updateFull is update by key: every service is looked up (the fast path
+// falls back to it when positions moved).
+func (d *desired) updateFull(services []model.VirtualService) []string {
 	d.gen++
 	var todo []string
 	next := map[string]*model.VirtualService{}
-	// slow: positions recognised by key rather than by position.
-	type slowPos struct {
-		i   int
-		key string
-	}
-	var slow []slowPos
-	stamped, existing := 0, 0
+	stamped, existing, slow := 0, 0, 0
 	for i := range services {
 		vs := &services[i]
 		if i < len(d.prev) {
@@ -77,7 +140,7 @@ func (d *desired) update(services []model.VirtualService) []string {
 			}
 		}
 		key := serviceKey(vs)
-		slow = append(slow, slowPos{i, key})
+		slow++
 		if _, dup := next[key]; dup {
 			continue
 		}
@@ -96,7 +159,7 @@ func (d *desired) update(services []model.VirtualService) []string {
 		todo = append(todo, key)
 		next[key] = vs
 	}
-	if len(todo) == 0 && stamped == len(d.services) && len(services) == len(d.prev) && len(slow) == 0 {
+	if len(todo) == 0 && stamped == len(d.services) && len(services) == len(d.prev) && slow == 0 {
 		return nil // the common case at rest: nothing changed
 	}
 	var gone []string
@@ -107,6 +170,13 @@ func (d *desired) update(services []model.VirtualService) []string {
 			}
 		}
 	}
+	return d.applyChanges(todo, next, gone)
+}
+
+// applyChanges re-renders the changed services (todo, with their input in
+// next) and removes the gone ones, settling who owns each frontend they
+// touch. It returns every key whose elements may have changed.
+func (d *desired) applyChanges(todo []string, next map[string]*model.VirtualService, gone []string) []string {
 	touched := map[model.Frontend]bool{}
 	for _, key := range append(slices.Clone(todo), gone...) {
 		if e, ok := d.services[key]; ok {
@@ -144,7 +214,7 @@ func (d *desired) update(services []model.VirtualService) []string {
 		vs := next[key]
 		owner := d.ownerOf(frontendOf(vs))
 		d.remove(key)
-		e := &entry{vs: *vs, gen: d.gen, owner: owner == key}
+		e := &entry{vs: *vs, gen: d.gen, owner: owner == key, pos: -1}
 		e.vs.Reals = slices.Clone(vs.Reals)
 		e.r = render(vs)
 		if e.r.err == nil && !e.owner {
@@ -152,30 +222,109 @@ func (d *desired) update(services []model.VirtualService) []string {
 		}
 		d.add(key, e)
 	}
-	// Positions for the next pass: unchanged ones keep their entry, the
-	// others get the (new) entry of their key.
-	prev := make([]*entry, len(services))
-	for i := range prev {
-		if i < len(d.prev) {
-			prev[i] = d.prev[i]
-		}
-	}
-	for _, sp := range slow {
-		prev[sp.i] = d.services[sp.key]
-	}
-	for i, e := range prev {
-		if e == nil || d.removed[e] {
-			// A position whose entry was replaced (e.g. it lost or won its
-			// frontend): look it up.
-			prev[i] = d.services[serviceKey(&services[i])]
-		}
-		if prev[i] == nil {
-			prev[i] = &entry{} // never matches: looked up by key next time
-		}
-	}
-	d.prev = prev
-	clear(d.removed)
 	return append(todo, gone...)
+}
+
+// relayout records, by position, the entry and a signature of every
+// service of the input, for the next update's fast path.
+func (d *desired) relayout(services []model.VirtualService) {
+	n := 0
+	for i := range services {
+		n += len(services[i].Reals)
+	}
+	d.prev = make([]*entry, len(services))
+	d.sigs = make([]sig, len(services))
+	d.sigReals = make([]realSig, 0, n)
+	d.prevDup = false
+	for i := range services {
+		e := d.services[serviceKey(&services[i])]
+		if e == nil {
+			e = &entry{pos: -1} // cannot happen: every input has an entry
+		}
+		if e.pos >= 0 && e.pos < i && d.prev[e.pos] == e {
+			d.prevDup = true // the first position keeps it
+		} else {
+			e.pos = i
+		}
+		d.prev[i] = e
+		d.setSig(i, &services[i])
+	}
+	clear(d.removed)
+}
+
+// updateFast handles the common case without looking up every service:
+// the input has the same length as the previous one and only a few
+// positions differ (a real changed, a service replaced in place). ok is
+// false when it cannot tell (positions moved, a key twice, many changes);
+// update then falls back to updateFull, which is always right.
+func (d *desired) updateFast(services []model.VirtualService) (changed []string, ok bool) {
+	if len(services) == 0 || len(services) != len(d.sigs) || d.prevDup {
+		return nil, false
+	}
+	var diff []int
+	for i := range services {
+		if !d.sigs[i].matches(&services[i]) {
+			diff = append(diff, i)
+			if len(diff) > 64 {
+				return nil, false
+			}
+		}
+	}
+	if len(diff) == 0 {
+		return nil, true
+	}
+	inDiff := map[int]bool{}
+	oldKeys := map[string]bool{}
+	for _, i := range diff {
+		inDiff[i] = true
+		oldKeys[serviceKey(&d.prev[i].vs)] = true
+	}
+	newKeys := make([]string, len(diff))
+	seen := map[string]bool{}
+	for n, i := range diff {
+		key := serviceKey(&services[i])
+		if seen[key] {
+			return nil, false // twice in the input
+		}
+		seen[key] = true
+		if e := d.services[key]; e != nil && !inDiff[e.pos] {
+			return nil, false // it is (also) at a position that did not change
+		}
+		newKeys[n] = key
+	}
+	var todo, gone []string
+	next := map[string]*model.VirtualService{}
+	for key := range oldKeys {
+		if !seen[key] {
+			gone = append(gone, key)
+		}
+	}
+	for n, i := range diff {
+		key, vs := newKeys[n], &services[i]
+		if e := d.services[key]; e != nil && sameService(&e.vs, vs) {
+			continue // moved between changed positions, otherwise the same
+		}
+		todo = append(todo, key)
+		next[key] = vs
+	}
+	d.gen++
+	changed = d.applyChanges(todo, next, gone)
+	for n, i := range diff {
+		e := d.services[newKeys[n]]
+		e.pos, d.prev[i] = i, e
+		d.setSig(i, &services[i])
+	}
+	// Services re-rendered because they won or lost a frontend are new
+	// entries at their old positions.
+	for old := range d.removed {
+		if old.pos >= 0 && old.pos < len(d.prev) && d.prev[old.pos] == old {
+			if e := d.services[serviceKey(&old.vs)]; e != nil {
+				e.pos, d.prev[old.pos] = old.pos, e
+			}
+		}
+	}
+	clear(d.removed)
+	return changed, true
 }
 
 // sameIdentity reports whether two services have the same key.
