@@ -153,4 +153,3 @@ func equalElems(a, b elemSet) bool {
 	}
 	return true
 }
-
