@@ -17,6 +17,12 @@ step() {
 { uname -r; nproc; grep -m1 'model name' /proc/cpuinfo; go version; nft --version; iptables -V; } | tee -a "$OUT" || true
 step -bench 'FullSync10k' -benchtime 3x
 step -bench 'OneChange10k' -benchtime 300x
+# The nftables side again under a real-time priority: what it takes when
+# other jobs do not preempt it (the binary is built first, so the compiler
+# does not run at that priority).
+go test -c -o /tmp/dataplane-backends-nft.test ./dataplane/nftables
+echo "## OneChange10k/nftables under chrt -f 10 — load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT"
+chrt -f 10 /tmp/dataplane-backends-nft.test -test.run XXX -test.bench 'OneChange10k/nftables' -test.benchtime 300x 2>&1 | grep -E '^Benchmark' | tee -a "$OUT" || true
 step -bench 'SyncNoChange10k' -benchtime 300x
 step -bench 'ConnLatency10k' -benchtime 1x
 step -bench 'SourceHashMovement10k' -benchtime 1x
