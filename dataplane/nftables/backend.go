@@ -67,6 +67,7 @@ type Backend struct {
 
 	smu        sync.RWMutex // guards the fields below
 	programmed map[string]bool
+	rejected   map[string]error // as of the last sync
 	st         Status
 }
 
@@ -184,6 +185,9 @@ func (b *Backend) Sync(ctx context.Context, services []model.VirtualService) err
 	defer b.mu.Unlock()
 	err := b.sync(ctx, services)
 	b.smu.Lock()
+	if b.want != nil {
+		b.rejected = maps.Clone(b.want.errs)
+	}
 	b.st.LastSync = time.Now()
 	b.st.LastError = ""
 	if err != nil {
@@ -656,14 +660,12 @@ func (b *Backend) Programmed() map[string]bool {
 	return maps.Clone(b.programmed)
 }
 
-// Rejected returns the services left out, with the reason.
+// Rejected returns the services the last sync left out, with the reason.
+// It never waits for a sync in progress.
 func (b *Backend) Rejected() map[string]error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.want == nil {
-		return nil
-	}
-	return maps.Clone(b.want.errs)
+	b.smu.RLock()
+	defer b.smu.RUnlock()
+	return maps.Clone(b.rejected)
 }
 
 // Status returns the backend's state.
@@ -696,7 +698,7 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 	b.want, b.have = nil, nil
 	b.applied = map[string]appliedService{}
 	b.smu.Lock()
-	b.programmed = map[string]bool{}
+	b.programmed, b.rejected = map[string]bool{}, nil
 	b.smu.Unlock()
 	return nil
 }
