@@ -40,6 +40,9 @@ type Options struct {
 	Prober    Prober
 	// APIServer reports the Kubernetes connection, when there is one.
 	APIServer func() status.APIServer
+	// NodeEvent records an event on the agent's Node (in a cluster): the
+	// dataplane failing for longer than its grace period, and recovering.
+	NodeEvent func(eventType, reason, message string)
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -78,6 +81,9 @@ type Agent struct {
 	// dampDue is when the change it holds now becomes due (zero: none).
 	damper  *healthcheck.Damper
 	dampDue time.Time
+	// dpFailingReported: a DataplaneFailing event went out and no
+	// DataplaneRecovered since (Reconcile's goroutine only).
+	dpFailingReported bool
 }
 
 // New builds an agent; Run starts it.
@@ -226,6 +232,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		if err := dp.Reconcile(ctx, state); err != nil {
 			errs["dataplane"] = err
 		}
+		a.noteDataplane(dp.Status())
 	}
 	if sp := a.opts.Speaker; sp != nil {
 		if err := sp.Announce(ctx, a.announceable(state)); err != nil {
@@ -427,7 +434,8 @@ func (a *Agent) Status() status.Report {
 	}
 	if a.opts.Appliance != nil {
 		r.APV = a.opts.Appliance.Status()
-		r.Degraded = append(r.Degraded, apvDegraded(r.APV)...)
+		r.APVEvents = a.opts.Appliance.EventsStatus()
+		r.Degraded = append(r.Degraded, apvDegraded(r.APV, r.APVEvents)...)
 		slices.Sort(r.Degraded)
 	}
 	if a.opts.APIServer != nil {
@@ -439,6 +447,23 @@ func (a *Agent) Status() status.Report {
 		r.APIServer.LastEventAgeSeconds = -1
 	}
 	return r
+}
+
+// noteDataplane records on the Node when the dataplane has failed for
+// longer than its grace period (the moment /readyz turns 503), and when it
+// recovers, once each.
+func (a *Agent) noteDataplane(st *status.Dataplane) {
+	if a.opts.NodeEvent == nil || st == nil {
+		return
+	}
+	switch why := dataplaneUnready(st, time.Now(), a.opts.Config.Dataplane.FailureGracePeriod.Duration); {
+	case why != "" && !a.dpFailingReported:
+		a.dpFailingReported = true
+		a.opts.NodeEvent("Warning", "DataplaneFailing", why)
+	case st.FailingSince.IsZero() && a.dpFailingReported:
+		a.dpFailingReported = false
+		a.opts.NodeEvent("Normal", "DataplaneRecovered", "every dataplane step succeeds again")
+	}
 }
 
 // dataplaneUnready says why the agent is not ready when its dataplane has

@@ -179,7 +179,10 @@ func TestDataplaneFailureBeyondGraceIsNotReady(t *testing.T) {
 	dp := &fakeDataplane{}
 	cfg := testConfig()
 	cfg.Dataplane.FailureGracePeriod.Duration = time.Minute
-	a := New(Options{Config: cfg, Source: src, Dataplane: dp})
+	var events []string
+	a := New(Options{Config: cfg, Source: src, Dataplane: dp, NodeEvent: func(typ, reason, msg string) {
+		events = append(events, typ+" "+reason)
+	}})
 	if err := a.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +197,11 @@ func TestDataplaneFailureBeyondGraceIsNotReady(t *testing.T) {
 		t.Fatalf("not ready %v into a 1m grace period: %v", 30*time.Second, st.Degraded)
 	}
 	fail(time.Now().Add(-2 * time.Minute))
+	for range 2 { // one event, however many syncs see it
+		if err := a.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	st := a.Status()
 	if st.Ready {
 		t.Fatal("ready although the dataplane has failed for 2m (grace 1m)")
@@ -207,6 +215,12 @@ func TestDataplaneFailureBeyondGraceIsNotReady(t *testing.T) {
 	dp.mu.Unlock()
 	if st := a.Status(); !st.Ready || len(st.Degraded) != 0 {
 		t.Fatalf("after recovery: ready %v, degraded %v", st.Ready, st.Degraded)
+	}
+	if err := a.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(events, []string{"Warning DataplaneFailing", "Normal DataplaneRecovered"}) {
+		t.Fatalf("Node events %v, want one DataplaneFailing then one DataplaneRecovered", events)
 	}
 }
 

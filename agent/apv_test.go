@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,11 +14,54 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/apv"
 	"github.com/arraynetworks/edgeagent/apv/apvemu"
+	"github.com/arraynetworks/edgeagent/apv/cesink"
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/internal/testns"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// ceReceiver is a CloudEvents HTTP receiver from the CloudEvents Go SDK on
+// a loopback port.
+type ceReceiver struct {
+	url string
+	mu  sync.Mutex
+	got []cloudevents.Event
+}
+
+func startCloudEventsReceiver(t *testing.T) *ceReceiver {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cloudevents.NewClientHTTP(cehttp.WithListener(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &ceReceiver{url: "http://" + l.Addr().String() + "/"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.StartReceiver(ctx, func(e cloudevents.Event) {
+			r.mu.Lock()
+			r.got = append(r.got, e)
+			r.mu.Unlock()
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+func (r *ceReceiver) events() []cloudevents.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
 
 // The wiring: a config with apv.devices makes `run` drive the APV from the
 // LBRoutes it reads (here: a standalone directory and an emulated APV).
@@ -38,6 +82,8 @@ func TestAPVWiring(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	emu.SetLink("port2", false) // a finding for the first scan
+	rcv := startCloudEventsReceiver(t)
 	write(filepath.Join(dir, "user"), "admin\n")
 	write(filepath.Join(dir, "pass"), "pw\n")
 	write(filepath.Join(routes, "web.yaml"), `apiVersion: apv.arraynetworks.com/v1alpha1
@@ -58,7 +104,8 @@ apv:
   - {name: apv-a, url: %q, usernameFile: user, passwordFile: pass, caFile: %s}
   syncInterval: 1s
   scanInterval: 1h
-`, emu.URL(), filepath.Base(ca)))
+  events: {sinkURL: %q}
+`, emu.URL(), filepath.Base(ca), rcv.url))
 	cfg, err := config.Load(filepath.Join(dir, "agent.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +142,24 @@ apv:
 			t.Fatalf("APV not programmed; device:\n%s\nstatus: %+v", lines, st.APV)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The first scan's finding reached the CloudEvents receiver.
+	for {
+		evs := rcv.events()
+		if i := slices.IndexFunc(evs, func(e cloudevents.Event) bool { return e.Extensions()["reason"] == apv.ReasonLinkDown }); i >= 0 {
+			if e := evs[i]; e.Type() != cesink.TypeBase || e.Source() != "/apv/apv-a" || e.Subject() != "port2" {
+				t.Errorf("LinkDown CloudEvent: type %q source %q subject %q", e.Type(), e.Source(), e.Subject())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no LinkDown CloudEvent; received %d events; status %+v", len(evs), built.Agent.Status().APVEvents)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ev := built.Agent.Status().APVEvents; ev == nil || ev.Delivered == 0 || ev.SinkURL != rcv.url {
+		t.Errorf("status apvEvents = %+v", ev)
 	}
 
 	// A failing device shows in degraded.

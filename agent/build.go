@@ -122,6 +122,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		}
 		opts.Source, opts.Reporter, opts.Mode = kp.source, kp.status, "kubernetes"
 		opts.APIServer = kp.monitor.Status
+		opts.NodeEvent = nodeEvents(kp.status.Recorder(), cfg.NodeName)
 		b.Loops = append(b.Loops, kp.loops...)
 	}
 
@@ -143,13 +144,13 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 		apo.MayWrite = kp.leading.Load
 		apo.Events = kubeEvents(kp.status.Recorder(), cfg.NodeName, log.With("component", "apv"))
 	}
-	ap, err := buildAPV(cfg, log, reg, apo)
+	ap, apLoops, err := buildAPV(cfg, log, reg, apo)
 	if err != nil {
 		return nil, errComponent("apv", err)
 	}
 	if ap != nil {
 		opts.Appliance = ap
-		b.Loops = append(b.Loops, ap.Run)
+		b.Loops = append(b.Loops, apLoops...)
 		if kp != nil {
 			// A new leader syncs at once: the device may hold what the
 			// previous one wrote or not, and the diff settles it.

@@ -40,6 +40,8 @@ type Speaker interface {
 type Appliance interface {
 	Reconcile(ctx context.Context, s model.State) error
 	Status() []status.APVDevice
+	// EventsStatus reports the CloudEvents sink of the scan (nil: none).
+	EventsStatus() *status.APVEvents
 }
 
 // Prober runs the active health checks of reals.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -21,7 +22,11 @@ const (
 	// CertWarningWindow is how long before expiry a certificate raises a
 	// CertificateExpiring event (the alert rules have their own thresholds).
 	CertWarningWindow = 30 * 24 * time.Hour
-	minBackoff        = time.Second
+	// CPUHighRatio raises a CPUHigh event; CPUNormalRatio the CPUNormal
+	// that ends it.
+	CPUHighRatio   = 0.9
+	CPUNormalRatio = 0.8
+	minBackoff     = time.Second
 )
 
 // Options configures an Appliance.
@@ -44,6 +49,9 @@ type Options struct {
 	// caller makes it true on one of them (a Kubernetes Lease, say), so
 	// they do not undo each other's changes while their views differ.
 	MayWrite func() bool
+	// EventsStatus, when set, reports the event sink beside the devices
+	// (the CloudEvents sink, package cesink).
+	EventsStatus func() status.APVEvents
 }
 
 // Appliance keeps a set of APV devices in line with the desired state and
@@ -94,12 +102,25 @@ func New(cfg config.APV, o Options) (*Appliance, error) {
 			return nil, fmt.Errorf("apv.devices[%d].name: %q is empty or listed twice", i, d.Name)
 		}
 		seen[d.Name] = true
-		c, err := NewClient(ClientConfig{URL: d.URL, UsernameFile: d.UsernameFile, PasswordFile: d.PasswordFile,
-			CAFile: d.CAFile, InsecureSkipVerify: d.InsecureSkipVerify, Timeout: o.RequestTimeout})
+		cc := ClientConfig{URL: d.URL, UsernameFile: d.UsernameFile, PasswordFile: d.PasswordFile,
+			CAFile: d.CAFile, InsecureSkipVerify: d.InsecureSkipVerify, ServerName: d.ServerName,
+			PinnedCertSHA256: d.PinnedCertSHA256, Timeout: o.RequestTimeout}
+		c, err := NewClient(cc)
 		if err != nil {
 			return nil, fmt.Errorf("apv.devices[%d] (%s): %w", i, d.Name, err)
 		}
-		dev := &device{name: d.Name, url: d.URL, client: c, kick: make(chan struct{}, 1)}
+		scan := c
+		if d.ScanUsernameFile != "" {
+			cc.UsernameFile, cc.PasswordFile = d.ScanUsernameFile, d.ScanPasswordFile
+			if scan, err = NewClient(cc); err != nil {
+				return nil, fmt.Errorf("apv.devices[%d] (%s): %w", i, d.Name, err)
+			}
+		}
+		host := ""
+		if u, err := url.Parse(d.URL); err == nil {
+			host = u.Hostname()
+		}
+		dev := &device{name: d.Name, url: d.URL, client: c, scanClient: scan, haUnit: d.HAUnit, urlHost: host, kick: make(chan struct{}, 1)}
 		dev.st = status.APVDevice{Name: d.Name, URL: d.URL}
 		a.devices = append(a.devices, dev)
 		a.metrics.up.WithLabelValues(d.Name).Set(0)
@@ -151,6 +172,15 @@ func (a *Appliance) Status() []status.APVDevice {
 	return out
 }
 
+// EventsStatus reports the CloudEvents sink, nil when there is none.
+func (a *Appliance) EventsStatus() *status.APVEvents {
+	if a.opts.EventsStatus == nil {
+		return nil
+	}
+	st := a.opts.EventsStatus()
+	return &st
+}
+
 // Run drives one sync loop and one scan loop per device until ctx ends.
 // Devices never wait for each other.
 func (a *Appliance) Run(ctx context.Context) error {
@@ -163,6 +193,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	wg.Wait()
 	for _, d := range a.devices {
 		d.client.Close()
+		d.scanClient.Close()
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/arraynetworks/edgeagent/model"
 )
@@ -91,5 +92,34 @@ func BenchmarkIdleSyncEmulator100x5(b *testing.B) {
 		if err := h.a.SyncOnce(context.Background()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkIdleSyncNormalizing100x5 is an idle sync against a device that
+// prints every HTTP check back split over two lines: the marks are checked
+// on every sync (index of the device lines by object name) and nothing is
+// sent.
+func BenchmarkIdleSyncNormalizing100x5(b *testing.B) {
+	s := bigState(100, 5)
+	for i := range s.Services {
+		s.Services[i].Health = model.HealthSpec{Type: model.HealthHTTP, Path: "/healthz", Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
+	}
+	h := newHarness(b, Options{Logger: discard}, "apv-a")
+	h.emus["apv-a"].SetNormalize(true)
+	_ = h.a.Reconcile(context.Background(), s)
+	if err := h.a.SyncOnce(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if n := len(h.a.devices[0].marks); n != 100 {
+		b.Fatalf("%d marked objects, want 100", n)
+	}
+	h.emus["apv-a"].ResetLog()
+	for b.Loop() {
+		if err := h.a.SyncOnce(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if cmds := configCommandsIn(h.emus["apv-a"].Commands()); len(cmds) != 0 {
+		b.Fatalf("idle syncs sent %d commands", len(cmds))
 	}
 }

@@ -29,8 +29,9 @@ var (
 	// translation never reaches a device.
 	sourceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 	// pathRE admits an absolute URL path without quotes, backslashes,
-	// blanks or control characters: it is sent inside double quotes.
-	pathRE  = regexp.MustCompile(`^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$`)
+	// blanks or control characters (it is sent inside double quotes), and
+	// without ';' and '$' (see checkLine).
+	pathRE  = regexp.MustCompile(`^/[A-Za-z0-9._~!&()*+,=:@%/?-]*$`)
 	codesRE = regexp.MustCompile(`^[0-9]{3}(-[0-9]{3})?(,[0-9]{3}(-[0-9]{3})?)*$`)
 )
 
@@ -60,14 +61,21 @@ func checkObjectName(s string) error {
 // it, a line that could end the command early, start a second one or
 // unbalance a quoted argument is refused. cli_extend runs every line of a
 // multi-line "cmd" (Array's own driver answers confirmation prompts that
-// way), so a newline inside a value would be a second command.
+// way), so a newline inside a value would be a second command; the same
+// driver joins two commands in one "cmd" with "; " (adc_device.py
+// create_policy) and wraps arguments in "$$…$$" where it cannot send
+// quotes (create_health_monitor), so ';' and '$' are command syntax too and
+// never travel inside a value.
 func checkLine(line string) error {
 	if line == "" {
 		return fmt.Errorf("empty command")
 	}
 	for _, r := range line {
-		if r < 0x20 || r == 0x7f || r == '\\' || r == '`' {
+		switch {
+		case r < 0x20 || r == 0x7f || r == '\\' || r == '`':
 			return fmt.Errorf("command %q contains a control character or escape", printable(line))
+		case r == ';' || r == '$':
+			return fmt.Errorf("command %q contains %q, which the ArrayOS CLI reads as command syntax", printable(line), r)
 		}
 	}
 	if strings.Count(line, `"`)%2 != 0 {

@@ -3,16 +3,21 @@ package apv
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/config"
 )
 
 // CLIPath is the REST endpoint that runs one ArrayOS CLI line.
@@ -63,6 +68,12 @@ type ClientConfig struct {
 	// roots. InsecureSkipVerify turns verification off (lab use only).
 	CAFile             string
 	InsecureSkipVerify bool
+	// ServerName is verified (and sent as SNI) instead of the URL's host.
+	ServerName string
+	// PinnedCertSHA256, set, replaces chain verification: the device must
+	// present the certificate with this SHA-256 fingerprint (see
+	// config.NormalizeFingerprint for the accepted spellings).
+	PinnedCertSHA256 string
 	// Timeout bounds one request (default 30s); it is also sent as the
 	// command's "timeout".
 	Timeout time.Duration
@@ -75,26 +86,24 @@ type Client struct {
 	http     *http.Client
 }
 
-// NewClient builds a client; it fails if the CA file cannot be read.
+// NewClient builds a client. It fails if the URL is not https:// (basic
+// auth credentials travel in every request), the CA file cannot be read or
+// the pin is malformed.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("url %q: must be an https:// URL", cfg.URL)
 	}
 	endpoint := strings.TrimRight(cfg.URL, "/")
 	if !strings.HasSuffix(endpoint, CLIPath) {
 		endpoint += CLIPath
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in, documented as lab use only
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read caFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("caFile %s holds no PEM certificate", cfg.CAFile)
-		}
-		tlsCfg.RootCAs = pool
+	tlsCfg, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
 	tr := &http.Transport{
 		TLSClientConfig:     tlsCfg,
@@ -104,6 +113,48 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	return &Client{endpoint: endpoint, cfg: cfg, http: &http.Client{Transport: tr}}, nil
+}
+
+// tlsConfig verifies the device the way the configuration says: the chain
+// against caFile (or the system roots) and serverName (or the URL's host);
+// or, with a pin, exactly the pinned certificate, which is how a device
+// with a self-signed certificate is reached without turning verification
+// off.
+func tlsConfig(cfg ClientConfig) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in, documented as lab use only
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read caFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("caFile %s holds no PEM certificate", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.PinnedCertSHA256 == "" {
+		return tc, nil
+	}
+	pin, err := config.NormalizeFingerprint(cfg.PinnedCertSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("pinnedCertSHA256: %w", err)
+	}
+	// The standard chain check is replaced, not skipped: VerifyConnection
+	// runs on every handshake (resumed ones included) and refuses any
+	// certificate but the pinned one.
+	tc.InsecureSkipVerify = true //nolint:gosec // verified by the pin below
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("device presented no certificate")
+		}
+		sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+		if got := hex.EncodeToString(sum[:]); got != pin {
+			return fmt.Errorf("device certificate SHA-256 %s does not match pinnedCertSHA256", got)
+		}
+		return nil
+	}
+	return tc, nil
 }
 
 // Close drops idle connections.

@@ -17,7 +17,20 @@ type Config struct {
 	// Policies maps a virtual service to its default group
 	// (`slb policy default <vs> <group>`).
 	Policies map[string]string
+	// Disabled holds the objects the device lists as disabled
+	// (`slb real|group|virtual disable <name>`), keyed by kind and name
+	// (Key); Diff enables the ones it keeps. Render never sets it.
+	Disabled map[Key]bool
 }
+
+// Key names one device object: its kind (real, health, group, virtual,
+// policy) and its name (a policy is named after its virtual service).
+type Key struct {
+	Kind, Name string
+}
+
+// String renders the key as "<kind> <name>", as status and events show it.
+func (k Key) String() string { return k.Kind + " " + k.Name }
 
 // Real is `slb real <proto> <name> <ip> <port> ...`.
 type Real struct {
@@ -31,7 +44,7 @@ type Real struct {
 // [GET "<path>" "<codes>"]`.
 type Health struct {
 	Name     string
-	Type     string // tcp or http
+	Type     string // tcp, icmp or http
 	Interval int    // seconds
 	Timeout  int    // seconds
 	Rise     int
@@ -66,6 +79,7 @@ func NewConfig() Config {
 		Groups:   map[string]Group{},
 		Virtuals: map[string]Virtual{},
 		Policies: map[string]string{},
+		Disabled: map[Key]bool{},
 	}
 }
 
@@ -103,18 +117,32 @@ func (c Config) Lines() []string {
 	return out
 }
 
-// The command forms. Array's LBaaS agent sends reals as
-// `slb real <proto> <name> <ip> <port> 65535 none` (no per-real probe: the
-// group's health check decides) and virtual services with `arp <max_conn>`.
+// The command forms (docs/apv.md names the public source of each). Array's
+// LBaaS agent sends TCP reals as `slb real tcp <name> <ip> <port> 65535
+// none` (max_conn, then the per-real check: none, the group's health check
+// decides) and virtual services with `arp <max_conn>`.
 
 func (r Real) createLine() string {
 	if r.Proto == "udp" {
-		// udp's optional arguments come in another order
-		// ([max_conn] [hc_up] [hc_down] [timeout] [hc_type]); the defaults
-		// after max_conn are kept.
-		return fmt.Sprintf("slb real udp %s %s %d 65535", q(r.Name), r.IP, r.Port)
+		// UDP reals take [max_conn] [hc_up] [hc_down] [timeout] [hc_type];
+		// this is the form of jp05451/array-script (APVSetup.py
+		// setupUDPLoadBalancer), which drives real APVs: no connection
+		// limit, 3/3, a 60 s session timeout, no per-real check.
+		return fmt.Sprintf("slb real udp %s %s %d 0 3 3 60 none", q(r.Name), r.IP, r.Port)
 	}
 	return fmt.Sprintf("slb real %s %s %s %d 65535 none", r.Proto, q(r.Name), r.IP, r.Port)
+}
+
+// enableLine is `slb <kind> enable <name>`. jp05451/array-script enables
+// every real, group and virtual service right after creating it; the agent
+// does the same (docs/apv.md).
+func enableLine(kind, name string) string { return fmt.Sprintf("slb %s enable %s", kind, q(name)) }
+
+// isEnableLine tells the enable commands apart: a device that rejects one
+// has still created the object, so the sync goes on (see doSync).
+func isEnableLine(line string) bool {
+	f := strings.Fields(line)
+	return len(f) == 4 && f[0] == "slb" && f[2] == "enable"
 }
 
 func (r Real) deleteLine() string { return fmt.Sprintf("no slb real %s %s", r.Proto, q(r.Name)) }

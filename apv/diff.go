@@ -120,10 +120,14 @@ func Diff(cur, want Config) []string {
 		keep.Reals[n] = cur.Reals[n]
 	}
 
-	// Creation, in dependency order.
+	// Creation, in dependency order. Reals, groups and virtual services are
+	// enabled right after they are complete, the way public scripts do it;
+	// a kept object the device lists as disabled is enabled again.
 	for _, n := range sortedKeys(want.Reals) {
 		if _, ok := keep.Reals[n]; !ok {
-			cmds = append(cmds, want.Reals[n].createLine())
+			cmds = append(cmds, want.Reals[n].createLine(), enableLine("real", n))
+		} else if cur.Disabled[Key{"real", n}] {
+			cmds = append(cmds, enableLine("real", n))
 		}
 	}
 	for _, n := range sortedKeys(want.Healths) {
@@ -150,9 +154,16 @@ func Diff(cur, want Config) []string {
 			cmds = append(cmds, groupHealthLine(n, g.Health))
 		}
 	}
+	for _, n := range sortedKeys(want.Groups) {
+		if _, ok := keep.Groups[n]; !ok || cur.Disabled[Key{"group", n}] {
+			cmds = append(cmds, enableLine("group", n))
+		}
+	}
 	for _, n := range sortedKeys(want.Virtuals) {
 		if _, ok := keep.Virtuals[n]; !ok {
-			cmds = append(cmds, want.Virtuals[n].createLine())
+			cmds = append(cmds, want.Virtuals[n].createLine(), enableLine("virtual", n))
+		} else if cur.Disabled[Key{"virtual", n}] {
+			cmds = append(cmds, enableLine("virtual", n))
 		}
 	}
 	for _, vs := range sortedKeys(want.Policies) {
@@ -179,6 +190,9 @@ func normalize(c Config) Config {
 	}
 	if c.Policies == nil {
 		c.Policies = map[string]string{}
+	}
+	if c.Disabled == nil {
+		c.Disabled = map[Key]bool{}
 	}
 	return c
 }

@@ -13,11 +13,17 @@
 //     objects the agent owns, diff against the desired Config and send only
 //     the difference in dependency order, then `write memory`. Devices are
 //     synced independently, with retries that back off.
-//   - Scan (scanLB): per device, read HA state, interface links, CPU and
-//     memory use, SSL certificate expiry and SLB service status into
-//     Prometheus metrics, and turn each state change into an event
-//     (EventSink).
+//   - Scan (scanLB): per device, read HA state (the local unit's, never the
+//     peer's), interface links, CPU use, SSL certificate expiry and SLB
+//     service status into Prometheus metrics, and turn each state change
+//     into an event (EventSink; package apv/cesink sends them as
+//     CloudEvents).
 //
-// docs/apv.md lists which command forms and outputs come from public Array
-// material and which are assumptions that still need a real device.
+// A device may print an object back differently from how it was sent;
+// such objects are marked after one write and not rewritten in a loop
+// (readback.go).
+//
+// docs/apv.md gives the public source of every command form and parsed
+// output (fixtures in testdata/public), or says there is none, and lists
+// what still needs a real device.
 package apv

@@ -11,10 +11,16 @@ import (
 // output of `show running` (or of the `show slb ...` commands, which print
 // the same lines): `slb real tcp "rs1" 172.16.0.9 80 1000 tcp 3 3`,
 // `slb group member "gm1" "rs1" 1 0`, `slb policy default "vs1" "gm1"`.
+// Names may be quoted or not and fields separated by any run of blanks.
 // Lines about objects without OwnerPrefix, and lines it does not know, are
-// skipped. A line it cannot read completely is skipped too and counted in
-// unreadable, so the caller can report it; the object then looks absent and
-// is created again, which the device refuses loudly rather than silently.
+// skipped. An owned line it cannot read completely still records the object
+// with what it could read, and is counted in unreadable: the object then
+// differs from the desired one, so it is replaced (or deleted when it is no
+// longer wanted) rather than left behind, and the read-back after the write
+// shows whether the device prints it back differently (see Appliance).
+//
+// `slb real|group|virtual enable <name>` lines are skipped; `... disable
+// <name>` lines mark the object disabled (Config.Disabled).
 func ParseConfig(text string) (c Config, unreadable int) {
 	c = NewConfig()
 	members := map[string]map[string]uint32{}
@@ -26,6 +32,12 @@ func ParseConfig(text string) (c Config, unreadable int) {
 		if len(f) < 3 || f[0] != "slb" {
 			continue
 		}
+		if (f[1] == "real" || f[1] == "virtual" || f[1] == "group") && (f[2] == "enable" || f[2] == "disable") {
+			if len(f) >= 4 && owned(f[3]) && f[2] == "disable" {
+				c.Disabled[Key{f[1], f[3]}] = true
+			}
+			continue
+		}
 		ok := true
 		switch {
 		case f[1] == "real" && len(f) >= 4:
@@ -34,18 +46,14 @@ func ParseConfig(text string) (c Config, unreadable int) {
 			}
 			r := Real{Proto: f[2], Name: f[3]}
 			ok = len(f) >= 6 && parseAddr(f[4], &r.IP) && parsePort(f[5], &r.Port)
-			if ok {
-				c.Reals[r.Name] = r
-			}
+			c.Reals[r.Name] = r
 		case f[1] == "virtual" && len(f) >= 4:
 			if !owned(f[3]) {
 				continue
 			}
 			v := Virtual{Proto: f[2], Name: f[3]}
 			ok = len(f) >= 6 && parseAddr(f[4], &v.VIP) && parsePort(f[5], &v.Port)
-			if ok {
-				c.Virtuals[v.Name] = v
-			}
+			c.Virtuals[v.Name] = v
 		case f[1] == "group" && f[2] == "method" && len(f) >= 4:
 			if !owned(f[3]) {
 				continue
@@ -69,7 +77,7 @@ func ParseConfig(text string) (c Config, unreadable int) {
 				w, err = strconv.ParseUint(f[5], 10, 32)
 				ok = err == nil
 			}
-			if ok {
+			if len(f) >= 5 {
 				if members[f[3]] == nil {
 					members[f[3]] = map[string]uint32{}
 				}
@@ -89,9 +97,12 @@ func ParseConfig(text string) (c Config, unreadable int) {
 			}
 			h, good := parseHealth(f)
 			ok = good
-			if ok {
-				c.Healths[h.Name] = h
+			if prev, seen := c.Healths[h.Name]; seen && !good {
+				// A second line about a check already read (a device that
+				// splits a check over several lines) must not blank it.
+				h = prev
 			}
+			c.Healths[h.Name] = h
 		case f[1] == "policy" && f[2] == "default" && len(f) >= 4:
 			if !owned(f[3]) {
 				continue
@@ -139,10 +150,12 @@ func ParseConfig(text string) (c Config, unreadable int) {
 // <fall> [<method> "<path>" "<codes>"]`.
 func parseHealth(f []string) (Health, bool) {
 	h := Health{Name: f[2]}
+	if len(f) >= 4 {
+		h.Type = f[3]
+	}
 	if len(f) < 8 {
 		return h, false
 	}
-	h.Type = f[3]
 	var err error
 	for i, p := range []*int{&h.Interval, &h.Timeout, &h.Rise, &h.Fall} {
 		if *p, err = strconv.Atoi(f[4+i]); err != nil {

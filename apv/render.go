@@ -149,7 +149,7 @@ func renderService(out Config, vs *model.VirtualService) error {
 			return err
 		}
 	}
-	health, hasHealth, err := renderHealth(n.Health, vs.Health)
+	health, hasHealth, err := renderHealth(n.Health, vs.Protocol, vs.Health)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,13 @@ func renderService(out Config, vs *model.VirtualService) error {
 
 // renderHealth maps the health spec onto `slb health`. Durations are whole
 // seconds, rounded up, at least 1.
-func renderHealth(name string, h model.HealthSpec) (Health, bool, error) {
+//
+// A UDP service whose LBRoute did not choose a check type gets an ICMP check
+// (Array's LBaaS agent maps PING to `slb health <name> icmp ...`): the
+// default TCP connect would probe a port the real does not serve over TCP
+// and mark every real down. A TCP check the LBRoute asks for explicitly is
+// kept (a DNS server, say, answers on TCP 53 too).
+func renderHealth(name string, proto model.Protocol, h model.HealthSpec) (Health, bool, error) {
 	secs := func(d time.Duration) int {
 		return max(1, int(math.Ceil(d.Seconds())))
 	}
@@ -202,6 +208,9 @@ func renderHealth(name string, h model.HealthSpec) (Health, bool, error) {
 		return Health{}, false, nil
 	case model.HealthTCP, "":
 		out.Type = "tcp"
+		if proto == model.UDP && (h.TypeDefaulted || h.Type == "") {
+			out.Type = "icmp"
+		}
 	case model.HealthHTTP:
 		out.Type = "http"
 		out.Path = h.Path
@@ -209,7 +218,7 @@ func renderHealth(name string, h model.HealthSpec) (Health, bool, error) {
 			out.Path = "/"
 		}
 		if len(out.Path) > maxPathLen || !pathRE.MatchString(out.Path) {
-			return Health{}, false, fmt.Errorf("healthCheck.path: %q must be an absolute path of at most %d characters without quotes, blanks or backslashes", printable(out.Path), maxPathLen)
+			return Health{}, false, fmt.Errorf("healthCheck.path: %q must be an absolute path of at most %d characters without quotes, blanks, backslashes, ';' or '$' (ArrayOS command syntax)", printable(out.Path), maxPathLen)
 		}
 		out.Codes = "200-399"
 		if len(h.ExpectedStatus) > 0 {

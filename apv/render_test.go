@@ -2,6 +2,7 @@ package apv
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -153,6 +154,8 @@ func TestRenderRefusesInjection(t *testing.T) {
 		{"name too long", func(vs *model.VirtualService) { vs.Name = strings.Repeat("a", 64) }, "vsName"},
 		{"path quote", func(vs *model.VirtualService) { vs.Health.Path = `/x" "y` }, "healthCheck.path"},
 		{"path newline", func(vs *model.VirtualService) { vs.Health.Path = "/x\nwrite memory" }, "healthCheck.path"},
+		{"path semicolon", func(vs *model.VirtualService) { vs.Health.Path = "/x;write memory" }, "healthCheck.path"},
+		{"path dollar", func(vs *model.VirtualService) { vs.Health.Path = "/$$x$$" }, "healthCheck.path"},
 		{"policy", func(vs *model.VirtualService) { vs.Policy = "lc" }, "policy"},
 		{"protocol", func(vs *model.VirtualService) { vs.Protocol = "SCTP" }, "protocol"},
 	} {
@@ -177,7 +180,8 @@ func TestRenderRefusesInjection(t *testing.T) {
 }
 
 func TestCheckLine(t *testing.T) {
-	for _, bad := range []string{"", "slb real tcp \"a\nwrite memory\"", "slb \"x", "a\\b", "a\rb"} {
+	for _, bad := range []string{"", "slb real tcp \"a\nwrite memory\"", "slb \"x", "a\\b", "a\rb",
+		`show ssl certificate "a"; write memory`, `slb health "h" http 5 2 2 3 GET "/$$x$$" "200"`, "show running;"} {
 		if checkLine(bad) == nil {
 			t.Errorf("checkLine(%q) accepted", bad)
 		}
@@ -215,37 +219,74 @@ func TestNamesFitAndAreStable(t *testing.T) {
 	}
 }
 
-// The show formats published for ArrayOS (netkiller's Array CLI notes:
-// `show slb real http`, `show slb group member gm1`, `show slb virtual
-// http`, `show slb policy all`), with owned names, parse into the objects.
-func TestParsePublishedShowFormats(t *testing.T) {
-	c, bad := ParseConfig(`slb real http "ea_rs1" 172.16.0.9 80 1000 tcp 3 3
-slb real http "ea_rs2" 172.16.0.5 80 4096 http 3 3
-slb group method "ea_gm1" rr
-slb group member "ea_gm1" "ea_rs1" 1 0
-slb group member "ea_gm1" "ea_rs2" 1 0
-slb virtual http "ea_vs1" 172.16.0.3 80 arp 0
-slb policy default "ea_vs1" "ea_gm1"
-`)
-	if bad != 0 {
-		t.Fatalf("%d unreadable lines", bad)
+// A UDP service gets no TCP check unless its LBRoute asks for one: the
+// default becomes ICMP (Array's LBaaS agent's PING form), and the UDP real
+// takes the form public scripts send.
+func TestUDPHealthAndRealForms(t *testing.T) {
+	udp := model.VirtualService{Namespace: "dns", Route: "r", Name: "dns", VIP: netip.MustParseAddr("10.200.0.53"), Port: 53,
+		Protocol: model.UDP, Reals: []model.Real{real4("10.203.2.2", 53, 1)}}
+	for _, tc := range []struct {
+		name   string
+		health model.HealthSpec
+		want   string // type of the slb health line, "" = none
+	}{
+		{"no healthCheck", model.DefaultHealth, "icmp"},
+		{"healthCheck without type", model.HealthSpec{Type: model.HealthTCP, TypeDefaulted: true, Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}, "icmp"},
+		{"explicit TCP", model.HealthSpec{Type: model.HealthTCP, Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}, "tcp"},
+		{"None", model.HealthSpec{Type: model.HealthNone}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vs := udp
+			vs.Health = tc.health
+			c := mustRender(t, model.State{Services: []model.VirtualService{vs}})
+			n := NamesFor(&vs)
+			h, ok := c.Healths[n.Health]
+			switch {
+			case tc.want == "" && ok:
+				t.Fatalf("health %+v rendered for None", h)
+			case tc.want != "" && (!ok || h.Type != tc.want):
+				t.Fatalf("health = %+v (present %v), want type %s", h, ok, tc.want)
+			case tc.want != "" && c.Groups[n.Group].Health != n.Health:
+				t.Fatalf("group health = %q", c.Groups[n.Group].Health)
+			}
+			if tc.want == "icmp" && h.createLine() != fmt.Sprintf("slb health %q icmp 5 2 2 3", n.Health) {
+				t.Errorf("icmp line = %s", h.createLine())
+			}
+			r := c.Reals["ea_ru_10.203.2.2_53"]
+			if got := r.createLine(); got != `slb real udp "ea_ru_10.203.2.2_53" 10.203.2.2 53 0 3 3 60 none` {
+				t.Errorf("udp real = %s", got)
+			}
+		})
 	}
-	if r := c.Reals["ea_rs1"]; r.Proto != "http" || r.IP.String() != "172.16.0.9" || r.Port != 80 {
-		t.Errorf("real = %+v", r)
+	// A TCP service keeps the TCP default.
+	tcp := udp
+	tcp.Protocol, tcp.Health = model.TCP, model.DefaultHealth
+	c := mustRender(t, model.State{Services: []model.VirtualService{tcp}})
+	if h := c.Healths[NamesFor(&tcp).Health]; h.Type != "tcp" {
+		t.Errorf("tcp default = %+v", h)
 	}
-	if g := c.Groups["ea_gm1"]; g.Method != "rr" || len(g.Members) != 2 || g.Members["ea_rs2"] != 1 {
-		t.Errorf("group = %+v", g)
+}
+
+// Objects are enabled right after they are complete, as public scripts do;
+// a kept object the device lists as disabled is enabled again, nothing
+// else is touched.
+func TestEnableAfterCreateAndOnDisabled(t *testing.T) {
+	want := mustRender(t, sampleState())
+	d := Diff(Config{}, want)
+	idx := func(l string) int { return slices.Index(d, l) }
+	n := NamesFor(&sampleState().Services[0])
+	r := "ea_rt_10.244.1.10_8080"
+	if !(idx(want.Reals[r].createLine()) >= 0 && idx(enableLine("real", r)) == idx(want.Reals[r].createLine())+1) {
+		t.Errorf("real not enabled right after its creation:\n%s", strings.Join(d, "\n"))
 	}
-	if v := c.Virtuals["ea_vs1"]; v.Proto != "http" || v.Port != 80 {
-		t.Errorf("virtual = %+v", v)
+	if idx(enableLine("group", n.Group)) < idx(groupHealthLine(n.Group, n.Health)) || idx(enableLine("group", n.Group)) < 0 {
+		t.Errorf("group not enabled once complete")
 	}
-	if c.Policies["ea_vs1"] != "ea_gm1" {
-		t.Errorf("policies = %v", c.Policies)
+	if v := want.Virtuals[n.Virtual]; idx(enableLine("virtual", n.Virtual)) != idx(v.createLine())+1 {
+		t.Errorf("virtual not enabled right after its creation")
 	}
-	// An owned http real is not what the agent renders (tcp): the diff
-	// replaces it, deleting with the protocol it was created with.
-	d := Diff(c, Config{})
-	if !slices.Contains(d, `no slb real http "ea_rs1"`) {
-		t.Errorf("diff = %v", d)
+	cur, _ := ParseConfig(strings.Join(want.Lines(), "\n") + "\nslb virtual disable \"" + n.Virtual + "\"\nslb real enable \"" + r + "\"\n")
+	if got := Diff(cur, want); !slices.Equal(got, []string{enableLine("virtual", n.Virtual)}) {
+		t.Errorf("diff of a disabled virtual = %v", got)
 	}
 }

@@ -4,33 +4,48 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
-// Scan commands. `show interface`, `show health server` and `show running`
-// print formats published in Array material; the others are assumptions
-// (docs/apv.md) and their parsers are deliberately tolerant.
+// Scan commands; docs/apv.md names the public source of each (and of the
+// output format its parser reads), or says there is none.
 const (
-	cmdShowRunning     = "show running"
-	cmdShowHA          = "show ha status"
-	cmdShowInterface   = "show interface"
-	cmdShowCPU         = "show statistics cpu"
-	cmdShowMemory      = "show memory"
-	cmdShowHealth      = "show health server"
-	cmdShowRealStats   = "show statistics slb real"
-	cmdShowVirtualStat = "show statistics slb virtual"
+	cmdShowRunning   = "show running"
+	cmdShowHAConfig  = "show ha config"
+	cmdShowHAStatus  = "show ha status"
+	cmdShowHADomain  = "show ha status domain"
+	cmdShowIPAddress = "show ip address"
+	cmdShowInterface = "show interface"
+	cmdShowCPU       = "show statistics cpu"
+	cmdShowHealth    = "show health server"
+	cmdShowSLBStats  = "show statistics slb all"
 )
 
 // ScanResult is what one scan read from a device. A section that could not
-// be read is left empty (ratios are -1).
+// be read is left empty (CPU is -1).
 type ScanResult struct {
-	HAState    string
+	// HAState is the local unit's state: active, standby, init, off or
+	// unknown (HA on but the local unit or its state not found: never the
+	// peer's state).
+	HAState string
+	// HAConfigured is true when `show ha config` lists HA units, whether
+	// HA is on or off.
+	HAConfigured bool
+	// HAUnit is the local unit's name, HADomain the sorted addresses of
+	// every unit in the HA configuration (the same on both units of a
+	// pair), HAUnitsUp the units `show ha status domain` reports UP.
+	HAUnit    string
+	HADomain  string
+	HAUnitsUp map[string]bool
+	// Interfaces maps an interface to its carrier.
 	Interfaces map[string]bool
 	CPU        float64
-	Memory     float64
 	// Certs maps an SSL virtual host to its certificate's expiry.
 	Certs    map[string]time.Time
 	Reals    map[string]ServiceStatus
@@ -46,12 +61,20 @@ type ServiceStatus struct {
 	HasConns    bool
 }
 
+// ScanTarget says how to identify the local HA unit: by name when
+// configured, else by the device's own addresses or the URL's host.
+type ScanTarget struct {
+	HAUnit  string
+	URLHost string
+}
+
 // Scan reads a device's state. It fails only when the device cannot be
 // reached (or refuses the credentials); a command the device does not know
-// leaves its section empty and is listed in ScanResult.Errors.
-func Scan(ctx context.Context, c *Client) (ScanResult, error) {
-	res := ScanResult{HAState: "unknown", CPU: -1, Memory: -1, Interfaces: map[string]bool{}, Certs: map[string]time.Time{},
-		Reals: map[string]ServiceStatus{}, Virtuals: map[string]ServiceStatus{}}
+// leaves its section empty and is listed in ScanResult.Errors. Scan only
+// reads: a read-only account is enough.
+func Scan(ctx context.Context, c *Client, tgt ScanTarget) (ScanResult, error) {
+	res := ScanResult{HAState: "unknown", CPU: -1, HAUnitsUp: map[string]bool{}, Interfaces: map[string]bool{},
+		Certs: map[string]time.Time{}, Reals: map[string]ServiceStatus{}, Virtuals: map[string]ServiceStatus{}}
 	run := func(cmd string) (string, bool, error) {
 		out, err := c.Run(ctx, cmd)
 		if err != nil {
@@ -63,13 +86,15 @@ func Scan(ctx context.Context, c *Client) (ScanResult, error) {
 		}
 		return out, true, nil
 	}
-	// The HA status goes first: it doubles as the reachability check.
-	out, ok, err := run(cmdShowHA)
+	// The HA configuration goes first: it doubles as the reachability check.
+	out, ok, err := run(cmdShowHAConfig)
 	if err != nil {
 		return res, err
 	}
 	if ok {
-		res.HAState = ParseHAState(out)
+		if err := scanHA(run, ParseHAConfig(out), tgt, &res); err != nil {
+			return res, err
+		}
 	}
 	steps := []struct {
 		cmd   string
@@ -77,14 +102,16 @@ func Scan(ctx context.Context, c *Client) (ScanResult, error) {
 	}{
 		{cmdShowInterface, func(s string) { res.Interfaces = ParseInterfaces(s) }},
 		{cmdShowCPU, func(s string) { res.CPU = ParseCPU(s) }},
-		{cmdShowMemory, func(s string) { res.Memory = ParseMemory(s) }},
 		{cmdShowHealth, func(s string) {
 			for n, up := range ParseHealthServer(s) {
 				res.Reals[n] = ServiceStatus{Up: up}
 			}
 		}},
-		{cmdShowRealStats, func(s string) { mergeStats(res.Reals, ParseStats(s), true) }},
-		{cmdShowVirtualStat, func(s string) { mergeStats(res.Virtuals, ParseStats(s), false) }},
+		{cmdShowSLBStats, func(s string) {
+			reals, virtuals := ParseSLBStatistics(s)
+			mergeStats(res.Reals, reals, true)
+			mergeStats(res.Virtuals, virtuals, false)
+		}},
 		{cmdShowRunning, func(s string) {
 			for _, vh := range ParseSSLHosts(s) {
 				cert, ok, err := run("show ssl certificate " + q(vh))
@@ -109,6 +136,49 @@ func Scan(ctx context.Context, c *Client) (ScanResult, error) {
 	return res, ctx.Err()
 }
 
+// scanHA fills the HA part of res from the HA configuration and, when HA is
+// on, the status commands.
+func scanHA(run func(string) (string, bool, error), cfg HAConfig, tgt ScanTarget, res *ScanResult) error {
+	res.HAConfigured = len(cfg.Units) > 0
+	res.HADomain = cfg.Domain()
+	var own []netip.Addr
+	if tgt.HAUnit == "" && res.HAConfigured {
+		out, ok, err := run(cmdShowIPAddress)
+		if err != nil {
+			return err
+		}
+		if ok {
+			own = ParseIPAddresses(out)
+		}
+	}
+	res.HAUnit = cfg.LocalUnit(tgt.HAUnit, own, tgt.URLHost)
+	if cfg.Off {
+		res.HAState = "off"
+		return nil
+	}
+	if !res.HAConfigured {
+		return nil
+	}
+	out, ok, err := run(cmdShowHADomain)
+	if err != nil {
+		return err
+	}
+	if ok {
+		res.HAUnitsUp = ParseHADomainStatus(out, cfg.Units)
+	}
+	if res.HAUnit == "" {
+		return nil
+	}
+	out, ok, err = run(cmdShowHAStatus)
+	if err != nil {
+		return err
+	}
+	if ok {
+		res.HAState = ParseHAStatus(out, res.HAUnit)
+	}
+	return nil
+}
+
 // mergeStats adds connection counts; real up/down comes from
 // `show health server` when it answered, else from the statistics.
 func mergeStats(into map[string]ServiceStatus, stats map[string]ServiceStatus, keepUp bool) {
@@ -121,32 +191,186 @@ func mergeStats(into map[string]ServiceStatus, stats map[string]ServiceStatus, k
 	}
 }
 
+// HAUnit is one `ha unit "<name>" <ip> <port>` line of the HA
+// configuration.
+type HAUnit struct {
+	Name string
+	IP   netip.Addr
+}
+
+// HAConfig is what the agent reads out of `show ha config`.
+type HAConfig struct {
+	// Off is true when the configuration holds `ha off`.
+	Off   bool
+	Units []HAUnit
+}
+
+// ParseHAConfig reads `show ha config`, which prints the HA configuration
+// lines: Array's LBaaS agent reads "ha off" in it to tell that HA is
+// disabled (apv_driver.py get_ha_status) and its `ha decision rule` lines
+// field by field (clear_ha), and configures units with
+// `ha unit "<name>" <ip> <port>` (adc_device.py ha_unit).
+func ParseHAConfig(out string) HAConfig {
+	var c HAConfig
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := tokenize(strings.TrimSpace(sc.Text()))
+		switch {
+		case len(f) == 2 && f[0] == "ha" && f[1] == "off":
+			c.Off = true
+		case len(f) >= 4 && f[0] == "ha" && f[1] == "unit":
+			ip, err := netip.ParseAddr(f[3])
+			if err == nil && checkObjectNameLoose(f[2]) {
+				c.Units = append(c.Units, HAUnit{Name: f[2], IP: ip.Unmap()})
+			}
+		}
+	}
+	return c
+}
+
+// Domain identifies the HA pair: the sorted unit addresses, which both
+// units of a pair list alike ("" when no unit is configured).
+func (c HAConfig) Domain() string {
+	ips := make([]string, 0, len(c.Units))
+	for _, u := range c.Units {
+		ips = append(ips, u.IP.String())
+	}
+	slices.Sort(ips)
+	return strings.Join(slices.Compact(ips), ",")
+}
+
+// LocalUnit picks the device's own unit: the configured name when it is one
+// of the units, else the unit whose address the device holds (`show ip
+// address`), else the unit whose address is the management URL's host
+// (Array's LBaaS agent names each unit after the address it manages the
+// device by). "" when none matches: the state is then unknown, never the
+// peer's.
+func (c HAConfig) LocalUnit(name string, own []netip.Addr, urlHost string) string {
+	if name != "" {
+		for _, u := range c.Units {
+			if u.Name == name {
+				return name
+			}
+		}
+		return ""
+	}
+	for _, u := range c.Units {
+		if slices.Contains(own, u.IP) {
+			return u.Name
+		}
+	}
+	if h, err := netip.ParseAddr(urlHost); err == nil {
+		for _, u := range c.Units {
+			if u.IP == h.Unmap() {
+				return u.Name
+			}
+		}
+	}
+	return ""
+}
+
+// ParseIPAddresses reads the device's addresses out of `show ip address`
+// (`ip address "port1" 10.10.11.1 255.255.255.0`, the form
+// jp05451/array-script's resolvePortNames reads).
+func ParseIPAddresses(out string) []netip.Addr {
+	var res []netip.Addr
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := tokenize(strings.TrimSpace(sc.Text()))
+		if len(f) >= 4 && f[0] == "ip" && f[1] == "address" {
+			if a, err := netip.ParseAddr(f[3]); err == nil {
+				res = append(res, a.Unmap())
+			}
+		}
+	}
+	return res
+}
+
+// ParseHADomainStatus reads `show ha status domain`: Array's LBaaS agent
+// takes a unit as up when a line holds its name and "UP"
+// (apv_driver.py get_ha_domain_status). Every configured unit gets an
+// entry; units named on no line are down.
+func ParseHADomainStatus(out string, units []HAUnit) map[string]bool {
+	res := make(map[string]bool, len(units))
+	for _, u := range units {
+		res[u.Name] = false
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if !containsWord(line, "UP") {
+			continue
+		}
+		for _, u := range units {
+			if containsWord(line, u.Name) {
+				res[u.Name] = true
+			}
+		}
+	}
+	return res
+}
+
+// containsWord reports whether w occurs in s as a whole word: not inside a
+// longer name (unit_m is not in unit_m2, UP is not in BACKUP).
+func containsWord(s, w string) bool {
+	isName := func(c byte) bool {
+		return c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for i := 0; w != ""; {
+		j := strings.Index(s[i:], w)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(w)
+		if (start == 0 || !isName(s[start-1])) && (end == len(s) || !isName(s[end])) {
+			return true
+		}
+		i = start + 1
+	}
+	return false
+}
+
+var haRoleRE = regexp.MustCompile(`(?i)^(active|standby|init)$`)
+
+// ParseHAStatus reads the local unit's role out of `show ha status`. No
+// public sample of this output exists, so only lines that name the local
+// unit count (the peer's line never does), and a role word on such a line
+// is its state; with several HA groups, "active" wins over "standby" over
+// "init" (active for at least one group). "unknown" when no line names the
+// unit with a role.
+func ParseHAStatus(out, unit string) string {
+	best := ""
+	rank := map[string]int{"active": 3, "standby": 2, "init": 1}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if !containsWord(line, unit) {
+			continue
+		}
+		for _, w := range strings.FieldsFunc(line, func(r rune) bool { return !unicode.IsLetter(r) }) {
+			if haRoleRE.MatchString(w) {
+				if r := strings.ToLower(w); rank[r] > rank[best] {
+					best = r
+				}
+			}
+		}
+	}
+	if best == "" {
+		return "unknown"
+	}
+	return best
+}
+
 var (
-	haOffRE     = regexp.MustCompile(`(?i)\bha\s+(status\s*:\s*)?off\b`)
-	haGroupRE   = regexp.MustCompile(`(?i)\bgroup\s+\d+\b.*?\b(active|standby|init)\b`)
-	haAnyRE     = regexp.MustCompile(`(?i)\b(active|standby|init)\b`)
 	ifaceHeadRE = regexp.MustCompile(`^([A-Za-z0-9_.:-]+)\(([^)]*)\):\s*flags=`)
 	ifaceStatRE = regexp.MustCompile(`^\s+status:\s*(.+?)\s*$`)
-	pctRE       = regexp.MustCompile(`(\d+(?:\.\d+)?)\s*%`)
-	memRE       = regexp.MustCompile(`(?i)mem\w*\s+(?:usage|used|utili[sz]ation)\s*:?\s*(\d+(?:\.\d+)?)\s*%`)
+	cpuRE       = regexp.MustCompile(`(?i)CPU\s+Utilization\s+(\d+(?:\.\d+)?)\s*%`)
 	notAfterRE  = regexp.MustCompile(`(?i)not\s+after\s*:\s*(.+?)\s*$`)
+	realStatRE  = regexp.MustCompile(`^\s*Real service\s+("[^"]+"|\S+)\s+(\S+)\s+(\d+)\s+(.+?)\s*$`)
+	virtStatRE  = regexp.MustCompile(`^\s*\w+\s+virtual service\s+"([^"]+)"\s+\((\S+)\s+(\d+)\)\s+(\S+)`)
+	statKVRE    = regexp.MustCompile(`^\s+(.+?):\s+(.+?)\s*$`)
+	pagerRE     = regexp.MustCompile(`[ \t]*--More--[ \t]*|\x08+`)
 )
-
-// ParseHAState reads the local unit's HA state out of `show ha status`:
-// "off" when HA is off, else the first group's state word (active, standby,
-// init), else "unknown".
-func ParseHAState(out string) string {
-	if haOffRE.MatchString(out) {
-		return "off"
-	}
-	if m := haGroupRE.FindStringSubmatch(out); m != nil {
-		return strings.ToLower(m[1])
-	}
-	if m := haAnyRE.FindStringSubmatch(out); m != nil {
-		return strings.ToLower(m[1])
-	}
-	return "unknown"
-}
 
 // ParseInterfaces reads `show interface` (the BSD ifconfig-like layout:
 // "port1(port1): flags=8843<UP,...>" then "status: active" or
@@ -169,47 +393,25 @@ func ParseInterfaces(out string) map[string]bool {
 	return res
 }
 
-// ParseCPU reads a CPU utilisation ratio: the "average"/"total" line if
-// there is one, else the mean of every CPU percentage. -1 if none.
+// ParseCPU reads the CPU utilisation ratio out of `show statistics cpu`
+// ("CPU Utilization 7 %", the line jp05451/array-script's system monitor
+// reads from real APVs); -1 when there is none.
 func ParseCPU(out string) float64 {
-	var sum float64
-	n := 0
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(strings.ToLower(line), "cpu") {
-			continue
-		}
-		m := pctRE.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		v, _ := strconv.ParseFloat(m[1], 64)
-		l := strings.ToLower(line)
-		if strings.Contains(l, "average") || strings.Contains(l, "total") {
-			return v / 100
-		}
-		sum += v
-		n++
-	}
-	if n == 0 {
-		return -1
-	}
-	return sum / float64(n) / 100
-}
-
-// ParseMemory reads "Memory usage: 43.0%" style lines; -1 if none.
-func ParseMemory(out string) float64 {
-	m := memRE.FindStringSubmatch(out)
+	m := cpuRE.FindStringSubmatch(out)
 	if m == nil {
 		return -1
 	}
-	v, _ := strconv.ParseFloat(m[1], 64)
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return -1
+	}
 	return v / 100
 }
 
 // ParseHealthServer reads the "Server Status" table of `show health
-// server`: "<real name> UP|DOWN" lines between the two dashed headers.
+// server`: "<real name> UP|DOWN" lines between the "status" header and the
+// "Health Check" section, as Array's LBaaS agent reads it
+// (apv_driver.py get_all_health_status).
 func ParseHealthServer(out string) map[string]bool {
 	res := map[string]bool{}
 	inStatus := false
@@ -235,23 +437,56 @@ func ParseHealthServer(out string) map[string]bool {
 	return res
 }
 
-// ParseStats reads statistics tables whose rows are
-// "<name> UP|DOWN <active connections> ...".
-func ParseStats(out string) map[string]ServiceStatus {
-	res := map[string]ServiceStatus{}
-	sc := bufio.NewScanner(strings.NewReader(out))
+// ParseSLBStatistics reads `show statistics slb all`, the blocks
+// jp05451/array-script's parseSLBStats reads from real APVs:
+//
+//	Real service <name> <ip> <port> <state>
+//	    Current Connection Count: 3
+//	    ...
+//	tcp virtual service "<name>" (<ip> <port>) UP
+//	    Current Connection Count: 12
+//
+// A service is up when its state word is UP; connections are the
+// "Current Connection Count" of its block. SSH pager residue (--More--,
+// backspaces) is ignored.
+func ParseSLBStatistics(out string) (reals, virtuals map[string]ServiceStatus) {
+	reals, virtuals = map[string]ServiceStatus{}, map[string]ServiceStatus{}
+	var cur map[string]ServiceStatus
+	name := ""
+	sc := bufio.NewScanner(strings.NewReader(pagerRE.ReplaceAllString(out, "")))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
-		f := tokenize(strings.TrimSpace(sc.Text()))
-		if len(f) < 3 || !(strings.EqualFold(f[1], "UP") || strings.EqualFold(f[1], "DOWN")) {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if m := realStatRE.FindStringSubmatch(line); m != nil {
+			cur, name = reals, strings.Trim(m[1], `"`)
+			reals[name] = ServiceStatus{Up: upWord(m[4])}
 			continue
 		}
-		n, err := strconv.ParseFloat(f[2], 64)
-		if err != nil {
+		if m := virtStatRE.FindStringSubmatch(line); m != nil {
+			cur, name = virtuals, m[1]
+			virtuals[name] = ServiceStatus{Up: upWord(m[4])}
 			continue
 		}
-		res[f[0]] = ServiceStatus{Up: strings.EqualFold(f[1], "UP"), Connections: n, HasConns: true}
+		if cur == nil {
+			continue
+		}
+		m := statKVRE.FindStringSubmatch(line)
+		if m == nil || !strings.EqualFold(m[1], "Current Connection Count") {
+			continue
+		}
+		if n, err := strconv.ParseFloat(m[2], 64); err == nil {
+			s := cur[name]
+			s.Connections, s.HasConns = n, true
+			cur[name] = s
+		}
 	}
-	return res
+	return reals, virtuals
+}
+
+// upWord reads a state field ("UP", "DOWN", "UP (enabled)").
+func upWord(s string) bool {
+	f := strings.Fields(s)
+	return len(f) > 0 && strings.EqualFold(f[0], "UP")
 }
 
 // ParseSSLHosts lists the SSL virtual hosts in configuration text
@@ -277,7 +512,8 @@ func ParseSSLHosts(out string) []string {
 func checkObjectNameLoose(s string) bool { return s != "" && len(s) <= 128 && checkLine(q(s)) == nil }
 
 // ParseNotAfter reads the certificate expiry from OpenSSL-style text
-// ("Not After : Dec  8 07:00:00 2026 GMT").
+// ("Not After : Dec  8 07:00:00 2026 GMT"). No public sample of `show ssl
+// certificate` exists; OpenSSL's layout is the assumption (docs/apv.md).
 func ParseNotAfter(out string) (time.Time, bool) {
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {

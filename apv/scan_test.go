@@ -27,6 +27,7 @@ func TestScanFailoverLinkDownCertExpiry(t *testing.T) {
 	e.SetCert("shop_tls", vs, expiry)
 	e.SetCert("api_tls", vs, now.Add(200*24*time.Hour))
 	e.SetConnections("ea_rt_10.244.1.10_8080", 42)
+	e.SetConnections(vs, 17)
 
 	if err := h.a.ScanOnce(ctx); err != nil {
 		t.Fatal(err)
@@ -42,11 +43,15 @@ func TestScanFailoverLinkDownCertExpiry(t *testing.T) {
 		{"ha standby", testutil.ToFloat64(m.haState.WithLabelValues("apv-a", "standby")), 0},
 		{"port1 up", testutil.ToFloat64(m.ifaceUp.WithLabelValues("apv-a", "port1")), 1},
 		{"cpu", testutil.ToFloat64(m.cpu.WithLabelValues("apv-a")), 0.12},
-		{"memory", testutil.ToFloat64(m.memory.WithLabelValues("apv-a")), 0.43},
+
 		{"cert", testutil.ToFloat64(m.certExpiry.WithLabelValues("apv-a", "shop_tls")), float64(expiry.Unix())},
 		{"real up", testutil.ToFloat64(m.realUp.WithLabelValues("apv-a", "ea_rt_10.244.1.10_8080")), 1},
 		{"real conns", testutil.ToFloat64(m.realConns.WithLabelValues("apv-a", "ea_rt_10.244.1.10_8080")), 42},
 		{"virtual up", testutil.ToFloat64(m.virtualUp.WithLabelValues("apv-a", vs)), 1},
+		{"virtual conns", testutil.ToFloat64(m.virtualConns.WithLabelValues("apv-a", vs)), 17},
+		{"ha configured", testutil.ToFloat64(m.haConfigured.WithLabelValues("apv-a")), 1},
+		{"ha domain", testutil.ToFloat64(m.haDomain.WithLabelValues("apv-a", "192.0.2.10,192.0.2.11", "unit_m")), 1},
+		{"peer unit up", testutil.ToFloat64(m.haUnitUp.WithLabelValues("apv-a", "unit_s")), 1},
 	}
 	for _, c := range checks {
 		if math.Abs(c.got-c.want) > 1e-9 {
@@ -165,58 +170,6 @@ func TestScanDropsVanishedSeries(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(h.a.metrics.certExpiry); n != 0 {
 		t.Fatalf("cert series after the vhost vanished = %d, want 0", n)
-	}
-}
-
-func TestParsers(t *testing.T) {
-	// `show interface` as published (netkiller's Array notes).
-	ifs := ParseInterfaces(`port1(port1): flags=8843<UP,BROADCAST,RUNNING,SIMPLEX> mtu 1500
-        ether 00:25:90:05:6d:82
-        media: autoselect (1000baseT <full-duplex>)
-        status: active
-bond1(bond1): flags=8843<UP,BROADCAST,RUNNING,SIMPLEX> mtu 1500
-        ether 00:00:00:00:00:00
-        status: no carrier
-`)
-	if !ifs["port1"] || ifs["bond1"] || len(ifs) != 2 {
-		t.Errorf("interfaces = %v", ifs)
-	}
-	// `show health server` as published.
-	hs := ParseHealthServer(`----------------------------------- Server Status ---------------------------------
-real server name      status
-rs1                   UP
-rs2                   DOWN
------------------------------------ Health Check ----------------------------------
-real server name      ip              :port    status  hct        rqr rpr checklist
------------------------------------------------------------------------------------
-rs1                   172.16.0.9      :80      UP      http         0   0
-`)
-	if !hs["rs1"] || hs["rs2"] || len(hs) != 2 {
-		t.Errorf("health server = %v", hs)
-	}
-	for in, want := range map[string]string{
-		"HA status: off": "off", "ha off": "off", "Group 1   Priority 100   State: Standby": "standby",
-		"unit_m UP\nGroup 2 Active": "active", "nothing": "unknown",
-	} {
-		if got := ParseHAState(in); got != want {
-			t.Errorf("ParseHAState(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := ParseCPU("CPU 0: 10%\nCPU 1: 30%"); math.Abs(got-0.2) > 1e-9 {
-		t.Errorf("cpu mean = %v", got)
-	}
-	if got := ParseCPU("no numbers"); got != -1 {
-		t.Errorf("cpu of nothing = %v", got)
-	}
-	if got := ParseMemory("diskspace: available = 1164 Mb"); got != -1 {
-		t.Errorf("memory without a usage line = %v", got)
-	}
-	ts, ok := ParseNotAfter("            Not After : Dec  8 07:00:00 2026 GMT")
-	if !ok || !ts.Equal(time.Date(2026, 12, 8, 7, 0, 0, 0, time.UTC)) {
-		t.Errorf("not after = %v %v", ts, ok)
-	}
-	if hosts := ParseSSLHosts("ssl host virtual \"a\" \"vs\"\nssl host virtual b vs2\nslb real tcp x 1.1.1.1 1"); !slices.Equal(hosts, []string{"a", "b"}) {
-		t.Errorf("ssl hosts = %v", hosts)
 	}
 }
 

@@ -23,16 +23,16 @@ const (
 	testPass = "s3cret-p@ss"
 )
 
-type event struct{ device, kind, reason, message string }
+type event struct{ device, kind, reason, object, message string }
 
 type recEvents struct {
 	mu sync.Mutex
 	ev []event
 }
 
-func (r *recEvents) Event(device, kind, reason, message string) {
+func (r *recEvents) Event(e Event) {
 	r.mu.Lock()
-	r.ev = append(r.ev, event{device, kind, reason, message})
+	r.ev = append(r.ev, event{e.Device, e.Type, e.Reason, e.Object, e.Message})
 	r.mu.Unlock()
 }
 

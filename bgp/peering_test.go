@@ -95,7 +95,7 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 
 	// A second VIP does not re-send the first, nor reset the session.
 	since := birdRouteSince(bed, "10.200.0.10/32")
-	sessionSince := bed.BirdProtocolState(1, bed.EdgeProtocol())
+	sessionState, sessionSince := bed.BirdSession(1, bed.EdgeProtocol())
 	d.announce(vip("10.200.0.10"), vip("10.200.0.11"))
 	testbed.Poll(t, 10*time.Second, "BIRD to have the second VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.11/32")
@@ -119,8 +119,8 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	if got := birdRouteSince(bed, "10.200.0.10/32"); got != since {
 		t.Errorf("changing one VIP's attributes re-sent another: %q -> %q", since, got)
 	}
-	if got := bed.BirdProtocolState(1, bed.EdgeProtocol()); got != sessionSince {
-		t.Errorf("VIP changes touched the session: %q -> %q", sessionSince, got)
+	if st, since := bed.BirdSession(1, bed.EdgeProtocol()); !testbed.SameBirdSession(sessionState, sessionSince, st, since) {
+		t.Errorf("VIP changes touched the session: %s since %v -> %s since %v", sessionState, sessionSince, st, since)
 	}
 
 	// A learned route withdrawn by its peer leaves the kernel, and comes
@@ -154,7 +154,7 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	}
 
 	// Removing a peer leaves the other session alone.
-	protoSince := bed.BirdProtocolState(1, bed.EdgeProtocol())
+	protoState, protoSince := bed.BirdSession(1, bed.EdgeProtocol())
 	if r := d.call(speakerdReq{Op: "peers", Peers: bedPeers(bed, false)}); r.Error != "" {
 		t.Fatal(r.Error)
 	}
@@ -162,8 +162,8 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 		s := bed.FRRNeighborState()
 		return s != "Established", s
 	})
-	if got := bed.BirdProtocolState(1, bed.EdgeProtocol()); got != protoSince {
-		t.Errorf("removing FRR touched the BIRD session: %q -> %q", protoSince, got)
+	if st, since := bed.BirdSession(1, bed.EdgeProtocol()); !testbed.SameBirdSession(protoState, protoSince, st, since) {
+		t.Errorf("removing FRR touched the BIRD session: %s since %v -> %s since %v", protoState, protoSince, st, since)
 	}
 
 	// Withdrawing a VIP removes it; the learned route stays.

@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/arraynetworks/edgeagent/model"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -194,17 +198,66 @@ type APV struct {
 	Devices      []APVDevice `json:"devices,omitempty"`
 	SyncInterval Duration    `json:"syncInterval,omitzero"`
 	ScanInterval Duration    `json:"scanInterval,omitzero"`
+	// Events sends scan findings to a CloudEvents sink (a Knative broker,
+	// say); off unless sinkURL is set.
+	Events APVEvents `json:"events,omitzero"`
 }
 
 // APVDevice is one appliance.
 type APVDevice struct {
-	Name         string `json:"name"`
+	Name string `json:"name"`
+	// URL is the management base URL; only https:// is accepted (the
+	// credentials travel in every request).
 	URL          string `json:"url"`
 	UsernameFile string `json:"usernameFile,omitempty"`
 	PasswordFile string `json:"passwordFile,omitempty"`
-	CAFile       string `json:"caFile,omitempty"`
+	// ScanUsernameFile and ScanPasswordFile, when set, hold a separate
+	// (read-only) account used for scans; syncs keep using the account
+	// above. Both or neither.
+	ScanUsernameFile string `json:"scanUsernameFile,omitempty"`
+	ScanPasswordFile string `json:"scanPasswordFile,omitempty"`
+	CAFile           string `json:"caFile,omitempty"`
+	// ServerName is the name the device's certificate is verified against
+	// (and sent as SNI) when it differs from the URL's host, typically a
+	// certificate issued to a host name while the URL holds an address.
+	ServerName string `json:"serverName,omitempty"`
+	// PinnedCertSHA256 is the SHA-256 fingerprint of the device's own
+	// certificate (hex, colons allowed: the output of `openssl x509
+	// -noout -fingerprint -sha256`). Set, it replaces chain verification:
+	// the device must present exactly that certificate. For self-signed
+	// device certificates.
+	PinnedCertSHA256 string `json:"pinnedCertSHA256,omitempty"`
 	// InsecureSkipVerify turns TLS verification off (lab use only).
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	// HAUnit names this device's own unit in its HA configuration
+	// (`ha unit "<name>" ...`). Empty: the unit whose address is one of the
+	// device's own (`show ip address`) or the URL's host.
+	HAUnit string `json:"haUnit,omitempty"`
+}
+
+// APVEvents configures the CloudEvents sink of the APV scan.
+type APVEvents struct {
+	// SinkURL receives one CloudEvent per device state change (HTTP
+	// binding, structured by the CloudEvents Go SDK); empty: off.
+	SinkURL string `json:"sinkURL,omitempty"`
+	// QueueSize bounds the events waiting for delivery (default 1000);
+	// when it is full new events are dropped and counted, never waited for.
+	QueueSize int `json:"queueSize,omitempty"`
+	// Timeout bounds one delivery attempt (default 5s).
+	Timeout Duration `json:"timeout,omitzero"`
+	// Retries is how often a failed delivery is tried again (default 3,
+	// backing off 1s, 2s, 4s ...; negative: never).
+	Retries int `json:"retries,omitempty"`
+}
+
+// NormalizeFingerprint turns a SHA-256 certificate fingerprint in hex (any
+// case, optionally with ':' between bytes) into 64 lower-case hex digits.
+func NormalizeFingerprint(s string) (string, error) {
+	h := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q is not a SHA-256 fingerprint (64 hex digits, colons allowed)", s)
+	}
+	return h, nil
 }
 
 // Load reads a config file, applies defaults and validates it.
@@ -350,6 +403,15 @@ func (c *Config) ApplyDefaults() {
 	if c.APV.ScanInterval.Duration == 0 {
 		c.APV.ScanInterval.Duration = 60 * time.Second
 	}
+	if c.APV.Events.QueueSize == 0 {
+		c.APV.Events.QueueSize = 1000
+	}
+	if c.APV.Events.Timeout.Duration == 0 {
+		c.APV.Events.Timeout.Duration = 5 * time.Second
+	}
+	if c.APV.Events.Retries == 0 {
+		c.APV.Events.Retries = 3
+	}
 	if c.MetricsAddress == "" {
 		c.MetricsAddress = ":9560"
 	}
@@ -387,10 +449,19 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeName == "" {
 		bad("nodeName", "must be set (or NODE_NAME, or a host name)")
+	} else if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 && !c.Standalone() {
+		// In a cluster the name is a Node's and names the agent's EdgeNodeStatus.
+		bad("nodeName", "%q is not a Kubernetes node name: %s", c.NodeName, strings.Join(errs, "; "))
 	}
 	for i, p := range c.VIPPools {
 		if _, err := netip.ParsePrefix(p.CIDR); err != nil {
 			bad(fmt.Sprintf("vipPools[%d].cidr", i), "%q is not a CIDR", p.CIDR)
+		}
+		for j, ns := range p.Namespaces {
+			// A pool naming a namespace that cannot exist would admit nothing.
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				bad(fmt.Sprintf("vipPools[%d].namespaces[%d]", i, j), "%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+			}
 		}
 	}
 	if c.BGP.RouterID != "" {
@@ -444,6 +515,16 @@ func (c *Config) Validate() error {
 	if c.APIServer.PingTimeout != nil && c.APIServer.PingTimeout.Duration < 0 {
 		bad("apiserver.pingTimeout", "must not be negative")
 	}
+	if ns := c.Kubernetes.Namespace; ns != "" {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			bad("kubernetes.namespace", "%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	if c.BGP.NodePeers != nil {
+		if _, err := labels.Parse(c.BGP.NodePeers.LabelSelector); err != nil {
+			bad("bgp.nodePeers.labelSelector", "%v", err)
+		}
+	}
 	if c.Kubernetes.StatusQPS < 0 {
 		bad("kubernetes.statusQPS", "must not be negative")
 	}
@@ -462,8 +543,8 @@ func (c *Config) Validate() error {
 			bad(f+".name", "%q is listed twice", d.Name)
 		}
 		names[d.Name] = true
-		if !strings.HasPrefix(d.URL, "https://") && !strings.HasPrefix(d.URL, "http://") {
-			bad(f+".url", "%q must be an https:// URL", d.URL)
+		if u, err := url.Parse(d.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad(f+".url", "%q must be an https:// URL (the credentials travel in every request)", d.URL)
 		}
 		// cli_extend takes HTTP basic auth: both files are needed.
 		if d.UsernameFile == "" {
@@ -472,6 +553,31 @@ func (c *Config) Validate() error {
 		if d.PasswordFile == "" {
 			bad(f+".passwordFile", "must be set (a file holding the APV password)")
 		}
+		if (d.ScanUsernameFile == "") != (d.ScanPasswordFile == "") {
+			bad(f+".scanUsernameFile", "scanUsernameFile and scanPasswordFile go together")
+		}
+		if d.PinnedCertSHA256 != "" {
+			if _, err := NormalizeFingerprint(d.PinnedCertSHA256); err != nil {
+				bad(f+".pinnedCertSHA256", "%v", err)
+			}
+			if d.InsecureSkipVerify {
+				bad(f+".insecureSkipVerify", "must not be set with pinnedCertSHA256 (the pin is the verification)")
+			}
+		}
+		if strings.ContainsAny(d.HAUnit, "\"\\;$") || strings.ContainsFunc(d.HAUnit, unicode.IsControl) {
+			bad(f+".haUnit", "%q must not hold quotes, backslashes, ';', '$' or control characters", d.HAUnit)
+		}
+	}
+	if ev := c.APV.Events; ev.SinkURL != "" {
+		if u, err := url.Parse(ev.SinkURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("apv.events.sinkURL", "%q must be an http:// or https:// URL", ev.SinkURL)
+		}
+	}
+	if c.APV.Events.QueueSize < 0 {
+		bad("apv.events.queueSize", "must not be negative")
+	}
+	if c.APV.Events.Timeout.Duration < 0 {
+		bad("apv.events.timeout", "must not be negative")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -127,3 +127,41 @@ func TestParseIsStrict(t *testing.T) {
 		t.Fatalf("misspelt field accepted: %v", err)
 	}
 }
+
+// Names that end up in Kubernetes are checked with apimachinery's own rules,
+// at load time rather than when the apiserver refuses them.
+func TestValidateKubernetesNames(t *testing.T) {
+	c, err := Parse([]byte(`
+nodeName: Edge_1
+vipPools: [{cidr: 10.200.0.0/24, namespaces: [shop, Shop_Team]}]
+kubernetes: {namespace: Edge.System}
+bgp: {nodePeers: {labelSelector: "role in (edge"}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, f := range []string{`nodeName: "Edge_1" is not a Kubernetes node name`, `vipPools[0].namespaces[1]: "Shop_Team"`,
+		`kubernetes.namespace: "Edge.System"`, "bgp.nodePeers.labelSelector"} {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("error lacks %q:\n%v", f, err)
+		}
+	}
+	if strings.Contains(err.Error(), "namespaces[0]") {
+		t.Errorf("valid namespace refused:\n%v", err)
+	}
+
+	// Standalone, the node name names nothing in Kubernetes: a host name will do.
+	c, err = Parse([]byte("nodeName: Edge_1\nsource: {dir: routes}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Errorf("standalone with node name Edge_1: %v", err)
+	}
+}

@@ -127,8 +127,9 @@ type Dataplane struct {
 	lines          int // lines in them
 	netlinkChanges int
 
-	smu        sync.RWMutex // guards the two below, read by Programmed/Status
+	smu        sync.RWMutex // guards the three below, read by Programmed/Rejected/Status
 	programmed map[string]bool
+	rejected   map[string]error
 	st         status.Dataplane
 }
 
@@ -430,6 +431,7 @@ func (d *Dataplane) reconcile(ctx context.Context, s model.State, res map[string
 	}
 	d.metrics.rules.Set(float64(rules))
 	d.smu.Lock()
+	d.rejected = maps.Clone(d.want.errs)
 	d.st.Rules = rules
 	d.st.InterfaceKind = d.kind
 	d.st.Sysctls = maps.Clone(d.sysctls)
@@ -554,14 +556,13 @@ func (d *Dataplane) Resync() {
 }
 
 // Rejected returns the services left out because they cannot be rendered,
-// with the reason (their Programmed is false).
+// with the reason (their Programmed is false), as of the last sync. It
+// never waits for a sync in progress (an iptables-restore of 10,000
+// services takes seconds), so /status and /readyz answer at once.
 func (d *Dataplane) Rejected() map[string]error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.want == nil {
-		return nil
-	}
-	return maps.Clone(d.want.errs)
+	d.smu.RLock()
+	defer d.smu.RUnlock()
+	return maps.Clone(d.rejected)
 }
 
 // Programmed reports the virtual-service keys whose rules are in the kernel.
@@ -645,7 +646,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.ipt = map[Family]kernelRules{}
 	d.refresh = true
 	d.smu.Lock()
-	d.programmed = map[string]bool{}
+	d.programmed, d.rejected = map[string]bool{}, nil
 	d.smu.Unlock()
 	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -112,5 +113,25 @@ func TestPrepareNodeSetsForwarding(t *testing.T) {
 		if got := strings.TrimSpace(ns.MustRun("sysctl", "-n", k)); got != "1" {
 			t.Fatalf("%s = %s after PrepareNode, want 1", k, got)
 		}
+	}
+}
+
+// /status and /readyz read Rejected, Programmed and Status while a sync may
+// be running an iptables-restore of seconds: none of them may wait for it.
+func TestReadersDoNotWaitForASync(t *testing.T) {
+	d := New(Options{})
+	d.mu.Lock() // a sync in progress
+	defer d.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		d.Rejected()
+		d.Programmed()
+		d.Status()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Rejected/Programmed/Status wait for the sync's lock")
 	}
 }

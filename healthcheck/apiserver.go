@@ -13,8 +13,10 @@
 package healthcheck
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -23,8 +25,11 @@ import (
 
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http2"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
+	// Registers the "oidc" auth-provider, the one client-go still ships
+	// (the gcp and azure ones were removed in favour of exec plugins).
+	_ "k8s.io/client-go/plugin/pkg/client/auth/oidc"
 )
 
 // APIServerOptions tune the apiserver connection.
@@ -45,15 +50,9 @@ type APIServerOptions struct {
 }
 
 func (o *APIServerOptions) defaults() {
-	if o.DialTimeout == 0 {
-		o.DialTimeout = 10 * time.Second
-	}
-	if o.KeepAlive == 0 {
-		o.KeepAlive = 30 * time.Second
-	}
-	if o.StaleAfter == 0 {
-		o.StaleAfter = 30 * time.Second
-	}
+	o.DialTimeout = cmp.Or(o.DialTimeout, 10*time.Second)
+	o.KeepAlive = cmp.Or(o.KeepAlive, 30*time.Second)
+	o.StaleAfter = cmp.Or(o.StaleAfter, 30*time.Second)
 }
 
 // APIServerMonitor tracks the agent's connection to the apiserver: open
@@ -118,48 +117,83 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// Configure returns a copy of cfg whose transport carries the HTTP/2 health
-// check, dial timeout and TCP keepalive, and reports its connections to m.
+// Configure returns a copy of cfg whose connections carry the HTTP/2 health
+// check, dial timeout and TCP keepalive, and are reported to m.
 //
-// client-go only lets a custom Transport through when the TLS settings are
-// not also in the config, so the TLS configuration is built here and moved
-// into the transport; authentication (bearer token, token file, basic auth,
-// impersonation) stays in the config and is layered on by client-go.
+// client-go builds the transport itself, from the whole config: TLS, proxy,
+// client certificates and their rotation, bearer tokens and credential
+// plugins (exec and auth-provider, as kubectl runs them for managed
+// clusters). Configure adds only a dialer, and the HTTP/2 ping settings on
+// the *http.Transport client-go made (per config, where client-go alone
+// reads them from process-wide environment variables). That transport is
+// built once here and handed to every client made from the returned config,
+// so they share its connections; the returned config carries no credentials
+// of its own, the transport holds them.
 func (m *APIServerMonitor) Configure(cfg *rest.Config) (*rest.Config, error) {
 	if cfg.Transport != nil {
 		return nil, fmt.Errorf("apiserver transport: config already has a custom transport")
 	}
-	if cfg.ExecProvider != nil || cfg.AuthProvider != nil {
-		// Exec and auth-provider plugins may supply client certificates
-		// through a callback that only client-go's own transport honours.
-		return nil, fmt.Errorf("apiserver transport: exec/auth-provider credentials are not supported; use a token or client certificate")
+	in := rest.CopyConfig(cfg)
+	next := (&net.Dialer{Timeout: m.opts.DialTimeout, KeepAlive: m.opts.KeepAlive}).DialContext
+	if cfg.Dial != nil {
+		next = cfg.Dial
 	}
-	tlsCfg, err := rest.TLSConfigFor(cfg)
+	in.Dial = m.dial(next)
+	var configured bool
+	userWrap := cfg.WrapTransport
+	// client-go passes its base transport to WrapTransport before it layers
+	// authentication on top, so this sees the *http.Transport (possibly in
+	// client-go's cache or CA-rotation holder, which unwrap).
+	in.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		if t := baseTransport(rt); t != nil && t != http.DefaultTransport {
+			t.HTTP2 = m.http2Config()
+			configured = true
+		}
+		if userWrap != nil {
+			return userWrap(rt)
+		}
+		return rt
+	}
+	rt, err := rest.TransportFor(in)
 	if err != nil {
-		return nil, fmt.Errorf("apiserver transport: TLS config: %w", err)
+		return nil, fmt.Errorf("apiserver transport: %w", err)
 	}
-	dialer := &net.Dialer{Timeout: m.opts.DialTimeout, KeepAlive: m.opts.KeepAlive}
-	t := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		TLSClientConfig:     tlsCfg,
-		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost: 25,
-		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   true,
-		DialContext:         m.dial(dialer.DialContext),
+	if !configured {
+		return nil, fmt.Errorf("apiserver transport: client-go built no HTTP transport of its own to carry the HTTP/2 ping settings")
 	}
-	t2, err := http2.ConfigureTransports(t)
-	if err != nil {
-		return nil, fmt.Errorf("apiserver transport: HTTP/2: %w", err)
-	}
-	t2.ReadIdleTimeout = m.opts.ReadIdleTimeout
-	t2.PingTimeout = m.opts.PingTimeout
-
-	out := rest.CopyConfig(cfg)
-	out.Transport = t
+	out := rest.AnonymousClientConfig(cfg)
 	out.TLSClientConfig = rest.TLSClientConfig{}
-	out.Dial = nil
+	out.Dial, out.Proxy = nil, nil
+	out.Transport = rt
 	return out, nil
+}
+
+// http2Config is the HTTP/2 health check as net/http's transport carries it;
+// golang.org/x/net/http2, which client-go installs, reads it for every new
+// connection and lets it override client-go's environment-derived values.
+func (m *APIServerMonitor) http2Config() *http.HTTP2Config {
+	c := &http.HTTP2Config{SendPingTimeout: m.opts.ReadIdleTimeout, PingTimeout: m.opts.PingTimeout}
+	if c.SendPingTimeout == 0 {
+		// Zero there means "keep the transport's own value" (client-go's
+		// 30s), not "off": a ping after ~292 years of silence is off.
+		c.SendPingTimeout = math.MaxInt64
+	}
+	return c
+}
+
+// baseTransport finds the *http.Transport under client-go's wrappers.
+func baseTransport(rt http.RoundTripper) *http.Transport {
+	for rt != nil {
+		switch t := rt.(type) {
+		case *http.Transport:
+			return t
+		case utilnet.RoundTripperWrapper:
+			rt = t.WrappedRoundTripper()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 func (m *APIServerMonitor) dial(next func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 )
@@ -27,7 +28,6 @@ func (s *State) Announceable() []VIPRoute {
 // kernel has programmed) use it to build the routes.
 func (s *State) RoutesWhere(keep func(*VirtualService) bool) []VIPRoute {
 	byVIP := map[netip.Addr]*VIPRoute{}
-	var order []netip.Addr
 	for i := range s.Services {
 		vs := &s.Services[i]
 		if !keep(vs) {
@@ -41,14 +41,12 @@ func (s *State) RoutesWhere(keep func(*VirtualService) bool) []VIPRoute {
 				r.Attrs.LocalPref = &lp
 			}
 			byVIP[vs.VIP] = r
-			order = append(order, vs.VIP)
 		}
 		r.Attrs.Communities = mergeSorted(r.Attrs.Communities, vs.BGP.Communities)
 		r.Attrs.LargeCommunities = mergeSorted(r.Attrs.LargeCommunities, vs.BGP.LargeCommunities)
 	}
-	slices.SortFunc(order, netip.Addr.Compare)
-	out := make([]VIPRoute, 0, len(order))
-	for _, a := range order {
+	out := make([]VIPRoute, 0, len(byVIP))
+	for _, a := range slices.SortedFunc(maps.Keys(byVIP), netip.Addr.Compare) {
 		out = append(out, *byVIP[a])
 	}
 	return out

@@ -7,6 +7,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -62,9 +63,14 @@ func (r StatusRange) String() string {
 
 // HealthSpec describes how the reals of a virtual service are probed.
 type HealthSpec struct {
-	Type     HealthType
-	Interval time.Duration
-	Timeout  time.Duration
+	Type HealthType
+	// TypeDefaulted is true when the LBRoute did not choose the type (no
+	// healthCheck, or one without type): consumers for which TCP is the
+	// wrong default, such as the APV's check of a UDP service, pick their
+	// own.
+	TypeDefaulted bool
+	Interval      time.Duration
+	Timeout       time.Duration
 	// Rise is the number of consecutive successes that bring a real back;
 	// Fall the number of consecutive failures that take it out.
 	Rise int
@@ -90,7 +96,7 @@ func (h HealthSpec) Accepts(code int) bool {
 
 // DefaultHealth is the check used when an LBRoute names none: a TCP connect
 // every 5 s, the values the DESIGN example uses.
-var DefaultHealth = HealthSpec{Type: HealthTCP, Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
+var DefaultHealth = HealthSpec{Type: HealthTCP, TypeDefaulted: true, Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
 
 // Real is one real server (a pod IP or a static address) behind a virtual
 // service.
@@ -191,15 +197,10 @@ func (s *State) Sort() {
 // VIPs returns the distinct VIPs of the state, sorted.
 func (s *State) VIPs() []netip.Addr {
 	seen := map[netip.Addr]bool{}
-	var out []netip.Addr
 	for _, vs := range s.Services {
-		if !seen[vs.VIP] {
-			seen[vs.VIP] = true
-			out = append(out, vs.VIP)
-		}
+		seen[vs.VIP] = true
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
+	return slices.SortedFunc(maps.Keys(seen), netip.Addr.Compare)
 }
 
 // Clone returns a deep copy, so a reconciler can keep what it applied while

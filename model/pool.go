@@ -25,10 +25,5 @@ func (p Pool) Admits(ns string, vip netip.Addr) bool {
 
 // AnyAdmits reports whether some pool admits the VIP for the namespace.
 func AnyAdmits(pools []Pool, ns string, vip netip.Addr) bool {
-	for _, p := range pools {
-		if p.Admits(ns, vip) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(pools, func(p Pool) bool { return p.Admits(ns, vip) })
 }

@@ -28,6 +28,8 @@ type Report struct {
 	// LearnedRoutes are the routes BGP installed in the kernel.
 	LearnedRoutes []LearnedRoute `json:"learnedRoutes,omitempty"`
 	APV           []APVDevice    `json:"apv,omitempty"`
+	// APVEvents is the CloudEvents sink of the APV scan, when configured.
+	APVEvents *APVEvents `json:"apvEvents,omitempty"`
 }
 
 // Neighbor is one BGP session. State uses GoBGP's words in lower case
@@ -163,4 +165,22 @@ type APVDevice struct {
 	LastScan  time.Time `json:"lastScan,omitzero"`
 	LastError string    `json:"lastError,omitempty"`
 	InSync    bool      `json:"inSync"`
+	// HAUnit is the device's own unit in its HA configuration, as the agent
+	// identified it (empty when HA is not configured or the unit is not
+	// known; the HA state is then "unknown" rather than the peer's).
+	HAUnit string `json:"haUnit,omitempty"`
+	// NormalizesDifferently lists the objects ("health ea_h_...") the
+	// device prints back differently from how they were sent; the agent
+	// stopped rewriting them until they or the LBRoutes change.
+	NormalizesDifferently []string `json:"normalizesDifferently,omitempty"`
+}
+
+// APVEvents reports the CloudEvents sink of the APV scan.
+type APVEvents struct {
+	SinkURL   string `json:"sinkURL"`
+	Queued    int    `json:"queued"`
+	Delivered uint64 `json:"delivered"`
+	Failed    uint64 `json:"failed"`
+	Dropped   uint64 `json:"dropped"`
+	LastError string `json:"lastError,omitempty"`
 }

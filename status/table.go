@@ -117,7 +117,17 @@ func WriteTable(w io.Writer, r Report) error {
 		if !d.Up {
 			up = "DOWN"
 		}
-		fmt.Fprintf(tw, "APV %s (%s): %s, HA %s, in sync: %s %s\n", d.Name, d.URL, up, d.HAState, yesNo(d.InSync), d.LastError)
+		ha := d.HAState
+		if d.HAUnit != "" {
+			ha += " (" + d.HAUnit + ")"
+		}
+		fmt.Fprintf(tw, "APV %s (%s): %s, HA %s, in sync: %s %s\n", d.Name, d.URL, up, ha, yesNo(d.InSync), d.LastError)
+		for _, o := range d.NormalizesDifferently {
+			fmt.Fprintf(tw, "  reads back differently, not rewritten: %s\n", o)
+		}
+	}
+	if ev := r.APVEvents; ev != nil {
+		fmt.Fprintf(tw, "APV events to %s: %d delivered, %d failed, %d dropped, %d queued %s\n", ev.SinkURL, ev.Delivered, ev.Failed, ev.Dropped, ev.Queued, ev.LastError)
 	}
 	return tw.Flush()
 }

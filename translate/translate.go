@@ -1,8 +1,10 @@
 // Package translate turns LBRoute objects (plus, for the service form, the
-// Service's endpoints) into the desired state of package model, and checks
-// everything about them that the CRD schema cannot: VIP pools, conflicts
-// between routes, name limits, health-check and BGP attribute syntax. It is
-// pure: callers bring the objects, it returns values.
+// Service's endpoints) into the desired state of package model, and validates
+// them: every static rule of the CRD (so that standalone mode and `edgeagent
+// validate` refuse what the apiserver refuses, testdata/parity proves it),
+// and what the CRD cannot see: VIP pools, conflicts between routes and the
+// length of a vsName defaulted from the namespace. It is pure: callers bring
+// the objects, it returns values.
 package translate
 
 import (
@@ -14,6 +16,8 @@ import (
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 )
 
 // Result is the verdict on one LBRoute.
@@ -103,12 +107,10 @@ func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 	} else {
 		v.apvName("spec.vsName", vsName, "")
 	}
-	group := spec.Group
-	if group == "" {
-		group = vsName
-	} else {
-		v.apvName("spec.group", group, "")
+	if spec.Group != "" {
+		v.apvName("spec.group", spec.Group, "")
 	}
+	group := cmp.Or(spec.Group, vsName)
 	policy := v.policy(spec.Policy)
 	health := v.health(spec.HealthCheck)
 	adv := v.bgp(spec.BGP)
@@ -120,8 +122,8 @@ func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 	case spec.Service == nil && spec.RealServers == nil:
 		v.add("spec", model.ReasonInvalidSpec, "exactly one of service or realServers must be set")
 	case spec.Service != nil:
-		if !isDNSLabel(spec.Service.Name) {
-			v.add("spec.service.name", model.ReasonInvalidSpec, "must be a DNS-1035 label (lowercase alphanumerics and '-', at most 63)")
+		if errs := validation.IsDNS1035Label(spec.Service.Name); len(errs) > 0 {
+			v.add("spec.service.name", model.ReasonInvalidSpec, "must be a DNS-1035 label, as Service names are: %s", strings.Join(errs, "; "))
 		}
 	default:
 		v.realServers(spec.RealServers, vip)
@@ -167,20 +169,13 @@ func staticReals(rs []v1alpha1.RealServer, p port) []model.Real {
 	for _, r := range rs {
 		ip, _ := netip.ParseAddr(r.IP)
 		pt := cmp.Or(p.targetNum, p.port)
-		if r.Port != 0 {
-			pt = uint16(r.Port)
+		if r.Port != nil {
+			pt = uint16(*r.Port)
 		}
-		out = append(out, model.Real{IP: ip.Unmap(), Port: pt, Weight: weight(r.Weight), Healthy: true})
+		out = append(out, model.Real{IP: ip, Port: pt, Weight: uint32(ptr.Deref(r.Weight, 1)), Healthy: true})
 	}
 	slices.SortFunc(out, func(a, b model.Real) int { return a.Endpoint().Compare(b.Endpoint()) })
 	return out
-}
-
-func weight(w *int32) uint32 {
-	if w == nil {
-		return 1
-	}
-	return uint32(*w)
 }
 
 // serviceReals picks the endpoints that may take traffic: ready ones, plus

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Limits that are part of the LBRoute contract (documented in README.md).
@@ -28,13 +30,18 @@ const (
 	MaxCommunities = 32
 )
 
+// The patterns below are also in the CRD (api/v1alpha1 markers), so the
+// apiserver refuses at apply time what the agent would refuse later;
+// translate/testdata/parity proves both agree.
 var (
-	apvNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	dnsLabelRE  = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	portNameRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	hostRE      = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.:\[\]-]*[A-Za-z0-9\]])?$`)
-	pathRE      = regexp.MustCompile(`^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$`)
-	wellKnownCm = map[string]bool{"no-export": true, "no-advertise": true, "no-export-subconfed": true, "no-peer": true}
+	apvNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	hostRE    = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.:\[\]-]*[A-Za-z0-9\]])?$`)
+	pathRE    = regexp.MustCompile(`^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$`)
+	// digitsRE is a targetPort written as a string of digits ("8080"):
+	// a number, not a port name. Unlike strconv.Atoi it takes no sign.
+	digitsRE     = regexp.MustCompile(`^[0-9]+$`)
+	statusPartRE = regexp.MustCompile(`^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$`)
+	wellKnownCm  = map[string]bool{"no-export": true, "no-advertise": true, "no-export-subconfed": true, "no-peer": true}
 )
 
 type validator struct{ problems model.Problems }
@@ -48,15 +55,16 @@ func (v *validator) invalid(field, format string, args ...any) {
 }
 
 func (v *validator) objectMeta(rt *v1alpha1.LBRoute) {
+	// The apiserver's own rules for the names of namespaced custom resources.
 	if rt.Name == "" {
 		v.invalid("metadata.name", "must be set")
-	} else if len(rt.Name) > 253 || !utf8.ValidString(rt.Name) {
-		v.invalid("metadata.name", "must be a DNS subdomain of at most 253 characters")
+	} else if errs := validation.IsDNS1123Subdomain(rt.Name); len(errs) > 0 {
+		v.invalid("metadata.name", "%q: %s", printable(rt.Name), strings.Join(errs, "; "))
 	}
 	if rt.Namespace == "" {
 		v.invalid("metadata.namespace", "must be set")
-	} else if len(rt.Namespace) > 63 || !portNameRE.MatchString(rt.Namespace) {
-		v.invalid("metadata.namespace", "must be a DNS-1123 label")
+	} else if errs := validation.IsDNS1123Label(rt.Namespace); len(errs) > 0 {
+		v.invalid("metadata.namespace", "%q: %s", printable(rt.Namespace), strings.Join(errs, "; "))
 	}
 }
 
@@ -76,8 +84,10 @@ func (v *validator) vip(s, ns string, pools []model.Pool) netip.Addr {
 		v.invalid(f, "must not carry an IPv6 zone")
 	case ip.Is4In6():
 		v.invalid(f, "use the IPv4 form, not IPv4-mapped IPv6 %s", ip)
-	case ip.IsUnspecified(), ip.IsLoopback(), ip.IsMulticast(), ip.IsLinkLocalUnicast(), ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		v.invalid(f, "%s is not a unicast address a VIP can use", ip)
+	case !ip.IsGlobalUnicast():
+		// Unspecified, loopback, multicast, link-local or broadcast: the
+		// CRD's rule is the same function, CEL's ip(...).isGlobalUnicast().
+		v.invalid(f, "%s is not a unicast address a VIP can use (not unspecified, loopback, multicast, link-local or broadcast)", ip)
 	default:
 		if !model.AnyAdmits(pools, ns, ip) {
 			v.add(f, model.ReasonVIPNotAllowed, "%s is in no VIP pool that admits namespace %q", ip, ns)
@@ -106,13 +116,11 @@ func (v *validator) policy(p v1alpha1.Policy) model.Policy {
 	if p == "" {
 		return model.RoundRobin
 	}
-	for _, ok := range model.Policies {
-		if string(p) == string(ok) {
-			return ok
-		}
+	if !slices.Contains(model.Policies, model.Policy(p)) {
+		v.invalid("spec.policy", "%q is not one of rr, wrr, random, sh", printable(string(p)))
+		return ""
 	}
-	v.invalid("spec.policy", "%q is not one of rr, wrr, random, sh", printable(string(p)))
-	return ""
+	return model.Policy(p)
 }
 
 func (v *validator) ports(ps []v1alpha1.LBRoutePort, serviceForm bool) []port {
@@ -150,18 +158,20 @@ func (v *validator) ports(ps []v1alpha1.LBRoutePort, serviceForm bool) []port {
 					ok = false
 				}
 				out1.targetNum = uint16(tp.IntVal)
-			} else if n, err := strconv.Atoi(tp.StrVal); err == nil {
-				// "8080" written as a string: accept it as a number.
-				if n < 1 || n > 65535 {
-					v.invalid(f+".targetPort", "must be 1-65535, got %d", n)
+			} else if digitsRE.MatchString(tp.StrVal) {
+				// "8080" written as a string: accept it as a number (of at
+				// most five digits, as the CRD's rule says).
+				n, err := strconv.Atoi(tp.StrVal)
+				if err != nil || len(tp.StrVal) > 5 || n < 1 || n > 65535 {
+					v.invalid(f+".targetPort", "must be 1-65535, got %s", printable(tp.StrVal))
 					ok = false
 				}
 				out1.targetNum = uint16(n)
 			} else if !serviceForm {
 				v.invalid(f+".targetPort", "a port name (%q) needs spec.service; with realServers use a number", printable(tp.StrVal))
 				ok = false
-			} else if len(tp.StrVal) > 15 || !portNameRE.MatchString(tp.StrVal) {
-				v.invalid(f+".targetPort", "%q is not a valid port name (IANA_SVC_NAME, at most 15 characters)", printable(tp.StrVal))
+			} else if errs := validation.IsValidPortName(tp.StrVal); len(errs) > 0 {
+				v.invalid(f+".targetPort", "%q is not a valid port name (IANA_SVC_NAME): %s", printable(tp.StrVal), strings.Join(errs, "; "))
 				ok = false
 			} else {
 				out1.targetName = tp.StrVal
@@ -189,7 +199,13 @@ func (v *validator) realServers(rs []v1alpha1.RealServer, vip netip.Addr) {
 		v.invalid("spec.realServers", "at most %d real servers, got %d", MaxRealServers, len(rs))
 		return
 	}
-	seen := map[string]int{}
+	// A real is its address (compared as an address: "fd00::a" and
+	// "fd00:0::a" are one) and its port override.
+	type key struct {
+		ip   netip.Addr
+		port int32 // 0: no override
+	}
+	seen := map[key]int{}
 	for i, r := range rs {
 		f := fmt.Sprintf("spec.realServers[%d]", i)
 		ip, err := netip.ParseAddr(r.IP)
@@ -200,19 +216,28 @@ func (v *validator) realServers(rs []v1alpha1.RealServer, vip netip.Addr) {
 			v.invalid(f+".ip", "%q is not an IP address", printable(r.IP))
 		case ip.Zone() != "":
 			v.invalid(f+".ip", "must not carry an IPv6 zone")
+		case ip.Is4In6():
+			v.invalid(f+".ip", "use the IPv4 form, not IPv4-mapped IPv6 %s", ip)
 		case ip.IsUnspecified(), ip.IsMulticast(), ip.IsLoopback():
-			v.invalid(f+".ip", "%s cannot be a real server", ip)
-		case vip.IsValid() && ip.Unmap().Is4() != vip.Is4():
+			v.invalid(f+".ip", "%s cannot be a real server (unspecified, loopback or multicast)", ip)
+		case vip.IsValid() && ip.Is4() != vip.Is4():
 			v.invalid(f+".ip", "%s is not the same IP family as vsIP %s", ip, vip)
 		}
-		if r.Port != 0 && (r.Port < 1 || r.Port > 65535) {
-			v.invalid(f+".port", "must be 1-65535, got %d", r.Port)
+		var port int32
+		if r.Port != nil {
+			port = *r.Port
+			if port < 1 || port > 65535 {
+				v.invalid(f+".port", "must be 1-65535, got %d", port)
+			}
 		}
 		if r.Weight != nil && (*r.Weight < 1 || *r.Weight > 100) {
 			v.invalid(f+".weight", "must be 1-100, got %d", *r.Weight)
 		}
-		k := fmt.Sprintf("%s/%d", r.IP, r.Port)
-		if j, dup := seen[k]; dup && err == nil {
+		if err != nil {
+			continue
+		}
+		k := key{ip, port}
+		if j, dup := seen[k]; dup {
 			v.invalid(f, "duplicate of spec.realServers[%d] (%s)", j, r.IP)
 		}
 		seen[k] = i
@@ -226,43 +251,47 @@ func (v *validator) health(hc *v1alpha1.HealthCheck) model.HealthSpec {
 	}
 	const f = "spec.healthCheck"
 	switch hc.Type {
-	case "", v1alpha1.HealthCheckType(model.HealthTCP):
+	case "":
 		h.Type = model.HealthTCP
+	case v1alpha1.HealthCheckType(model.HealthTCP):
+		h.Type, h.TypeDefaulted = model.HealthTCP, false
 	case v1alpha1.HealthCheckType(model.HealthHTTP):
-		h.Type = model.HealthHTTP
+		h.Type, h.TypeDefaulted = model.HealthHTTP, false
 		h.Path = "/"
 	case v1alpha1.HealthCheckType(model.HealthNone):
-		h.Type = model.HealthNone
+		h.Type, h.TypeDefaulted = model.HealthNone, false
 	default:
 		v.invalid(f+".type", "%q is not TCP, HTTP or None", printable(string(hc.Type)))
 	}
-	secs := func(name string, n int32, def time.Duration) time.Duration {
+	// The numbers are pointers so that an explicit 0 is refused, as the
+	// apiserver refuses it, rather than read as "unset".
+	secs := func(name string, n *int32, def time.Duration) time.Duration {
 		switch {
-		case n == 0:
+		case n == nil:
 			return def
-		case n < 1 || n > 3600:
-			v.invalid(f+"."+name, "must be 1-3600 seconds, got %d", n)
+		case *n < 1 || *n > 3600:
+			v.invalid(f+"."+name, "must be 1-3600 seconds, got %d", *n)
 			return def
 		}
-		return time.Duration(n) * time.Second
+		return time.Duration(*n) * time.Second
 	}
 	h.Interval = secs("intervalSeconds", hc.IntervalSeconds, h.Interval)
 	h.Timeout = secs("timeoutSeconds", hc.TimeoutSeconds, h.Timeout)
-	if hc.TimeoutSeconds > 0 && hc.IntervalSeconds > 0 && hc.TimeoutSeconds > hc.IntervalSeconds {
-		v.invalid(f+".timeoutSeconds", "must not exceed intervalSeconds (%d > %d)", hc.TimeoutSeconds, hc.IntervalSeconds)
+	if hc.TimeoutSeconds != nil && hc.IntervalSeconds != nil && *hc.TimeoutSeconds > *hc.IntervalSeconds {
+		v.invalid(f+".timeoutSeconds", "must not exceed intervalSeconds (%d > %d)", *hc.TimeoutSeconds, *hc.IntervalSeconds)
 	} else if h.Timeout > h.Interval {
 		// A default on one side: keep the probe within its interval.
 		h.Timeout = h.Interval
 	}
-	count := func(name string, n int32, def int) int {
+	count := func(name string, n *int32, def int) int {
 		switch {
-		case n == 0:
+		case n == nil:
 			return def
-		case n < 1 || n > 100:
-			v.invalid(f+"."+name, "must be 1-100, got %d", n)
+		case *n < 1 || *n > 100:
+			v.invalid(f+"."+name, "must be 1-100, got %d", *n)
 			return def
 		}
-		return int(n)
+		return int(*n)
 	}
 	h.Rise = count("riseCount", hc.RiseCount, h.Rise)
 	h.Fall = count("fallCount", hc.FallCount, h.Fall)
@@ -294,7 +323,9 @@ func (v *validator) health(hc *v1alpha1.HealthCheck) model.HealthSpec {
 	return h
 }
 
-// parseStatus reads 200, "200", "200-299" or "200-299,301".
+// parseStatus reads 200, "200", "200-299" or "200-299, 301": codes of three
+// digits within 100-599, ranges low to high, space allowed around commas.
+// The CRD's CEL rule on expectedStatus is the same grammar.
 func parseStatus(s intstr.IntOrString) ([]model.StatusRange, error) {
 	if s.Type == intstr.Int {
 		if s.IntVal < 100 || s.IntVal > 599 {
@@ -302,23 +333,23 @@ func parseStatus(s intstr.IntOrString) ([]model.StatusRange, error) {
 		}
 		return []model.StatusRange{{Min: int(s.IntVal), Max: int(s.IntVal)}}, nil
 	}
-	if s.StrVal == "" || len(s.StrVal) > 256 {
-		return nil, fmt.Errorf("must be a status code or a list such as \"200-299,301\"")
+	if len(s.StrVal) > 256 {
+		return nil, fmt.Errorf("must be a status code or a list such as \"200-299,301\" of at most 256 characters")
 	}
 	var out []model.StatusRange
 	for part := range strings.SplitSeq(s.StrVal, ",") {
-		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		a, err1 := strconv.Atoi(lo)
+		part = strings.TrimSpace(part)
+		if !statusPartRE.MatchString(part) {
+			return nil, fmt.Errorf("%q is not a status code or range within 100-599", printable(part))
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, _ := strconv.Atoi(lo)
 		b := a
-		var err2 error
 		if isRange {
-			b, err2 = strconv.Atoi(hi)
+			b, _ = strconv.Atoi(hi)
 		}
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("%q is not a status code or range", printable(part))
-		}
-		if a < 100 || b > 599 || a > b {
-			return nil, fmt.Errorf("%q is not a range within 100-599", printable(part))
+		if a > b {
+			return nil, fmt.Errorf("%q is not a range within 100-599 (low to high)", printable(part))
 		}
 		out = append(out, model.StatusRange{Min: a, Max: b})
 	}
@@ -392,8 +423,6 @@ func validLargeCommunity(c string) bool {
 	}
 	return true
 }
-
-func isDNSLabel(s string) bool { return len(s) <= 63 && dnsLabelRE.MatchString(s) }
 
 // printable quotes user input safely for messages: invalid UTF-8 and control
 // characters become escapes (by %q at the call site) and long values are cut.

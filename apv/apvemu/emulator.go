@@ -44,6 +44,13 @@ type Emulator struct {
 	commands []string
 	cmdUsers []string          // who sent commands[i]
 	users    map[string]string // AddUser accounts: user → password
+	readOnly map[string]bool   // AddReadOnlyUser accounts
+	// normalize makes `show running` print lines differently from how they
+	// were sent (SetNormalize).
+	normalize bool
+	// refuseEnable makes the device reject `slb <kind> enable` (a release
+	// without the command).
+	refuseEnable bool
 
 	// faults
 	failStatus   int
@@ -58,10 +65,12 @@ type Emulator struct {
 	drop         bool
 
 	// device state outside the configuration
-	haState    string // active, standby, init, off
+	haState    string // local unit: active, standby, init, off
+	peerState  string // "" = the opposite of haState
+	peerDown   bool
+	haUnits    bool // the HA configuration lists the two units
 	interfaces []iface
 	cpu        float64
-	mem        float64
 	certs      map[string]time.Time // vhost → notAfter
 	realDown   map[string]bool
 	conns      map[string]int
@@ -92,12 +101,12 @@ func Start(addr, user, pass string) (*Emulator, error) {
 	e := &Emulator{
 		user: user, pass: pass,
 		running: newConfig(), saved: newConfig(),
-		haState: "active",
+		haState: "active", haUnits: true,
 		interfaces: []iface{
 			{name: "port1", port: "port1", up: true},
 			{name: "port2", port: "port2", up: true},
 		},
-		cpu: 0.12, mem: 0.43,
+		cpu:      0.12,
 		certs:    map[string]time.Time{},
 		realDown: map[string]bool{},
 		conns:    map[string]int{},
@@ -218,11 +227,18 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// cli_extend runs every line of a multi-line cmd, the way Array's own
-	// driver answers confirmation prompts with "\nYES\n".
+	// driver answers confirmation prompts with "\nYES\n", and every
+	// command of a line joined with "; " (the same driver's create_policy
+	// sent two commands that way). This is why the apv package never lets
+	// a newline or ';' into a command.
 	var out []string
-	for _, line := range strings.Split(req.Cmd, "\n") {
+	for _, line := range strings.FieldsFunc(req.Cmd, func(r rune) bool { return r == '\n' || r == ';' }) {
 		line = strings.TrimSpace(line)
 		if line == "" || line == "YES" {
+			continue
+		}
+		if e.readOnly[user] && isConfig(line) {
+			out = append(out, errf("permission denied: %q is a configuration command and %s may only read", line, user))
 			continue
 		}
 		out = append(out, e.exec(line))
@@ -265,6 +281,31 @@ func (e *Emulator) AddUser(user, pass string) {
 		e.users = map[string]string{}
 	}
 	e.users[user] = pass
+}
+
+// AddReadOnlyUser adds an account that may run show commands only; the
+// configuration commands it sends are refused.
+func (e *Emulator) AddReadOnlyUser(user, pass string) {
+	e.AddUser(user, pass)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.readOnly == nil {
+		e.readOnly = map[string]bool{}
+	}
+	e.readOnly[user] = true
+}
+
+// CommandsBy returns every cmd user sent.
+func (e *Emulator) CommandsBy(user string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for i, c := range e.commands {
+		if e.cmdUsers[i] == user {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // ConfigCommandsBy returns the configuration cmds (see ConfigCommands) that
@@ -372,11 +413,58 @@ func (e *Emulator) Reboot(empty bool) {
 	e.running = e.saved.clone()
 }
 
-// SetHA sets the local HA state: active, standby, init or off.
+// SetHA sets the local unit's HA state: active, standby, init or off (HA
+// switched off, the units still configured). The peer unit takes the
+// opposite role unless SetPeerHA says otherwise.
 func (e *Emulator) SetHA(state string) {
 	e.mu.Lock()
 	e.haState = state
 	e.mu.Unlock()
+}
+
+// SetPeerHA sets the peer unit's role as the device reports it ("" = the
+// opposite of the local unit's), and whether the HA domain sees it down.
+func (e *Emulator) SetPeerHA(state string, down bool) {
+	e.mu.Lock()
+	e.peerState, e.peerDown = state, down
+	e.mu.Unlock()
+}
+
+// SetHAUnconfigured removes the HA units from the configuration (a
+// standalone device: `show ha config` holds only "ha off").
+func (e *Emulator) SetHAUnconfigured() {
+	e.mu.Lock()
+	e.haUnits, e.haState = false, "off"
+	e.mu.Unlock()
+}
+
+// SetNormalize makes the device print its configuration back differently
+// from how it was sent, the way a device may: names without quotes, fields
+// separated by runs of blanks, defaults appended to reals, and every HTTP
+// health check split over two lines. The first three a tolerant parser
+// reads through; the split check it cannot, which is what the driver's
+// "normalizes differently" safety is for. The forms are synthetic: no
+// public sample shows how a device normalizes.
+func (e *Emulator) SetNormalize(on bool) {
+	e.mu.Lock()
+	e.normalize = on
+	e.mu.Unlock()
+}
+
+// SetRefuseEnable makes the device reject every `slb <kind> enable`
+// command, as a release without it would.
+func (e *Emulator) SetRefuseEnable(on bool) {
+	e.mu.Lock()
+	e.refuseEnable = on
+	e.mu.Unlock()
+}
+
+// Enabled reports whether an object (kind real, group or virtual) has been
+// enabled with `slb <kind> enable <name>` since it was created.
+func (e *Emulator) Enabled(kind, name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.running.enabled[kind+" "+name]
 }
 
 // SetLink sets an interface's carrier, adding the interface if needed.
@@ -392,11 +480,8 @@ func (e *Emulator) SetLink(name string, up bool) {
 	e.interfaces = append(e.interfaces, iface{name: name, port: name, up: up})
 }
 
-// SetCPU and SetMemory set the utilisation ratios (0..1).
+// SetCPU sets the CPU utilisation ratio (0..1).
 func (e *Emulator) SetCPU(r float64) { e.mu.Lock(); e.cpu = r; e.mu.Unlock() }
-
-// SetMemory sets the memory use ratio (0..1).
-func (e *Emulator) SetMemory(r float64) { e.mu.Lock(); e.mem = r; e.mu.Unlock() }
 
 // SetCert binds an SSL virtual host to a virtual service (in the running
 // configuration) with a certificate that expires at notAfter.

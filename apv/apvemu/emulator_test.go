@@ -98,3 +98,32 @@ func TestFaultsAndReboot(t *testing.T) {
 		t.Errorf("ha: %q", out)
 	}
 }
+
+// "; " joins two commands on one line (Array's LBaaS agent once sent
+// policies that way), another reason the driver refuses ';' in a value.
+func TestSemicolonRunsTwoCommands(t *testing.T) {
+	e := New(t, "u", "p")
+	_, _ = post(t, e, "u", "p", `slb real tcp "r1" 10.0.0.1 80; write memory`)
+	if len(e.Saved()) != 1 {
+		t.Errorf("second command did not run: saved %v", e.Saved())
+	}
+}
+
+func TestNormalizeAndReadOnly(t *testing.T) {
+	e := New(t, "u", "p")
+	e.AddReadOnlyUser("ro", "pw")
+	if _, out := post(t, e, "ro", "pw", `slb real tcp "r1" 10.0.0.1 80 65535 none`); !strings.Contains(out, "permission denied") || len(e.Running()) != 0 {
+		t.Errorf("read-only account configured: %q", out)
+	}
+	if _, out := post(t, e, "ro", "pw", "show ha config"); !strings.Contains(out, `ha unit "unit_m"`) {
+		t.Errorf("read-only account cannot read: %q", out)
+	}
+	_ = e.Apply(`slb real tcp "r1" 10.0.0.1 80 65535 none`, `slb health "h1" http 5 2 2 3 GET "/x" "200"`)
+	e.SetNormalize(true)
+	_, out := post(t, e, "u", "p", "show running")
+	for _, want := range []string{"slb  health  h1  http  5  2  2  3\n", `slb  health  h1  request  GET  "/x"  "200"`, "slb  real  tcp  r1  10.0.0.1  80  65535  none  3  3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("normalized show running lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -45,12 +45,17 @@ type config struct {
 	virtuals map[string]virtual
 	policies map[string]string
 	sslHosts map[string]string
+	// enabled holds "<kind> <name>" for the reals, groups and virtual
+	// services enabled since they were created. No public sample shows how
+	// `show running` prints the enable state, so lines() leaves it out.
+	enabled map[string]bool
 }
 
 func newConfig() *config {
 	return &config{
 		reals: map[string]real{}, healths: map[string]health{}, groups: map[string]*group{},
 		virtuals: map[string]virtual{}, policies: map[string]string{}, sslHosts: map[string]string{},
+		enabled: map[string]bool{},
 	}
 }
 
@@ -61,6 +66,7 @@ func (c *config) clone() *config {
 	maps.Copy(n.virtuals, c.virtuals)
 	maps.Copy(n.policies, c.policies)
 	maps.Copy(n.sslHosts, c.sslHosts)
+	maps.Copy(n.enabled, c.enabled)
 	for k, g := range c.groups {
 		cp := *g
 		cp.method = slices.Clone(g.method)
@@ -202,6 +208,12 @@ func (e *Emulator) slb(f []string) string {
 		return errf("incomplete command")
 	}
 	switch f[0] {
+	case "real", "virtual", "group":
+		if len(f) == 3 && (f[1] == "enable" || f[1] == "disable") {
+			return e.enable(f[0], f[2], f[1] == "enable")
+		}
+	}
+	switch f[0] {
 	case "real":
 		if len(f) < 5 || !protos[f[1]] || !validName(f[2]) {
 			return errf("usage: slb real <type> <name> <ip> <port> ...")
@@ -244,8 +256,13 @@ func (e *Emulator) slb(f []string) string {
 				return errf("invalid number %q", n)
 			}
 		}
-		if f[2] == "http" && len(f) != 10 {
+		switch {
+		case f[2] == "http" && len(f) != 10:
 			return errf("http health needs <method> <path> <codes>")
+		case (f[2] == "tcp" || f[2] == "icmp") && len(f) != 7:
+			return errf("%s health takes <interval> <timeout> <up> <down>", f[2])
+		case f[2] != "http" && f[2] != "tcp" && f[2] != "icmp":
+			return errf("unknown health check type %q", f[2])
 		}
 		if _, ok := c.healths[f[1]]; ok {
 			return errf("health check %q already exists", f[1])
@@ -343,6 +360,33 @@ func (e *Emulator) slbGroup(f []string) string {
 	return errf("unknown command slb group %s", f[0])
 }
 
+// enable runs `slb <kind> enable|disable <name>` (jp05451/array-script
+// enables every real, group and virtual service it creates).
+func (e *Emulator) enable(kind, name string, on bool) string {
+	c := e.running
+	if e.refuseEnable {
+		return errf("unknown command slb %s enable", kind)
+	}
+	exists := false
+	switch kind {
+	case "real":
+		_, exists = c.reals[name]
+	case "virtual":
+		_, exists = c.virtuals[name]
+	case "group":
+		_, exists = c.groups[name]
+	}
+	if !exists {
+		return errf("%s %q does not exist", kind, name)
+	}
+	if on {
+		c.enabled[kind+" "+name] = true
+	} else {
+		delete(c.enabled, kind+" "+name)
+	}
+	return ""
+}
+
 // noSLB deletes; it refuses to delete what something still references.
 func (e *Emulator) noSLB(f []string) string {
 	c := e.running
@@ -363,6 +407,7 @@ func (e *Emulator) noSLB(f []string) string {
 			}
 		}
 		delete(c.reals, f[2])
+		delete(c.enabled, "real "+f[2])
 	case f[0] == "virtual" && len(f) == 3:
 		v, ok := c.virtuals[f[2]]
 		if !ok || v.proto != f[1] {
@@ -377,6 +422,7 @@ func (e *Emulator) noSLB(f []string) string {
 			}
 		}
 		delete(c.virtuals, f[2])
+		delete(c.enabled, "virtual "+f[2])
 	case f[0] == "health" && len(f) == 2:
 		if _, ok := c.healths[f[1]]; !ok {
 			return errf("health check %q does not exist", f[1])
@@ -401,6 +447,7 @@ func (e *Emulator) noSLB(f []string) string {
 			}
 		}
 		delete(c.groups, f[2])
+		delete(c.enabled, "group "+f[2])
 	case f[0] == "group" && f[1] == "member" && len(f) == 4:
 		g, ok := c.groups[f[2]]
 		if !ok {
@@ -434,7 +481,7 @@ func (e *Emulator) show(f []string) string {
 	arg := strings.Join(f, " ")
 	switch {
 	case arg == "running" || arg == "running-config":
-		return strings.Join(c.lines(), "\n")
+		return strings.Join(e.printed(c.lines()), "\n")
 	case arg == "version":
 		return "ArrayOS Rel.APV.emulated\n        Host name : apvemu\n"
 	case len(f) >= 2 && f[0] == "slb" && (f[1] == "real" || f[1] == "virtual" || f[1] == "group" || f[1] == "policy"):
@@ -456,15 +503,25 @@ func (e *Emulator) show(f []string) string {
 				out = append(out, l)
 			}
 		}
-		return strings.Join(out, "\n")
+		return strings.Join(e.printed(out), "\n")
+	case arg == "ha config":
+		return e.showHAConfig()
 	case arg == "ha status":
-		return e.showHA()
+		return e.showHAStatus()
+	case arg == "ha status domain":
+		return e.showHADomain()
+	case arg == "ip address" || arg == "ip addr":
+		// jp05451/array-script's resolvePortNames reads this form.
+		return fmt.Sprintf("ip address %q %s 255.255.255.0\nip address %q 198.51.100.10 255.255.255.0\n", "port1", unitMIP, "port2")
 	case arg == "interface":
 		return e.showInterfaces()
 	case arg == "statistics cpu":
-		return fmt.Sprintf("CPU 0 utilization: %.0f%%\nAverage CPU utilization: %.0f%%", e.cpu*100, e.cpu*100)
+		// The line jp05451/array-script's system monitor reads.
+		return fmt.Sprintf("CPU Utilization %.0f %%\n", e.cpu*100)
 	case arg == "memory":
-		return fmt.Sprintf("vm.arrayzone:\nITEM                       SIZE     LIMIT    USED    FREE  REQUESTS\nsocket:                     192,     5000,     45,   4955,    63882\n\nMemory usage: %.1f%%\n", e.mem*100)
+		// The zone table of netkiller's notes; it holds no usage ratio,
+		// which is why the agent does not read memory use.
+		return "vm.arrayzone:\nITEM                       SIZE     LIMIT    USED    FREE  REQUESTS\nsocket:                     192,     5000,     45,   4955,    63882\n"
 	case len(f) == 3 && f[0] == "ssl" && f[1] == "certificate":
 		na, ok := e.certs[f[2]]
 		if !ok {
@@ -474,20 +531,100 @@ func (e *Emulator) show(f []string) string {
 			f[2], na.AddDate(-1, 0, 0).UTC().Format("Jan _2 15:04:05 2006 GMT"), na.UTC().Format("Jan _2 15:04:05 2006 GMT"))
 	case arg == "health server":
 		return e.showHealthServer()
-	case arg == "statistics slb real":
-		return e.showStats("Real", slices.Sorted(maps.Keys(c.reals)), e.realUp)
-	case arg == "statistics slb virtual":
-		return e.showStats("Virtual", slices.Sorted(maps.Keys(c.virtuals)), e.virtualUp)
+	case arg == "statistics slb all":
+		return e.showSLBStatistics()
 	}
 	return errf("unknown command show %s", arg)
 }
 
-func (e *Emulator) showHA() string {
-	if e.haState == "off" {
-		return "HA status: off"
+// The emulated HA pair: the local unit and its peer, named the way Array's
+// LBaaS agent names them.
+const (
+	unitM   = "unit_m"
+	unitMIP = "192.0.2.10"
+	unitS   = "unit_s"
+	unitSIP = "192.0.2.11"
+)
+
+// showHAConfig prints HA configuration lines in the forms Array's LBaaS
+// agent configures (ha unit, ha group ...) and reads back ("ha off").
+func (e *Emulator) showHAConfig() string {
+	var b strings.Builder
+	if e.haUnits {
+		fmt.Fprintf(&b, "ha unit %q %s 65521\nha unit %q %s 65521\n", unitM, unitMIP, unitS, unitSIP)
+		fmt.Fprintf(&b, "ha group id 1\nha group priority %s 1 100\nha group priority %s 1 90\nha group enable 1\n", unitM, unitS)
 	}
-	state := strings.ToUpper(e.haState[:1]) + e.haState[1:]
-	return fmt.Sprintf("HA status: on\nUnit name       IP              Status\nunit_m          192.0.2.10      UP\nGroup 1   Priority 100   State: %s\n", state)
+	if e.haState == "off" {
+		b.WriteString("ha off\n")
+	} else {
+		b.WriteString("ha on\n")
+	}
+	return b.String()
+}
+
+func (e *Emulator) peerRole() string {
+	if e.peerState != "" {
+		return e.peerState
+	}
+	switch e.haState {
+	case "active":
+		return "standby"
+	case "standby":
+		return "active"
+	}
+	return e.haState
+}
+
+// showHAStatus has no public sample; this layout is the emulator's own. It
+// lists the peer first, so a parser that takes the first role word reports
+// the peer's state as the local one (the mistake the driver must not make).
+func (e *Emulator) showHAStatus() string {
+	if e.haState == "off" || !e.haUnits {
+		return "HA is off\n"
+	}
+	return fmt.Sprintf("Unit Name       Group ID   State\n%-15s %-10d %s\n%-15s %-10d %s\n",
+		unitS, 1, title(e.peerRole()), unitM, 1, title(e.haState))
+}
+
+// showHADomain prints one line per unit with UP or DOWN, what Array's
+// LBaaS agent reads (a line holding the unit name and "UP"); the column
+// layout is the emulator's own.
+func (e *Emulator) showHADomain() string {
+	if !e.haUnits {
+		return ""
+	}
+	peer := "UP"
+	if e.peerDown {
+		peer = "DOWN"
+	}
+	return fmt.Sprintf("Domain ID  Unit Name       IP Address       Status\n1          %-15s %-16s UP\n1          %-15s %-16s %s\n", unitM, unitMIP, unitS, unitSIP, peer)
+}
+
+func title(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// printed applies SetNormalize to configuration lines.
+func (e *Emulator) printed(lines []string) []string {
+	if !e.normalize {
+		return lines
+	}
+	var out []string
+	for _, l := range lines {
+		f, _ := tokenize(l)
+		if len(f) >= 3 && f[0] == "slb" && f[1] == "real" {
+			f = append(f, "3", "3") // defaults the device fills in
+		}
+		if len(f) == 11 && f[0] == "slb" && f[1] == "health" && f[3] == "http" {
+			out = append(out, strings.Join(f[:8], "  "), strings.Join([]string{"slb", "health", f[2], "request", f[8], strconv.Quote(f[9]), strconv.Quote(f[10])}, "  "))
+			continue
+		}
+		out = append(out, strings.Join(f, "  "))
+	}
+	return out
 }
 
 func (e *Emulator) showInterfaces() string {
@@ -541,11 +678,28 @@ func (e *Emulator) showHealthServer() string {
 	return b.String()
 }
 
-func (e *Emulator) showStats(kind string, names []string, up func(string) bool) string {
+// showSLBStatistics prints `show statistics slb all` in the blocks
+// jp05451/array-script's parseSLBStats reads: a "Real service <name> <ip>
+// <port> <state>" or "<proto> virtual service "<name>" (<ip> <port>)
+// <state>" header, then indented "Key: value" lines with the metric names
+// that script knows.
+func (e *Emulator) showSLBStatistics() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s service statistics\nname                                  status  active_conns  total_conns\n", kind)
-	for _, n := range names {
-		fmt.Fprintf(&b, "%-37q %-7s %-13d %d\n", n, updown(up(n)), e.conns[n], e.conns[n]*10)
+	c := e.running
+	for _, n := range slices.Sorted(maps.Keys(c.virtuals)) {
+		v := c.virtuals[n]
+		fmt.Fprintf(&b, "%s virtual service %q (%s %d) %s\n", v.proto, n, v.vip, v.port, updown(e.virtualUp(n)))
+		statBlock(&b, e.conns[n])
+	}
+	for _, n := range slices.Sorted(maps.Keys(c.reals)) {
+		r := c.reals[n]
+		fmt.Fprintf(&b, "Real service %s %s %d %s\n", n, r.ip, r.port, updown(e.realUp(n)))
+		statBlock(&b, e.conns[n])
 	}
 	return b.String()
+}
+
+func statBlock(b *strings.Builder, conns int) {
+	fmt.Fprintf(b, "    Max Conn Count:                 %d\n    Current Connection Count:       %d\n    Total Hits:                     %d\n    Total Bytes In:                 %d\n    Total Bytes Out:                %d\n    Average Bandwidth In:           0 bps\n    Average Response time:          0.000 ms\n\n",
+		conns, conns, conns*10, conns*1000, conns*4000)
 }

@@ -97,6 +97,53 @@ spec: {vsIp: 10.200.0.1}
 	}
 }
 
+// An explicit zero is a value, refused as the apiserver refuses it (the
+// parity corpus in translate/testdata/parity covers every rule); it is not
+// read as "unset".
+func TestValidateExplicitZeros(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "zeros.yaml")
+	os.WriteFile(f, []byte(`apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: zeros, namespace: shop}
+spec:
+  vsIP: 10.200.0.10
+  ports: [{port: 80}]
+  realServers: [{ip: 10.244.1.10, port: 0}]
+  healthCheck: {intervalSeconds: 0, timeoutSeconds: 0, riseCount: 0, fallCount: 0}
+`), 0o644)
+	out, code := runCLI(t, "validate", f)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{
+		"spec.realServers[0].port: must be 1-65535, got 0",
+		"spec.healthCheck.intervalSeconds: must be 1-3600 seconds, got 0",
+		"spec.healthCheck.timeoutSeconds: must be 1-3600 seconds, got 0",
+		"spec.healthCheck.riseCount: must be 1-100, got 0",
+		"spec.healthCheck.fallCount: must be 1-100, got 0",
+	} {
+		if !strings.Contains(out, f+": shop/zeros: "+want+"\n") {
+			t.Errorf("output lacks %q\n%s", want, out)
+		}
+	}
+}
+
+// An agent config whose APV device URL is http:// is refused by validate,
+// with the field and the reason.
+func TestValidateAPVURL(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte(`nodeName: edge-1
+apv:
+  devices:
+  - {name: apv-a, url: "http://192.0.2.10:9997", usernameFile: u, passwordFile: p}
+`), 0o644)
+	out, code := runCLI(t, "validate", cfg)
+	if want := cfg + `: config: apv.devices[0].url: "http://192.0.2.10:9997" must be an https:// URL`; code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, output:\n%s\nwant a line starting %q", code, out, want)
+	}
+}
+
 func TestValidatePoolsFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yaml")

@@ -107,4 +107,44 @@ func TestDaemonSetShape(t *testing.T) {
 	if g := spec.TerminationGracePeriodSeconds; g == nil || *g <= 0 || *g >= 120 {
 		t.Error("termination grace period must be set and shorter than the graceful-restart time (120s)")
 	}
+	// Only the short init container is privileged: it sets the forwarding
+	// sysctls an unprivileged container may not.
+	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Args[0] != "prepare-node" ||
+		spec.InitContainers[0].SecurityContext == nil || spec.InitContainers[0].SecurityContext.Privileged == nil || !*spec.InitContainers[0].SecurityContext.Privileged {
+		t.Errorf("init containers %+v, want one privileged prepare-node", spec.InitContainers)
+	} else if spec.InitContainers[0].Image != c.Image {
+		t.Errorf("init container image %q differs from the agent's %q", spec.InitContainers[0].Image, c.Image)
+	}
+	apvSecret := false
+	for _, v := range spec.Volumes {
+		apvSecret = apvSecret || (v.Secret != nil && v.Secret.SecretName == "edgeagent-apv" && v.Secret.Optional != nil && *v.Secret.Optional)
+	}
+	if !apvSecret {
+		t.Error("the APV credentials Secret (edgeagent-apv, optional) is not mounted")
+	}
+}
+
+// The uninstall DaemonSet is valid against the apiserver and runs
+// `edgeagent cleanup --wait` on the edge nodes only.
+func TestCleanupServerDryRun(t *testing.T) {
+	s := apiservertest.Start(t, apiservertest.Options{CRDDir: "-"})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := filepath.Join(filepath.Dir(base()), "cleanup")
+	if _, err := s.Kubectl(ctx, "create", "namespace", "edgeagent-system"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Kubectl(ctx, "apply", "--dry-run=server", "-k", dir)
+	if err != nil || !strings.Contains(out, "daemonset.apps/edgeagent-cleanup") {
+		t.Fatalf("server dry run of deploy/cleanup: %v\n%s", err, out)
+	}
+	rendered, err := s.Kubectl(ctx, "kustomize", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"- cleanup\n", "- --wait\n", "edgeagent.arraynetworks.com/edge: \"true\"", "NET_ADMIN"} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("deploy/cleanup lacks %q:\n%s", want, rendered)
+		}
+	}
 }

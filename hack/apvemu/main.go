@@ -29,6 +29,9 @@ func main() {
 	pass := flag.String("password", "admin", "accepted password")
 	ca := flag.String("ca", filepath.Join(os.TempDir(), "apvemu-ca.pem"), "where to write the server's certificate (the agent's caFile)")
 	every := flag.Duration("every", 5*time.Second, "how often to print the saved configuration (0: never)")
+	roUser := flag.String("scan-user", "", "also accept this read-only account (for apv.devices[].scanUsernameFile)")
+	roPass := flag.String("scan-password", "", "password of -scan-user")
+	normalize := flag.Bool("normalize", false, "print the configuration back differently from how it was sent (unquoted names, wider spacing, defaults, HTTP checks split over two lines)")
 	flag.Parse()
 
 	e, err := apvemu.Start(*listen, *user, *pass)
@@ -36,6 +39,10 @@ func main() {
 		log.Fatal(err)
 	}
 	defer e.Close()
+	if *roUser != "" {
+		e.AddReadOnlyUser(*roUser, *roPass)
+	}
+	e.SetNormalize(*normalize)
 	pem, err := e.WriteCA(filepath.Dir(*ca))
 	if err != nil {
 		log.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -40,6 +41,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
 // DefaultBinDir is where hack/get-apiserver.sh puts the binaries by default.
@@ -106,22 +109,23 @@ func isExec(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-// RequireBinaries skips (or, with EDGEAGENT_REQUIRE_APISERVER=1, fails) the
-// test when the binaries are missing.
+// RequireBinaries skips the test when the binaries are missing, or fails
+// it in CI, under make test, or with EDGEAGENT_REQUIRE_APISERVER=1.
 func RequireBinaries(t testing.TB) string {
 	t.Helper()
+	missing := testreq.Missing
+	if os.Getenv("EDGEAGENT_REQUIRE_APISERVER") == "1" {
+		missing = func(t testing.TB, format string, args ...any) {
+			t.Helper()
+			t.Fatalf("EDGEAGENT_REQUIRE_APISERVER=1: "+format, args...)
+		}
+	}
 	d, err := BinDir()
 	if err != nil {
-		if os.Getenv("EDGEAGENT_REQUIRE_APISERVER") == "1" {
-			t.Fatalf("EDGEAGENT_REQUIRE_APISERVER=1: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
+		missing(t, "%v", err)
 	}
 	if _, err := exec.LookPath("kubectl"); err != nil {
-		if os.Getenv("EDGEAGENT_REQUIRE_APISERVER") == "1" {
-			t.Fatalf("kubectl not found (needed to install CRDs)")
-		}
-		t.Skip("skipping: kubectl not found (needed to install CRDs)")
+		missing(t, "kubectl not found (needed to install CRDs)")
 	}
 	return d
 }
@@ -131,12 +135,26 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin := RequireBinaries(t)
 	dir := t.TempDir()
-	s, err := New(bin, dir, opts)
+	s, err := newRetrying(bin, dir, opts)
 	if err != nil {
 		t.Fatalf("start apiserver: %v", err)
 	}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// newRetrying is New, tried again with other ports when one was taken
+// between picking and binding it (other suites run beside this one).
+func newRetrying(bin, dir string, opts Options) (*Server, error) {
+	var err error
+	for range 3 {
+		var s *Server
+		if s, err = New(bin, dir, opts); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return s, err
+		}
+		_ = os.RemoveAll(filepath.Join(dir, "etcd-data"))
+	}
+	return nil, err
 }
 
 var (
@@ -155,7 +173,7 @@ func Shared(t testing.TB) *Server {
 	sharedOnce.Do(func() {
 		sharedDir, sharedErr = os.MkdirTemp("", "apiservertest-")
 		if sharedErr == nil {
-			shared, sharedErr = New(bin, sharedDir, Options{})
+			shared, sharedErr = newRetrying(bin, sharedDir, Options{})
 		}
 	})
 	if sharedErr != nil {
@@ -370,7 +388,11 @@ func (s *Server) spawn(name, path string, args []string) error {
 }
 
 // freePorts finds n free loopback ports. In a fresh network namespace every
-// port is free, so fixed ones are used there.
+// port is free, so fixed ones are used there. Elsewhere they are picked at
+// random below the kernel's ephemeral range (32768-60999): a port the kernel
+// handed out for ":0" would be handed out again to the next outgoing
+// connection of any test running beside this one, which then takes it
+// before etcd binds it.
 func (s *Server) freePorts(n int) ([]int, error) {
 	if s.netns != "" {
 		return []int{2379, 2380, 6443}[:n], nil
@@ -382,13 +404,17 @@ func (s *Server) freePorts(n int) ([]int, error) {
 		}
 	}()
 	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("find %d free ports in 20000-32767: too many in use", n)
+		}
+		p := 20000 + mrand.IntN(12768)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
+			continue
 		}
 		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+		out = append(out, p)
 	}
 	return out, nil
 }

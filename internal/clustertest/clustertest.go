@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
 // Options describe the node.
@@ -43,20 +44,15 @@ type Cluster struct {
 	env        []string
 }
 
-// required: outside CI (and without EDGEAGENT_REQUIRE_CLUSTER=1) a missing
-// tool skips the test; in CI it fails it, so a green run is never a pile of
-// skips.
-func required() bool {
-	return os.Getenv("CI") == "true" || os.Getenv("EDGEAGENT_REQUIRE_CLUSTER") == "1"
-}
-
+// missing skips the real-cluster suite, saying what it lacks, or fails it
+// in CI, under make test, or with EDGEAGENT_REQUIRE_CLUSTER=1.
 func missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
-	if required() {
-		t.Fatalf("real-cluster suite: %s", msg)
+	if os.Getenv("EDGEAGENT_REQUIRE_CLUSTER") == "1" {
+		t.Fatalf("real-cluster suite (EDGEAGENT_REQUIRE_CLUSTER=1): %s", msg)
 	}
-	t.Skipf("real-cluster suite: %s (make test installs and builds it)", msg)
+	testreq.Missing(t, "real-cluster suite: %s (make test installs and builds it)", msg)
 }
 
 // RequireTools skips (or in CI fails) unless the test runs as root with

@@ -21,6 +21,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/testns"
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
 var created = time.Unix(1764547200, 0)
@@ -113,7 +114,7 @@ func TestLayerRefusesBadPaths(t *testing.T) {
 func TestFilesRefusesDynamicAgent(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		testreq.Missing(t, "no sh to stand in for a dynamically linked binary")
 	}
 	if _, err := Files(t.TempDir(), sh); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
 		t.Fatalf("a dynamically linked agent must be refused, got %v", err)
@@ -128,10 +129,7 @@ func TestBuiltImageRuns(t *testing.T) {
 	testns.RequireRoot(t)
 	tarPath := filepath.Join(apiservertest.RepoRoot(), "bin", "edgeagent-image.tar")
 	if _, err := os.Stat(tarPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing: make test runs make image first", tarPath)
-		}
-		t.Skipf("%s is missing: run make image", tarPath)
+		testreq.Missing(t, "%s is missing: run make image (make test does)", tarPath)
 	}
 	img, err := tarball.ImageFromPath(tarPath, nil)
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
 // Options parameterise a bed (see topology.sh).
@@ -57,12 +59,10 @@ var seq atomic.Uint32
 // bed needs installed.
 func RequireTools(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces (CI runs as root)")
-	}
+	testreq.Root(t, "builds network namespaces")
 	for _, bin := range []string{"ip", "bird", "birdc", "/usr/lib/frr/bgpd", "/usr/lib/frr/zebra", "vtysh"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (apt-get install bird2 frr iproute2)", bin)
+			testreq.Missing(t, "needs %s (apt-get install bird2 frr iproute2; make test does it)", bin)
 		}
 	}
 }
@@ -226,6 +226,31 @@ func (b *Bed) BirdProtocolState(n int, name string) string {
 		}
 	}
 	return ""
+}
+
+// BirdSession is BIRD's state of protocol name on node n and when it
+// entered it ("up 22:53:35.404 Established": "up", that time today).
+func (b *Bed) BirdSession(n int, name string) (state string, since time.Time) {
+	f := strings.Fields(b.BirdProtocolState(n, name))
+	if len(f) < 2 {
+		return strings.Join(f, " "), time.Time{}
+	}
+	state = strings.Join(append([]string{f[0]}, f[2:]...), " ")
+	tod, err := time.ParseInLocation("15:04:05.000", f[1], time.Local)
+	if err != nil {
+		return state, time.Time{}
+	}
+	y, m, d := time.Now().Date()
+	return state, time.Date(y, m, d, tod.Hour(), tod.Minute(), tod.Second(), tod.Nanosecond(), time.Local)
+}
+
+// SameBirdSession reports whether two BirdSession readings describe one
+// session: the same state, entered at the same moment. BIRD prints that
+// moment a millisecond apart from one `show protocols` to the next now
+// and then, so the times are compared to within 100 ms.
+func SameBirdSession(stateA string, sinceA time.Time, stateB string, sinceB time.Time) bool {
+	d := sinceA.Sub(sinceB)
+	return stateA == stateB && d > -100*time.Millisecond && d < 100*time.Millisecond
 }
 
 // EdgeProtocol is the name of calico's BIRD protocol towards the edge.

@@ -18,17 +18,17 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
 var seq atomic.Uint32
 
-// RequireRoot skips the test, saying why, unless it runs as root. CI runs as
-// root, so these tests run there.
+// RequireRoot skips the test, saying why, unless it runs as root; in CI
+// (and under make test) it fails instead (package testreq).
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces (CI runs as root)")
-	}
+	testreq.Root(t, "creates network namespaces")
 }
 
 // NS is one network namespace.

@@ -33,6 +33,7 @@ import (
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/clustertest"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
+	"github.com/arraynetworks/edgeagent/internal/testreq"
 	"github.com/arraynetworks/edgeagent/status"
 )
 
@@ -52,7 +53,7 @@ func images(t *testing.T, dir string) (v1, v2, v1Tar, v2Tar, pauseTar string) {
 	t.Helper()
 	v1Tar = filepath.Join(root(), "bin", "edgeagent-image.tar")
 	if _, err := os.Stat(v1Tar); err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("EDGEAGENT_REQUIRE_CLUSTER") == "1" {
+		if testreq.Strict() || os.Getenv("EDGEAGENT_REQUIRE_CLUSTER") == "1" {
 			t.Fatalf("%s is missing: make test runs make image first", v1Tar)
 		}
 		build(t, dir+"/v1", "")
@@ -545,9 +546,6 @@ func rollout(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed, v2 string) 
 		}
 	}()
 	before := edgeChainCounters(t, bed)
-	// BIRD prints "up HH:MM:SS.mmm Established": a new session has a new
-	// time.
-	oldSession := bed.BirdProtocolState(1, bed.EdgeProtocol())
 	start := time.Now()
 	c.MustKubectl("-n", ns, "set", "image", "ds/edgeagent", "edgeagent="+v2, "prepare-node="+v2)
 	c.MustKubectl("-n", ns, "rollout", "status", "ds/edgeagent", "--timeout=180s")
@@ -557,8 +555,10 @@ func rollout(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed, v2 string) 
 		t.Fatal("the rollout kept the old pod")
 	}
 	testbed.Poll(t, 30*time.Second, "BIRD's session with the new agent established", func() (bool, string) {
-		st := bed.BirdProtocolState(1, bed.EdgeProtocol())
-		return strings.Contains(st, "Established") && st != oldSession, st + " (before: " + oldSession + ")"
+		// A new session: entered its state after the image change.
+		st, since := bed.BirdSession(1, bed.EdgeProtocol())
+		return strings.Contains(st, "Established") && since.After(start.Add(-time.Second)) && time.Since(since) < time.Minute,
+			fmt.Sprintf("%s since %v", st, since)
 	})
 	established := time.Since(start)
 	after := edgeChainCounters(t, bed)
@@ -605,6 +605,10 @@ func readiness(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed) {
 	if rep.Ready || rep.Dataplane == nil || len(rep.Dataplane.Failures) == 0 || rep.Dataplane.Failures[0].Step != "sysctl" {
 		t.Errorf("status while not ready: ready %v dataplane %+v", rep.Ready, rep.Dataplane)
 	}
+	testbed.Poll(t, 30*time.Second, "a DataplaneFailing Warning on the Node", func() (bool, string) {
+		out, _ := c.Kubectl(context.Background(), "get", "events", "-n", "default", "--field-selector", "involvedObject.kind=Node,involvedObject.name=edge-1,reason=DataplaneFailing")
+		return strings.Contains(out, "read-only file system"), out
+	})
 	table, _ := c.Kubectl(context.Background(), "-n", ns, "exec", pod, "-c", "edgeagent", "--", "edgeagent", "status")
 	t.Logf("edgeagent status while forwarding is off:\n%s", table)
 	start = time.Now()

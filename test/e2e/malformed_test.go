@@ -47,7 +47,7 @@ func reals(rs ...map[string]any) func(map[string]any) {
 	return setSpec("realServers", rs)
 }
 
-// badRoutes: 26 refused by the CRD, 25 by the agent.
+// badRoutes: 46 refused by the CRD, 5 by the agent.
 var badRoutes = []badRoute{
 	// Refused by the CRD schema (OpenAPI + CEL) at admission.
 	{name: "vip-not-ip", mutate: setSpec("vsIP", "not-an-ip"), field: "spec.vsIP", crd: true},
@@ -77,34 +77,40 @@ var badRoutes = []badRoute{
 	{name: "health-path-relative", mutate: health(map[string]any{"type": "HTTP", "path": "healthz"}), field: "spec.healthCheck.path", crd: true},
 	{name: "no-spec", noSpec: true, field: "spec", crd: true},
 
-	// Valid to the schema, refused by the agent.
+	// Static rules the agent enforces too; the CRD refuses them at
+	// admission (translate/testdata/parity holds the full corpus).
+	{name: "vip-loopback", mutate: setSpec("vsIP", "127.0.0.1"), field: "spec.vsIP", crd: true},
+	{name: "vip-unspecified", mutate: setSpec("vsIP", "0.0.0.0"), field: "spec.vsIP", crd: true},
+	{name: "vip-multicast", mutate: setSpec("vsIP", "224.0.0.9"), field: "spec.vsIP", crd: true},
+	{name: "vip-broadcast", mutate: setSpec("vsIP", "255.255.255.255"), field: "spec.vsIP", crd: true},
+	{name: "vip-link-local", mutate: setSpec("vsIP", "169.254.10.10"), field: "spec.vsIP", crd: true},
+	{name: "real-loopback", mutate: reals(map[string]any{"ip": "127.0.0.1"}), field: "spec.realServers[0].ip", crd: true},
+	{name: "real-unspecified", mutate: reals(map[string]any{"ip": "0.0.0.0"}), field: "spec.realServers[0].ip", crd: true},
+	{name: "real-multicast", mutate: reals(map[string]any{"ip": "224.0.0.1"}), field: "spec.realServers[0].ip", crd: true},
+	{name: "real-other-family", mutate: reals(map[string]any{"ip": "fd00::10"}), field: "spec.realServers", crd: true},
+	{name: "reals-duplicate", mutate: reals(map[string]any{"ip": "10.244.2.10"}, map[string]any{"ip": "10.244.2.10"}), field: "spec.realServers", crd: true},
+	{name: "target-port-name-static", mutate: port(map[string]any{"port": 80, "targetPort": "http"}), field: "spec.ports", crd: true},
+	{name: "target-port-too-big", mutate: port(map[string]any{"port": 80, "targetPort": 70000}), field: "spec.ports[0].targetPort", crd: true},
+	{name: "target-port-zero", mutate: port(map[string]any{"port": 80, "targetPort": 0}), field: "spec.ports[0].targetPort", crd: true},
+	{name: "health-path-space", mutate: health(map[string]any{"type": "HTTP", "path": "/a b"}), field: "spec.healthCheck.path", crd: true},
+	{name: "health-host-bad", mutate: health(map[string]any{"type": "HTTP", "host": "bad host!"}), field: "spec.healthCheck.host", crd: true},
+	{name: "health-status-word", mutate: health(map[string]any{"type": "HTTP", "expectedStatus": "ok"}), field: "spec.healthCheck.expectedStatus", crd: true},
+	{name: "health-status-700", mutate: health(map[string]any{"type": "HTTP", "expectedStatus": 700}), field: "spec.healthCheck.expectedStatus", crd: true},
+	{name: "health-path-on-tcp", mutate: health(map[string]any{"type": "TCP", "path": "/healthz"}), field: "spec.healthCheck.type", crd: true},
+	{name: "bgp-community-bogus", mutate: setSpec("bgp", map[string]any{"communities": []string{"bogus"}}), field: "spec.bgp.communities[0]", crd: true},
+	{name: "bgp-large-community-bogus", mutate: setSpec("bgp", map[string]any{"largeCommunities": []string{"1:2"}}), field: "spec.bgp.largeCommunities[0]", crd: true},
+
+	// Valid to the schema, refused by the agent: rules that need its vipPools,
+	// the other LBRoutes or the namespace.
 	{name: "vip-outside-pools", mutate: setSpec("vsIP", "10.201.0.5"), field: "spec.vsIP", reason: "VIPNotAllowed"},
-	{name: "vip-ipv6-no-pool", mutate: setSpec("vsIP", "fd00:200::5"), field: "spec.vsIP", reason: "VIPNotAllowed"},
+	{name: "vip-ipv6-no-pool", mutate: func(s map[string]any) {
+		s["vsIP"], s["realServers"] = "fd00:200::5", []map[string]any{{"ip": "fd00:244::10"}}
+	}, field: "spec.vsIP", reason: "VIPNotAllowed"},
 	{name: "vip-pool-other-namespace", mutate: setSpec("vsIP", "10.200.1.5"), field: "spec.vsIP", reason: "VIPNotAllowed"},
 	{name: "vip-conflict", mutate: setSpec("vsIP", vipWeb), field: "spec.vsIP", reason: "VIPConflict"},
-	{name: "vip-loopback", mutate: setSpec("vsIP", "127.0.0.1"), field: "spec.vsIP", reason: "InvalidSpec"},
-	{name: "vip-unspecified", mutate: setSpec("vsIP", "0.0.0.0"), field: "spec.vsIP", reason: "InvalidSpec"},
-	{name: "vip-multicast", mutate: setSpec("vsIP", "224.0.0.9"), field: "spec.vsIP", reason: "InvalidSpec"},
-	{name: "vip-broadcast", mutate: setSpec("vsIP", "255.255.255.255"), field: "spec.vsIP", reason: "InvalidSpec"},
-	{name: "vip-link-local", mutate: setSpec("vsIP", "169.254.10.10"), field: "spec.vsIP", reason: "InvalidSpec"},
 	// <namespace>-<name> is the default vsName; this one is 64 characters,
-	// over the APV name limit of 63.
+	// over the APV name limit of 63 (CRD rules cannot read the namespace).
 	{name: "default-vsname-" + strings.Repeat("x", 45), field: "spec.vsName", reason: "InvalidSpec"},
-	{name: "real-loopback", mutate: reals(map[string]any{"ip": "127.0.0.1"}), field: "spec.realServers[0].ip", reason: "InvalidSpec"},
-	{name: "real-unspecified", mutate: reals(map[string]any{"ip": "0.0.0.0"}), field: "spec.realServers[0].ip", reason: "InvalidSpec"},
-	{name: "real-multicast", mutate: reals(map[string]any{"ip": "224.0.0.1"}), field: "spec.realServers[0].ip", reason: "InvalidSpec"},
-	{name: "real-other-family", mutate: reals(map[string]any{"ip": "fd00::10"}), field: "spec.realServers[0].ip", reason: "InvalidSpec"},
-	{name: "reals-duplicate", mutate: reals(map[string]any{"ip": "10.244.2.10"}, map[string]any{"ip": "10.244.2.10"}), field: "spec.realServers[1]", reason: "InvalidSpec"},
-	{name: "target-port-name-static", mutate: port(map[string]any{"port": 80, "targetPort": "http"}), field: "spec.ports[0].targetPort", reason: "InvalidSpec"},
-	{name: "target-port-too-big", mutate: port(map[string]any{"port": 80, "targetPort": 70000}), field: "spec.ports[0].targetPort", reason: "InvalidSpec"},
-	{name: "target-port-zero", mutate: port(map[string]any{"port": 80, "targetPort": 0}), field: "spec.ports[0].targetPort", reason: "InvalidSpec"},
-	{name: "health-path-space", mutate: health(map[string]any{"type": "HTTP", "path": "/a b"}), field: "spec.healthCheck.path", reason: "InvalidSpec"},
-	{name: "health-host-bad", mutate: health(map[string]any{"type": "HTTP", "host": "bad host!"}), field: "spec.healthCheck.host", reason: "InvalidSpec"},
-	{name: "health-status-word", mutate: health(map[string]any{"type": "HTTP", "expectedStatus": "ok"}), field: "spec.healthCheck.expectedStatus", reason: "InvalidSpec"},
-	{name: "health-status-700", mutate: health(map[string]any{"type": "HTTP", "expectedStatus": 700}), field: "spec.healthCheck.expectedStatus", reason: "InvalidSpec"},
-	{name: "health-path-on-tcp", mutate: health(map[string]any{"type": "TCP", "path": "/healthz"}), field: "spec.healthCheck.type", reason: "InvalidSpec"},
-	{name: "bgp-community-bogus", mutate: setSpec("bgp", map[string]any{"communities": []string{"bogus"}}), field: "spec.bgp.communities[0]", reason: "InvalidSpec"},
-	{name: "bgp-large-community-bogus", mutate: setSpec("bgp", map[string]any{"largeCommunities": []string{"1:2"}}), field: "spec.bgp.largeCommunities[0]", reason: "InvalidSpec"},
 }
 
 func (b badRoute) object(s *suite) map[string]any {
@@ -136,7 +142,7 @@ type lbrList struct {
 	}
 }
 
-// 50 malformed LBRoutes applied with kubectl while the client keeps
+// 51 malformed LBRoutes applied with kubectl while the client keeps
 // requesting the good VIPs: each is refused, naming its field and the
 // reason, by the CRD at admission or by the agent in its status; no request
 // fails and the agent never restarts.
