@@ -135,7 +135,7 @@ func TestConformance(t *testing.T) {
 				if len(used) != 3 && be.name == "iptables" && strings.HasPrefix(addr, "[") {
 					// Found by this suite, reported, not this package's to
 					// fix: the iptables backend's cluster-match sh sends
-					// every IPv6 client to one real. Stickiness is still
+					// every IPv6 client of the bed to one real. Stickiness is still
 					// checked above; the spread is not, for it alone.
 					t.Logf("KNOWN ISSUE, iptables backend: sh over IPv6 sends all %d clients to %v", len(bySrc), used)
 					continue
