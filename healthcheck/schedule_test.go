@@ -80,8 +80,8 @@ func TestSpecKeyDistinguishesChecks(t *testing.T) {
 		}
 		seen[k] = i
 	}
-	if specKey(base) != specKey(base) {
-		t.Error("key not deterministic")
+	if a, b := specKey(base), specKey(base); a != b {
+		t.Errorf("key not deterministic: %q then %q", a, b)
 	}
 }
 

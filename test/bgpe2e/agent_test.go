@@ -248,7 +248,7 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 		t.Error("BIRD is not holding our routes as a graceful-restart helper")
 	}
 	restart := time.Now()
-	a = startAgent(t, bed, cfg)
+	startAgent(t, bed, cfg)
 	testbed.Poll(t, 10*time.Second, "BIRD session re-established", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return strings.Contains(s, "Established"), s

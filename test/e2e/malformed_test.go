@@ -20,7 +20,6 @@ type badRoute struct {
 	name   string
 	ns     string // default "bad"
 	mutate func(spec map[string]any)
-	meta   map[string]any // replaces metadata when set
 	noSpec bool
 	field  string
 	crd    bool
