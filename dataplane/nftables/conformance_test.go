@@ -2,7 +2,6 @@ package nftables_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -190,7 +189,7 @@ func TestConformance(t *testing.T) {
 					t.Fatalf("masquerade off: real %s saw %s, want the client", r.Name, r.Peer)
 				}
 			}
-			t.Log(fmt.Sprintf("%s: conformant", be.name))
+			t.Logf("%s: conformant", be.name)
 		})
 	}
 }

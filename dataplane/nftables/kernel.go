@@ -38,8 +38,6 @@ func (e elemSet) putString(set, key, val string) {
 	m[key] = val
 }
 
-func (e elemSet) del(set string, key []byte) { e.delString(set, string(key)) }
-
 func (e elemSet) delString(set, key string) {
 	if m := e[set]; m != nil {
 		delete(m, key)
