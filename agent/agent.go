@@ -39,7 +39,7 @@ type Options struct {
 	Appliance Appliance
 	Prober    Prober
 	// APIServer reports the Kubernetes connection, when there is one.
-	APIServer func() status.APIServer
+	APIServer func() healthcheck.APIServerStatus
 	// NodeEvent records an event on the agent's Node (in a cluster): the
 	// dataplane failing for longer than its grace period, and recovering.
 	NodeEvent func(eventType, reason, message string)
@@ -120,7 +120,7 @@ func New(opts Options) *Agent {
 		a.opts.MaxBackoff = 30 * time.Second
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected)
+		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected, (*routeMetrics)(a))
 	}
 	return a
 }
@@ -232,7 +232,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		if err := dp.Reconcile(ctx, state); err != nil {
 			errs["dataplane"] = err
 		}
-		a.noteDataplane(dp.Status())
+		a.noteDataplane(dataplaneStatus(dp.Status()))
 	}
 	if sp := a.opts.Speaker; sp != nil {
 		if err := sp.Announce(ctx, a.announceable(state)); err != nil {
@@ -263,7 +263,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if rep := a.opts.Reporter; rep != nil {
 		rep.ReportRoutes(ctx, a.routeReports())
 		if a.opts.Speaker != nil {
-			rep.ReportNeighbors(ctx, a.opts.Speaker.Neighbors())
+			rep.ReportNeighbors(ctx, neighborStatus(a.opts.Speaker.Neighbors()))
 		}
 	}
 
@@ -421,7 +421,7 @@ func (a *Agent) Status() status.Report {
 		r.LBRoutes = append(r.LBRoutes, lr)
 	}
 	if a.opts.Dataplane != nil {
-		r.Dataplane = a.opts.Dataplane.Status()
+		r.Dataplane = dataplaneStatus(a.opts.Dataplane.Status())
 		if d := dataplaneUnready(r.Dataplane, r.Time, a.opts.Config.Dataplane.FailureGracePeriod.Duration); d != "" {
 			r.Ready = false
 			r.Degraded = append(r.Degraded, d)
@@ -429,17 +429,19 @@ func (a *Agent) Status() status.Report {
 		}
 	}
 	if a.opts.Speaker != nil {
-		r.Neighbors = a.opts.Speaker.Neighbors()
-		r.LearnedRoutes = a.opts.Speaker.Learned()
+		r.Neighbors = neighborStatus(a.opts.Speaker.Neighbors())
+		r.LearnedRoutes = learnedStatus(a.opts.Speaker.Learned())
 	}
 	if a.opts.Appliance != nil {
-		r.APV = a.opts.Appliance.Status()
-		r.APVEvents = a.opts.Appliance.EventsStatus()
+		r.APV = apvStatus(a.opts.Appliance.Status())
+		if ev := a.opts.Appliance.EventsStatus(); ev != nil {
+			r.APVEvents = new(status.APVEvents(*ev))
+		}
 		r.Degraded = append(r.Degraded, apvDegraded(r.APV, r.APVEvents)...)
 		slices.Sort(r.Degraded)
 	}
 	if a.opts.APIServer != nil {
-		r.APIServer = a.opts.APIServer()
+		r.APIServer = status.APIServer(a.opts.APIServer())
 		if !r.APIServer.Connected {
 			r.Degraded = append(r.Degraded, "apiserver unreachable: serving the last known state")
 		}

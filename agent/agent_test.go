@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 	"github.com/arraynetworks/edgeagent/watcher"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -39,7 +40,7 @@ type fakeDataplane struct {
 	fail   error
 	states []model.State
 	prog   map[string]bool
-	st     status.Dataplane
+	st     dataplane.Status
 }
 
 func (f *fakeDataplane) Reconcile(_ context.Context, s model.State) error {
@@ -60,12 +61,12 @@ func (f *fakeDataplane) Reconcile(_ context.Context, s model.State) error {
 }
 func (f *fakeDataplane) Programmed() map[string]bool { f.mu.Lock(); defer f.mu.Unlock(); return f.prog }
 func (f *fakeDataplane) Rejected() map[string]error  { return nil }
-func (f *fakeDataplane) Status() *status.Dataplane {
+func (f *fakeDataplane) Status() dataplane.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.st
 	st.Interface = "edge-vip0"
-	return &st
+	return st
 }
 
 type fakeSpeaker struct{ announced []string }
@@ -84,8 +85,8 @@ func (f *fakeSpeaker) Advertised() map[string]bool {
 	}
 	return m
 }
-func (f *fakeSpeaker) Neighbors() []status.Neighbor   { return nil }
-func (f *fakeSpeaker) Learned() []status.LearnedRoute { return nil }
+func (f *fakeSpeaker) Neighbors() []bgp.Neighbor   { return nil }
+func (f *fakeSpeaker) Learned() []bgp.LearnedRoute { return nil }
 
 func route(name, vip string, port int32) *v1alpha1.LBRoute {
 	return &v1alpha1.LBRoute{
@@ -189,7 +190,7 @@ func TestDataplaneFailureBeyondGraceIsNotReady(t *testing.T) {
 	fail := func(since time.Time) {
 		dp.mu.Lock()
 		dp.st.FailingSince = since
-		dp.st.Failures = []status.DataplaneFailure{{Step: "sysctl", Error: "set sysctl net.ipv4.ip_forward=1 (it is 0): read-only file system", Since: since}}
+		dp.st.Failures = []dataplane.Failure{{Step: "sysctl", Err: errors.New("set sysctl net.ipv4.ip_forward=1 (it is 0): read-only file system"), Since: since}}
 		dp.mu.Unlock()
 	}
 	fail(time.Now().Add(-30 * time.Second))

@@ -45,7 +45,7 @@ func buildAPV(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, o
 			base = apv.LogEvents{Logger: log.With("component", "apv")}
 		}
 		o.Events = apv.Sinks{base, sink}
-		o.EventsStatus = sink.Status
+		o.EventsStatus = func() apv.EventsStatus { return apv.EventsStatus(sink.Status()) }
 		loops = append(loops, sink.Run)
 	}
 	a, err := apv.New(c, o)
@@ -92,6 +92,16 @@ func nodeEvents(rec record.EventRecorder, node string) func(eventType, reason, m
 func (e *recorderEvents) Event(ev apv.Event) {
 	e.log.Event(ev)
 	e.rec.AnnotatedEventf(e.node, map[string]string{DeviceAnnotation: ev.Device}, ev.Type, ev.Reason, "%s", ev.Message)
+}
+
+// apvStatus is the devices' part of /status: the apv package's types, which
+// mirror the document's field for field.
+func apvStatus(devs []apv.DeviceStatus) []status.APVDevice {
+	out := make([]status.APVDevice, len(devs))
+	for i, d := range devs {
+		out[i] = status.APVDevice(d)
+	}
+	return out
 }
 
 // apvDegraded lists the devices that are failing or hold objects the agent

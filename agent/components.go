@@ -4,8 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/apv"
+	"github.com/arraynetworks/edgeagent/bgp"
+	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 )
 
 // The agent drives its reconcilers through these narrow interfaces; each
@@ -22,8 +24,9 @@ type Dataplane interface {
 	// Rejected says, per virtual-service key, why the dataplane left a
 	// service out (address family unsupported, port taken, ...).
 	Rejected() map[string]error
-	// Status describes the kernel side for /status.
-	Status() *status.Dataplane
+	// Status describes the kernel side; the agent turns it into /status's
+	// dataplane object (dataplaneStatus).
+	Status() dataplane.Status
 }
 
 // Speaker announces VIPs over BGP and reports its neighbors.
@@ -32,16 +35,19 @@ type Speaker interface {
 	Announce(ctx context.Context, routes []model.VIPRoute) error
 	// Advertised reports which VIP prefixes are currently announced.
 	Advertised() map[string]bool
-	Neighbors() []status.Neighbor
-	Learned() []status.LearnedRoute
+	// Neighbors and Learned describe the sessions and the learned routes
+	// in the speaker's own terms; the agent turns them into /status
+	// (bgpstatus.go).
+	Neighbors() []bgp.Neighbor
+	Learned() []bgp.LearnedRoute
 }
 
 // Appliance pushes the desired state to APV devices.
 type Appliance interface {
 	Reconcile(ctx context.Context, s model.State) error
-	Status() []status.APVDevice
+	Status() []apv.DeviceStatus
 	// EventsStatus reports the CloudEvents sink of the scan (nil: none).
-	EventsStatus() *status.APVEvents
+	EventsStatus() *apv.EventsStatus
 }
 
 // Prober runs the active health checks of reals.

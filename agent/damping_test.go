@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 	"github.com/arraynetworks/edgeagent/watcher"
 	"sigs.k8s.io/yaml"
 )
@@ -107,9 +107,9 @@ func (s *recordingSpeaker) history() []announcement {
 	return slices.Clone(s.changes)
 }
 
-func (s *recordingSpeaker) Advertised() map[string]bool    { return nil }
-func (s *recordingSpeaker) Neighbors() []status.Neighbor   { return nil }
-func (s *recordingSpeaker) Learned() []status.LearnedRoute { return nil }
+func (s *recordingSpeaker) Advertised() map[string]bool { return nil }
+func (s *recordingSpeaker) Neighbors() []bgp.Neighbor   { return nil }
+func (s *recordingSpeaker) Learned() []bgp.LearnedRoute { return nil }
 
 func startDampedAgent(t *testing.T, hold time.Duration) (*switchProber, *recordingSpeaker) {
 	t.Helper()

@@ -11,7 +11,6 @@ import (
 
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -51,7 +50,39 @@ type Options struct {
 	MayWrite func() bool
 	// EventsStatus, when set, reports the event sink beside the devices
 	// (the CloudEvents sink, package cesink).
-	EventsStatus func() status.APVEvents
+	EventsStatus func() EventsStatus
+}
+
+// DeviceStatus is one device's sync and scan state. The agent shows it in
+// /status as status.APVDevice, whose fields it mirrors one for one (the
+// conversion between the two is checked by the compiler).
+type DeviceStatus struct {
+	Name      string
+	URL       string
+	Up        bool
+	HAState   string
+	LastSync  time.Time
+	LastScan  time.Time
+	LastError string
+	InSync    bool
+	// HAUnit is the device's own unit in its HA configuration, as
+	// identified (empty when HA is off or the unit is not known; the HA
+	// state is then "unknown" rather than the peer's).
+	HAUnit string
+	// NormalizesDifferently lists the objects ("health ea_h_...") the
+	// device prints back differently from how they were sent; they are not
+	// rewritten until they or the LBRoutes change.
+	NormalizesDifferently []string
+}
+
+// EventsStatus reports the scan's event sink (status.APVEvents in /status).
+type EventsStatus struct {
+	SinkURL   string
+	Queued    int
+	Delivered uint64
+	Failed    uint64
+	Dropped   uint64
+	LastError string
 }
 
 // Appliance keeps a set of APV devices in line with the desired state and
@@ -121,7 +152,7 @@ func New(cfg config.APV, o Options) (*Appliance, error) {
 			host = u.Hostname()
 		}
 		dev := &device{name: d.Name, url: d.URL, client: c, scanClient: scan, haUnit: d.HAUnit, urlHost: host, kick: make(chan struct{}, 1)}
-		dev.st = status.APVDevice{Name: d.Name, URL: d.URL}
+		dev.st = DeviceStatus{Name: d.Name, URL: d.URL}
 		a.devices = append(a.devices, dev)
 		a.metrics.up.WithLabelValues(d.Name).Set(0)
 		a.metrics.inSync.WithLabelValues(d.Name).Set(0)
@@ -162,8 +193,8 @@ func (a *Appliance) desired() (Config, bool) {
 }
 
 // Status reports every device's sync and scan state.
-func (a *Appliance) Status() []status.APVDevice {
-	out := make([]status.APVDevice, 0, len(a.devices))
+func (a *Appliance) Status() []DeviceStatus {
+	out := make([]DeviceStatus, 0, len(a.devices))
 	for _, d := range a.devices {
 		d.mu.Lock()
 		out = append(out, d.st)
@@ -173,7 +204,7 @@ func (a *Appliance) Status() []status.APVDevice {
 }
 
 // EventsStatus reports the CloudEvents sink, nil when there is none.
-func (a *Appliance) EventsStatus() *status.APVEvents {
+func (a *Appliance) EventsStatus() *EventsStatus {
 	if a.opts.EventsStatus == nil {
 		return nil
 	}

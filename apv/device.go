@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/arraynetworks/edgeagent/status"
 )
 
 // device is one APV and what the agent knows about it.
@@ -43,7 +41,7 @@ type device struct {
 	series   map[string]map[string]bool
 
 	mu      sync.Mutex // guards st, upKnown
-	st      status.APVDevice
+	st      DeviceStatus
 	upKnown bool
 }
 

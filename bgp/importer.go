@@ -3,16 +3,15 @@ package bgp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/apiutil"
-
-	"github.com/arraynetworks/edgeagent/status"
+	"k8s.io/utils/clock"
 )
 
 // importer keeps the kernel's learned routes equal to what the RIB says,
@@ -27,27 +26,34 @@ import (
 // has sent End-of-RIB, or the restart time has passed), and only then
 // removed if nobody announces them.
 type importer struct {
-	s      *Speaker
-	routes RouteInstaller
-	cidrs  []netip.Prefix
-	log    *slog.Logger
-	wake   chan struct{}
+	r           router
+	routes      RouteInstaller
+	cidrs       []netip.Prefix
+	log         *slog.Logger
+	clock       clock.Clock
+	restartTime time.Duration
+	// sessions reports whether the speaker has opened its sessions and how
+	// many peers it wants.
+	sessions func() (open bool, wanted int)
+	wake     chan struct{}
 
 	mu        sync.Mutex
 	installed map[netip.Prefix][]netip.Addr
 	adopted   map[netip.Prefix]bool
 	converged bool
 	deadline  time.Time
-	accepted  map[string]int
+	accepted  map[netip.Addr]int
 }
 
-func newImporter(s *Speaker, r RouteInstaller, cidrs []netip.Prefix, lg *slog.Logger) *importer {
+func newImporter(r router, routes RouteInstaller, cidrs []netip.Prefix, restartTime time.Duration,
+	sessions func() (bool, int), clk clock.Clock, lg *slog.Logger) *importer {
 	return &importer{
-		s: s, routes: r, cidrs: collapseCIDRs(cidrs), log: lg.With("part", "import"),
+		r: r, routes: routes, cidrs: collapseCIDRs(cidrs), log: lg.With("part", "import"),
+		clock: clk, restartTime: restartTime, sessions: sessions,
 		wake:      make(chan struct{}, 1),
 		installed: map[netip.Prefix][]netip.Addr{},
 		adopted:   map[netip.Prefix]bool{},
-		accepted:  map[string]int{},
+		accepted:  map[netip.Addr]int{},
 	}
 }
 
@@ -58,34 +64,25 @@ func (im *importer) kick() {
 	}
 }
 
-// onPaths is called with every best-path change; only learned paths inside
-// the import CIDRs wake the reconciler (our own VIPs never do).
-func (im *importer) onPaths(paths []*api.Path) {
-	for _, p := range paths {
-		if p.NeighborIp == "" || p.NeighborIp == "<nil>" {
-			continue
-		}
-		if p.Nlri == nil { // End-of-RIB: the RIB may have converged
+// onLearned takes a best-path change; only End-of-RIB and learned paths
+// inside the import CIDRs wake the reconciler.
+func (im *importer) onLearned(ev routerEvent) {
+	if ev.EndOfRIB { // the RIB may have converged
+		im.kick()
+		return
+	}
+	for _, p := range ev.Prefixes {
+		if importable(p, im.cidrs) {
 			im.kick()
 			return
 		}
-		nlri, err := apiutil.GetNativeNlri(p)
-		if err != nil {
-			continue
-		}
-		pfx, err := netip.ParsePrefix(nlri.String())
-		if err != nil || !importable(pfx, im.cidrs) {
-			continue
-		}
-		im.kick()
-		return
 	}
 }
 
 // adopt reads the agent's routes left in the kernel by a previous run.
 func (im *importer) adopt() error {
 	im.mu.Lock()
-	im.deadline = time.Now().Add(im.s.cfg.RestartTime)
+	im.deadline = im.clock.Now().Add(im.restartTime)
 	im.mu.Unlock()
 	have, err := im.routes.List()
 	if err != nil {
@@ -131,36 +128,26 @@ func (im *importer) run(ctx context.Context) {
 	}
 }
 
-// want reads the RIB within the import CIDRs and picks next hops.
-func (im *importer) want(ctx context.Context) (map[netip.Prefix][]netip.Addr, map[string]int, error) {
+// want reads the RIB within the import CIDRs and picks next hops; accepted
+// counts, per peer, the paths inside them.
+func (im *importer) want(ctx context.Context) (map[netip.Prefix][]netip.Addr, map[netip.Addr]int, error) {
 	want := map[netip.Prefix][]netip.Addr{}
-	acc := map[string]int{}
+	acc := map[netip.Addr]int{}
 	var errs []error
 	for _, c := range im.cidrs {
-		req := &api.ListPathRequest{
-			TableType: api.TableType_GLOBAL,
-			Family:    family(c.Addr()),
-			Prefixes:  []*api.TableLookupPrefix{{Prefix: c.String(), Type: api.TableLookupPrefix_LONGER}},
-		}
-		err := im.s.srv.ListPath(ctx, req, func(d *api.Destination) {
-			pfx, err := netip.ParsePrefix(d.Prefix)
-			if err != nil || !importable(pfx.Masked(), im.cidrs) {
+		err := im.r.Learned(ctx, c, func(pfx netip.Prefix, cands []candidate) {
+			if !importable(pfx, im.cidrs) {
 				return
 			}
-			pfx = pfx.Masked()
-			var cands []candidate
-			for _, p := range d.Paths {
-				if c, ok := candidateFromAPI(p); ok {
-					cands = append(cands, c)
-					acc[c.Peer]++
-				}
+			for _, c := range cands {
+				acc[c.Peer]++
 			}
 			if hops := selectNextHops(cands); len(hops) > 0 {
 				want[pfx] = hops
 			}
 		})
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("read learned paths in %s: %w", c, err))
 		}
 	}
 	return want, acc, errors.Join(errs...)
@@ -169,28 +156,24 @@ func (im *importer) want(ctx context.Context) (map[netip.Prefix][]netip.Addr, ma
 // ribConverged reports whether every desired peer is established and has
 // sent End-of-RIB where it promised one (graceful restart).
 func (im *importer) ribConverged(ctx context.Context) bool {
-	im.s.mu.Lock()
-	open, nwanted := im.s.gateOpen, len(im.s.wanted)
-	im.s.mu.Unlock()
+	open, wanted := im.sessions()
 	if !open {
 		return false
 	}
-	n, ok := 0, true
-	_ = im.s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		n++
-		if p.State == nil || p.State.SessionState != api.PeerState_ESTABLISHED {
-			ok = false
-			return
+	states, err := im.r.Peers(ctx)
+	if err != nil || len(states) != wanted {
+		return false
+	}
+	for _, st := range states {
+		if st.State != "established" || st.EndOfRIBPending {
+			return false
 		}
-		for _, af := range p.AfiSafis {
-			if gr := af.MpGracefulRestart; gr != nil && gr.State != nil && gr.State.Received && !gr.State.EndOfRibReceived {
-				ok = false
-			}
-		}
-	})
-	return ok && n == nwanted
+	}
+	return true
 }
 
+// reconcile makes the kernel's learned routes equal to the RIB's. Until
+// the RIB has converged, adopted routes nobody announces (yet) stay.
 func (im *importer) reconcile(ctx context.Context) error {
 	want, acc, err := im.want(ctx)
 	if err != nil {
@@ -198,28 +181,30 @@ func (im *importer) reconcile(ctx context.Context) error {
 		return err
 	}
 	im.mu.Lock()
-	converged := im.converged
-	deadline := im.deadline
+	converged, deadline := im.converged, im.deadline
 	im.mu.Unlock()
-	if !converged && (time.Now().After(deadline) || im.ribConverged(ctx)) {
+	if !converged && (!im.clock.Now().Before(deadline) || im.ribConverged(ctx)) {
 		converged = true
 	}
 
 	im.mu.Lock()
 	im.accepted = acc
-	have := make(map[netip.Prefix][]netip.Addr, len(im.installed))
-	for p, h := range im.installed {
-		have[p] = h
-	}
+	have := maps.Clone(im.installed)
 	keep := map[netip.Prefix]bool{}
 	if !converged {
-		for p := range im.adopted {
-			keep[p] = true
-		}
+		keep = maps.Clone(im.adopted)
 	}
 	im.mu.Unlock()
 
-	d := diffRoutes(have, want, keep)
+	err = im.apply(diffRoutes(have, want, keep))
+	if converged {
+		im.markConverged()
+	}
+	return err
+}
+
+// apply writes a route diff to the kernel, recording what succeeded.
+func (im *importer) apply(d routeDiff) error {
 	var errs []error
 	for p, hops := range d.Replace {
 		if err := im.routes.Replace(p, hops); err != nil {
@@ -243,40 +228,36 @@ func (im *importer) reconcile(ctx context.Context) error {
 		im.mu.Unlock()
 		im.log.Debug("learned route removed", "prefix", p)
 	}
-	im.mu.Lock()
-	if converged && !im.converged {
-		im.converged = true
-		im.adopted = map[netip.Prefix]bool{}
-		im.log.Info("learned routes converged", "routes", len(im.installed))
-	}
-	im.mu.Unlock()
 	return errors.Join(errs...)
 }
 
-func (im *importer) acceptedCounts() map[string]int {
+func (im *importer) markConverged() {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	out := make(map[string]int, len(im.accepted))
-	for k, v := range im.accepted {
-		out[k] = v
+	if im.converged {
+		return
 	}
-	return out
+	im.converged = true
+	im.adopted = map[netip.Prefix]bool{}
+	im.log.Info("learned routes converged", "routes", len(im.installed))
+}
+
+func (im *importer) acceptedCounts() map[netip.Addr]int {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return maps.Clone(im.accepted)
 }
 
 // learned describes the installed routes, each with the route another
 // daemon has for its prefix that the kernel prefers, if any (read from the
 // kernel now: BIRD may have added or withdrawn one since the install).
-func (im *importer) learned() []status.LearnedRoute {
+func (im *importer) learned() []LearnedRoute {
 	im.mu.Lock()
-	out := make([]status.LearnedRoute, 0, len(im.installed))
+	out := make([]LearnedRoute, 0, len(im.installed))
 	prefixes := make([]netip.Prefix, 0, len(im.installed))
 	metric := im.routes.Metric()
 	for p, hops := range im.installed {
-		r := status.LearnedRoute{Prefix: p.String(), Metric: metric}
-		for _, h := range hops {
-			r.NextHops = append(r.NextHops, h.String())
-		}
-		out = append(out, r)
+		out = append(out, LearnedRoute{Prefix: p, NextHops: slices.Clone(hops), Metric: metric})
 		prefixes = append(prefixes, p)
 	}
 	im.mu.Unlock()
@@ -286,15 +267,9 @@ func (im *importer) learned() []status.LearnedRoute {
 			im.log.Warn("read other protocols' routes", "err", err)
 		}
 		for i := range out {
-			out[i].ShadowedBy = pref[netip.MustParsePrefix(out[i].Prefix)]
+			out[i].ShadowedBy = pref[out[i].Prefix]
 		}
 	}
-	slices.SortFunc(out, func(a, b status.LearnedRoute) int {
-		pa, pb := netip.MustParsePrefix(a.Prefix), netip.MustParsePrefix(b.Prefix)
-		if c := pa.Addr().Compare(pb.Addr()); c != 0 {
-			return c
-		}
-		return pa.Bits() - pb.Bits()
-	})
+	slices.SortFunc(out, func(a, b LearnedRoute) int { return comparePrefix(a.Prefix, b.Prefix) })
 	return out
 }

@@ -66,7 +66,7 @@ func TestSpeakerInProcess(t *testing.T) {
 	if err := s.Start(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Learned(); len(got) != 1 || got[0].Prefix != "10.244.9.0/24" {
+	if got := s.Learned(); len(got) != 1 || got[0].Prefix.String() != "10.244.9.0/24" {
 		t.Errorf("adopted = %+v", got)
 	}
 	if err := s.Announce(ctx, []model.VIPRoute{vip("10.200.0.10"), vip("10.200.0.11")}); err != nil {
@@ -123,7 +123,7 @@ func TestSetDiscoveredPeers(t *testing.T) {
 	if err := s.SetDiscoveredPeers(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.Neighbors(); len(n) != 1 || n[0].Address != "192.0.2.1" {
+	if n := s.Neighbors(); len(n) != 1 || n[0].Address.String() != "192.0.2.1" {
 		t.Errorf("after the node left: %+v", n)
 	}
 }

@@ -3,16 +3,12 @@ package bgp
 import (
 	"net/netip"
 	"slices"
-
-	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/apiutil"
-	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 )
 
 // candidate is one learned path for a prefix, reduced to what route
 // selection and the kernel need.
 type candidate struct {
-	Peer      string // neighbor address that sent it
+	Peer      netip.Addr // the neighbor that sent it
 	NextHop   netip.Addr
 	LocalPref uint32
 	ASPathLen int
@@ -92,46 +88,6 @@ func collapseCIDRs(cidrs []netip.Prefix) []netip.Prefix {
 	return out
 }
 
-// candidateFromAPI reads a GoBGP path. ok is false for our own paths,
-// withdrawals and paths it cannot parse.
-func candidateFromAPI(p *api.Path) (candidate, bool) {
-	if p == nil || p.IsWithdraw || p.NeighborIp == "" || p.NeighborIp == "<nil>" {
-		return candidate{}, false
-	}
-	if a, err := netip.ParseAddr(p.NeighborIp); err != nil || a.IsUnspecified() {
-		return candidate{}, false
-	}
-	attrs, err := apiutil.GetNativePathAttributes(p)
-	if err != nil {
-		return candidate{}, false
-	}
-	c := candidate{Peer: p.NeighborIp, Best: p.Best, LocalPref: 100}
-	for _, a := range attrs {
-		switch v := a.(type) {
-		case *bgp.PathAttributeNextHop:
-			c.NextHop, _ = netip.AddrFromSlice(v.Value)
-		case *bgp.PathAttributeMpReachNLRI:
-			c.NextHop, _ = netip.AddrFromSlice(v.Nexthop)
-		case *bgp.PathAttributeLocalPref:
-			c.LocalPref = v.Value
-		case *bgp.PathAttributeOrigin:
-			c.Origin = v.Value
-		case *bgp.PathAttributeMultiExitDisc:
-			c.MED = v.Value
-		case *bgp.PathAttributeAsPath:
-			for _, seg := range v.Value {
-				if seg.GetType() == bgp.BGP_ASPATH_ATTR_TYPE_SET || seg.GetType() == bgp.BGP_ASPATH_ATTR_TYPE_CONFED_SET {
-					c.ASPathLen++
-				} else {
-					c.ASPathLen += len(seg.GetAS())
-				}
-			}
-		}
-	}
-	c.NextHop = c.NextHop.Unmap()
-	return c, true
-}
-
 // routeDiff is what to change in the kernel.
 type routeDiff struct {
 	Replace map[netip.Prefix][]netip.Addr
@@ -153,11 +109,6 @@ func diffRoutes(have, want map[netip.Prefix][]netip.Addr, keep map[netip.Prefix]
 			d.Delete = append(d.Delete, p)
 		}
 	}
-	slices.SortFunc(d.Delete, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
+	slices.SortFunc(d.Delete, comparePrefix)
 	return d
 }

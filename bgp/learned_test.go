@@ -76,7 +76,7 @@ func TestCandidateFromAPI(t *testing.T) {
 	p.NeighborIp = "10.99.0.11"
 	p.Best = true
 	c, ok := candidateFromAPI(p)
-	want := candidate{Peer: "10.99.0.11", NextHop: n1, LocalPref: 2147482623, ASPathLen: 2, MED: 5, Best: true}
+	want := candidate{Peer: n1, NextHop: n1, LocalPref: 2147482623, ASPathLen: 2, MED: 5, Best: true}
 	if !ok || c != want {
 		t.Errorf("got %+v %v, want %+v", c, ok, want)
 	}
@@ -100,14 +100,6 @@ func TestDiffRoutes(t *testing.T) {
 	d = diffRoutes(have, want, nil)
 	if !slices.Equal(d.Delete, []netip.Prefix{pc}) {
 		t.Errorf("delete = %v", d.Delete)
-	}
-}
-
-func TestBackoffDelay(t *testing.T) {
-	for n, want := range map[int]time.Duration{0: 0, 2: 0, 3: 10 * time.Second, 4: 20 * time.Second, 7: 160 * time.Second, 8: 5 * time.Minute, 50: 5 * time.Minute} {
-		if got := backoffDelay(n); got != want {
-			t.Errorf("backoffDelay(%d) = %v, want %v", n, got, want)
-		}
 	}
 }
 

@@ -53,21 +53,25 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	snap := m.s.snapshot(ctx)
+	var neighbors []Neighbor
+	if v, ok := m.s.view(ctx); ok {
+		neighbors = v.neighbors()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	seen := map[string]bool{}
-	for _, n := range snap {
-		seen[n.Address] = true
+	for _, n := range neighbors {
+		peer := n.Address.String()
+		seen[peer] = true
 		up := 0.0
 		if n.State == "established" {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, up, n.Address)
-		ch <- prometheus.MustNewConstMetric(m.advertised, prometheus.GaugeValue, float64(n.Advertised), n.Address)
-		ch <- prometheus.MustNewConstMetric(m.received, prometheus.GaugeValue, float64(n.Received), n.Address)
-		cur := [2]uint64{n.updatesIn, n.updatesOut}
-		last, tot := m.last[n.Address], m.total[n.Address]
+		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, up, peer)
+		ch <- prometheus.MustNewConstMetric(m.advertised, prometheus.GaugeValue, float64(n.Advertised), peer)
+		ch <- prometheus.MustNewConstMetric(m.received, prometheus.GaugeValue, float64(n.Received), peer)
+		cur := [2]uint64{n.UpdatesReceived, n.UpdatesSent}
+		last, tot := m.last[peer], m.total[peer]
 		for i := range cur {
 			if cur[i] >= last[i] {
 				tot[i] += float64(cur[i] - last[i])
@@ -75,9 +79,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 				tot[i] += float64(cur[i])
 			}
 		}
-		m.last[n.Address], m.total[n.Address] = cur, tot
-		ch <- prometheus.MustNewConstMetric(m.updates, prometheus.CounterValue, tot[0], n.Address, "received")
-		ch <- prometheus.MustNewConstMetric(m.updates, prometheus.CounterValue, tot[1], n.Address, "sent")
+		m.last[peer], m.total[peer] = cur, tot
+		ch <- prometheus.MustNewConstMetric(m.updates, prometheus.CounterValue, tot[0], peer, "received")
+		ch <- prometheus.MustNewConstMetric(m.updates, prometheus.CounterValue, tot[1], peer, "sent")
 	}
 	for a := range m.last {
 		if !seen[a] {

@@ -82,11 +82,11 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	testbed.Poll(t, 10*time.Second, "status counts", func() (bool, string) {
 		c, f := d.neighbor(calico), d.neighbor(frr)
 		ok := c.Received == 1 && c.Accepted == 1 && c.Advertised == 1 && f.Received == 1 && f.Accepted == 0 &&
-			c.UptimeSeconds >= 0 && c.GracefulRestart && c.LocalAddress == edge && c.LastError == ""
+			c.Uptime >= 0 && c.GracefulRestart && c.LocalAddress.String() == edge && c.LastError == ""
 		return ok, fmt.Sprintf("calico %+v frr %+v", c, f)
 	})
 	learned := d.call(speakerdReq{Op: "learned"}).Learned
-	if len(learned) != 1 || learned[0].Prefix != "10.244.1.0/24" || len(learned[0].NextHops) != 1 || learned[0].NextHops[0] != calico {
+	if len(learned) != 1 || learned[0].Prefix.String() != "10.244.1.0/24" || len(learned[0].NextHops) != 1 || learned[0].NextHops[0].String() != calico {
 		t.Errorf("learned = %+v", learned)
 	}
 	if adv := d.call(speakerdReq{Op: "advertised"}).Advertised; !adv["10.200.0.10/32"] || len(adv) != 1 {

@@ -90,15 +90,16 @@ func TestGracefulRestartOfTheSpeaker(t *testing.T) {
 	restart := time.Now()
 	d2 := startSpeakerd(t, bed, cfg, bedPeers(bed, false))
 	d2.announce(vip("10.200.0.10"))
-	testbed.Poll(t, 10*time.Second, "BIRD session re-established", func() (bool, string) {
+	// What graceful restart needs: the session back, and our routes
+	// re-announced, before BIRD's restart time (120 s) runs out; how fast
+	// is a figure for the benchmarks (docs/benchmarks/bgp.md), not an
+	// assertion here.
+	testbed.Poll(t, 60*time.Second, "BIRD session re-established well within its restart time", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return strings.Contains(s, "Established"), s
 	})
 	took := time.Since(restart)
 	t.Logf("session re-established %s after the restart", took.Round(time.Millisecond))
-	if took > 5*time.Second {
-		t.Errorf("session took %s to come back (want < 5s)", took)
-	}
 	// GR ends with our End-of-RIB; BIRD then drops whatever stale routes
 	// we did not re-announce.
 	testbed.Poll(t, 10*time.Second, "BIRD to end the graceful restart (our End-of-RIB)", func() (bool, string) {

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/utils/clock"
 
 	"github.com/arraynetworks/edgeagent/model"
 )
@@ -45,87 +45,116 @@ type Options struct {
 
 // Speaker is the embedded BGP speaker. Create it with New, then Start it;
 // it implements the agent's Speaker interface.
+//
+// It holds the desired state (peers wanted, VIP paths wanted) and what the
+// router has (peers configured, paths advertised), and makes the second
+// equal to the first with small ordered reconcilers (reconcile.go): paths
+// first, then peers, then hold-downs. The router (GoBGP, router.go) only
+// executes.
 type Speaker struct {
-	cfg    Config
-	log    *slog.Logger
-	srv    *server.BgpServer
-	routes RouteInstaller
-	imp    *importer
-	met    *metrics
+	cfg     Config
+	log     *slog.Logger
+	r       router
+	imp     *importer
+	met     *metrics
+	clock   clock.Clock
+	backoff *flowcontrol.Backoff
+	readMD5 func() md5Counters
+	// tick is the supervisor's interval (superviseInterval).
+	tick time.Duration
+	// events carries session state changes from the router to the
+	// supervisor; when it is full they are dropped, and the supervisor
+	// re-reads every state on its next tick.
+	events chan routerEvent
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// annMu serialises Announce and Stop; mu guards the fields below and
-	// is never held across a call into GoBGP that can block for long.
-	annMu sync.Mutex
-	// peerMu serialises changes to GoBGP's peer set (SetPeers and the
-	// gate opening may race).
-	peerMu   sync.Mutex
-	mu       sync.Mutex
-	started  bool
-	stopped  bool
+	// opMu serialises every change made to the router: the reconcilers run
+	// under it, one at a time. mu guards the fields below and is never held
+	// across a router call, so status readers never wait behind a long
+	// Announce.
+	opMu sync.Mutex
+	mu   sync.Mutex
+
+	started, stopped bool
+	// gateOpen: sessions may open (the first Announce came, or
+	// InitialHold passed). Until then peers are wanted but not configured.
 	gateOpen bool
-	gate     chan struct{} // closed when sessions may open
-	wanted   []Peer        // desired peers, defaults applied
-	// configured are the peers given to Start, discovered the last set
-	// given to SetDiscoveredPeers; wanted is their merge.
+
+	// Desired state. configured are the peers given to Start, discovered
+	// the last set given to SetDiscoveredPeers; wantPeers is their merge
+	// (or the set given to SetPeers), normalised, defaults applied.
 	configured, discovered []Peer
-	peers                  map[netip.Addr]Peer
-	paths                  map[netip.Prefix]string // advertised VIP → attribute key
-	peerInfo               map[string]*peerInfo
-	routerID               string
+	wantPeers              []Peer
+
+	// What the router has.
+	peers map[netip.Addr]Peer
+	paths map[netip.Prefix]string // advertised VIP → attrKey
+	// sessions is what the speaker tracks per configured peer beyond the
+	// router's state.
+	sessions map[netip.Addr]*session
+	// restarting are wanted peers still to be added with the
+	// graceful-restart Restart bits (those wanted when the gate opened).
+	restarting map[netip.Addr]bool
+	// peerErrs says why a wanted peer could not be configured.
+	peerErrs map[netip.Addr]string
+	// lastSessionErr is the last peers/hold-down error logged, so a retry
+	// on every tick does not repeat it.
+	lastSessionErr string
 }
 
-// peerInfo is what the speaker tracks per neighbor beyond GoBGP's state.
-type peerInfo struct {
-	state       string
-	lastError   string
-	md5Hint     string
-	failures    int
-	backoffTill time.Time
-	disabled    bool
+// session is one configured peer's history as the speaker sees it.
+type session struct {
+	state     string
+	lastError string
+	md5Hint   string
+	// failures counts sessions that failed before Established in a row.
+	failures int
+	// holdUntil is the end of the peer's hold-down (zero: none); held says
+	// the router has it disabled.
+	holdUntil time.Time
+	held      bool
 }
 
-// New checks the configuration and builds a speaker; nothing runs until
-// Start.
+// New checks the configuration and builds a speaker on GoBGP; nothing runs
+// until Start.
 func New(cfg Config, opts Options) (*Speaker, error) {
-	cfg.applyDefaults()
-	if cfg.RouterID != "" {
-		if a, err := netip.ParseAddr(cfg.RouterID); err != nil || !a.Is4() {
-			return nil, fmt.Errorf("bgp.routerID: %q is not an IPv4 address", cfg.RouterID)
-		}
-	}
-	if cfg.ListenPort < -1 || cfg.ListenPort > 65535 {
-		return nil, fmt.Errorf("bgp.listenPort: %d must be -1 (do not listen) or 1-65535", cfg.ListenPort)
-	}
-	for i, a := range cfg.ListenAddresses {
-		if _, err := netip.ParseAddr(a); err != nil {
-			return nil, fmt.Errorf("bgp.listenAddresses[%d]: %q is not an IP address", i, a)
-		}
-	}
 	lg := opts.Logger
 	if lg == nil {
 		lg = slog.Default()
 	}
 	lg = lg.With("component", "bgp")
+	return newSpeaker(cfg, opts, newGoBGPRouter(lg), lg, clock.RealClock{})
+}
+
+func newSpeaker(cfg Config, opts Options, r router, lg *slog.Logger, clk clock.Clock) (*Speaker, error) {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	s := &Speaker{
-		cfg:      cfg,
-		log:      lg,
-		gate:     make(chan struct{}),
-		peers:    map[netip.Addr]Peer{},
-		paths:    map[netip.Prefix]string{},
-		peerInfo: map[string]*peerInfo{},
-		routes:   opts.Routes,
+		cfg:   cfg,
+		log:   lg,
+		r:     r,
+		clock: clk,
+		// Hold-downs after backoffAfter failures in a row: backoffBase,
+		// doubling to backoffMax (docs/bgp.md).
+		backoff:    flowcontrol.NewFakeBackOff(backoffBase, backoffMax, clk),
+		readMD5:    readMD5Counters,
+		tick:       superviseInterval,
+		events:     make(chan routerEvent, 256),
+		peers:      map[netip.Addr]Peer{},
+		paths:      map[netip.Prefix]string{},
+		sessions:   map[netip.Addr]*session{},
+		restarting: map[netip.Addr]bool{},
+		peerErrs:   map[netip.Addr]string{},
 	}
-	if !cfg.Import {
-		s.routes = nil
-	}
-	if s.routes != nil {
+	if opts.Routes != nil && cfg.Import {
 		if len(cfg.ImportCIDRs) == 0 {
 			lg.Warn("bgp.importCIDRs is empty: no learned route will be installed")
 		}
-		s.imp = newImporter(s, s.routes, cfg.ImportCIDRs, lg)
+		s.imp = newImporter(r, opts.Routes, cfg.ImportCIDRs, cfg.RestartTime, s.sessionsWanted, clk, lg)
 	}
 	s.met = newMetrics(s)
 	if opts.Registerer != nil {
@@ -136,7 +165,25 @@ func New(cfg Config, opts Options) (*Speaker, error) {
 	return s, nil
 }
 
-// Start runs GoBGP with the global settings and remembers the peers.
+// validate checks the global settings (defaults applied).
+func (c Config) validate() error {
+	if c.RouterID != "" {
+		if a, err := netip.ParseAddr(c.RouterID); err != nil || !a.Is4() {
+			return fmt.Errorf("bgp.routerID: %q is not an IPv4 address", c.RouterID)
+		}
+	}
+	if c.ListenPort < -1 || c.ListenPort > 65535 {
+		return fmt.Errorf("bgp.listenPort: %d must be -1 (do not listen) or 1-65535", c.ListenPort)
+	}
+	for i, a := range c.ListenAddresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return fmt.Errorf("bgp.listenAddresses[%d]: %q is not an IP address", i, a)
+		}
+	}
+	return nil
+}
+
+// Start runs the router with the global settings and remembers the peers.
 // Sessions open at the first Announce (or after Config.InitialHold), so a
 // restarted agent has its VIPs back in the RIB before it sends End-of-RIB.
 func (s *Speaker) Start(ctx context.Context, peers []Peer) error {
@@ -146,105 +193,70 @@ func (s *Speaker) Start(ctx context.Context, peers []Peer) error {
 		return errors.New("bgp: already started")
 	}
 	s.started = true
+	discovered := s.discovered
 	s.mu.Unlock()
 
-	wanted, err := s.normalise(peers)
+	wanted, err := s.normalise(mergePeers(peers, discovered))
+	cfg := s.cfg
+	if err == nil && cfg.RouterID == "" {
+		cfg.RouterID, err = deriveRouterID(cfg.ListenAddresses, wanted)
+	}
 	if err != nil {
+		s.markStopped()
 		return err
 	}
-	routerID := s.cfg.RouterID
-	if routerID == "" {
-		routerID, err = deriveRouterID(s.cfg.ListenAddresses, wanted)
-		if err != nil {
-			return err
-		}
-	}
-	glog := &gobgpLogger{l: s.log, onPeerErr: s.recordPeerError}
-	s.srv = server.NewBgpServer(server.LoggerOption(glog))
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	// Serve is GoBGP's main loop; it never returns, and lives as long as
-	// the process (see Stop).
-	go s.srv.Serve()
-	if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: globalAPI(s.cfg, routerID)}); err != nil {
-		cancel()
-		return fmt.Errorf("start bgp (asn %d, router id %s, port %d): %w", s.cfg.ASN, routerID, s.cfg.ListenPort, err)
-	}
-	pol, asg := exportPolicy()
-	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: pol}); err != nil {
-		cancel()
-		return fmt.Errorf("add export policy: %w", err)
-	}
-	if err := s.srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: asg}); err != nil {
-		cancel()
-		return fmt.Errorf("assign export policy: %w", err)
-	}
 	s.mu.Lock()
-	s.routerID = routerID
-	s.wanted = wanted
+	s.wantPeers = wanted
 	s.configured = slices.Clone(peers)
 	s.mu.Unlock()
 
-	events := make(chan *api.WatchEventResponse_PeerEvent, 256)
-	err = s.srv.WatchEvent(runCtx, &api.WatchEventRequest{
-		Peer: &api.WatchEventRequest_Peer{},
-		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
-			{Type: api.WatchEventRequest_Table_Filter_BEST},
-			{Type: api.WatchEventRequest_Table_Filter_EOR},
-		}},
-	}, func(r *api.WatchEventResponse) {
-		switch ev := r.Event.(type) {
-		case *api.WatchEventResponse_Peer:
-			select {
-			case events <- ev.Peer:
-			default:
-				// The supervisor is behind; it re-reads every
-				// session state on its next tick (resyncStates).
-			}
-			if s.imp != nil {
-				s.imp.kick()
-			}
-		case *api.WatchEventResponse_Table:
-			if s.imp != nil {
-				s.imp.onPaths(ev.Table.Paths)
-			}
-		}
-	})
-	if err != nil {
+	// The speaker's goroutines and the router's event stream live until
+	// Stop, not until the caller's ctx ends.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	if err := s.r.Start(runCtx, cfg, s.onRouterEvent); err != nil {
 		cancel()
-		return fmt.Errorf("watch bgp events: %w", err)
+		s.markStopped()
+		return err
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.supervise(runCtx, events)
-	}()
-	if s.imp != nil {
-		if err := s.imp.adopt(); err != nil {
-			s.log.Warn("cannot read the kernel's learned routes; starting empty", "err", err)
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.imp.run(runCtx)
-		}()
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTimer(s.cfg.InitialHold)
-		defer t.Stop()
-		select {
-		case <-runCtx.Done():
-		case <-s.gate:
-		case <-t.C:
-			s.log.Info("no announcement yet; opening sessions anyway", "after", s.cfg.InitialHold)
-			s.openGate(runCtx)
-		}
-	}()
-	s.log.Info("bgp speaker started", "asn", s.cfg.ASN, "routerID", routerID, "listenPort", s.cfg.ListenPort,
-		"peers", len(wanted), "gracefulRestart", s.cfg.GracefulRestart)
+	s.run(runCtx)
+	s.log.Info("bgp speaker started", "asn", cfg.ASN, "routerID", cfg.RouterID, "listenPort", cfg.ListenPort,
+		"peers", len(wanted), "gracefulRestart", cfg.GracefulRestart)
 	return nil
+}
+
+// run starts the supervisor and, with import on, adopts the kernel's
+// learned routes and starts the importer; both end with ctx (Stop).
+func (s *Speaker) run(ctx context.Context) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.supervise(ctx)
+	}()
+	if s.imp == nil {
+		return
+	}
+	if err := s.imp.adopt(); err != nil {
+		s.log.Warn("cannot read the kernel's learned routes; starting empty", "err", err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.imp.run(ctx)
+	}()
+}
+
+func (s *Speaker) markStopped() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+}
+
+// running reports whether the speaker is started and not stopped.
+func (s *Speaker) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started && !s.stopped
 }
 
 // deriveRouterID picks the first IPv4 listen address, or the IPv4 source
@@ -285,9 +297,12 @@ func deriveRouterID(listen []string, peers []Peer) (string, error) {
 	return "", errors.New("bgp.routerID: not set, and no IPv4 peer, listen address or interface address to derive it from")
 }
 
+// normalise applies defaults and drops (reporting each) invalid peers and
+// second entries for an address already listed.
 func (s *Speaker) normalise(peers []Peer) ([]Peer, error) {
 	var errs []error
 	out := make([]Peer, 0, len(peers))
+	seen := map[netip.Addr]bool{}
 	for _, p := range peers {
 		p.Address = p.Address.Unmap()
 		p = p.withDefaults(s.cfg.ASN)
@@ -295,6 +310,11 @@ func (s *Speaker) normalise(peers []Peer) ([]Peer, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if seen[p.Address] {
+			errs = append(errs, fmt.Errorf("peer %s (%s): listed twice, keeping the first", p.Address, p.Source))
+			continue
+		}
+		seen[p.Address] = true
 		out = append(out, p)
 	}
 	return out, errors.Join(errs...)
@@ -306,14 +326,15 @@ func (s *Speaker) normalise(peers []Peer) ([]Peer, error) {
 // reported; the others are applied.
 func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	wanted, verr := s.normalise(peers)
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	s.mu.Lock()
-	s.wanted = wanted
-	open := s.gateOpen
+	s.wantPeers = wanted
 	s.mu.Unlock()
-	if !open {
+	if !s.running() {
 		return verr
 	}
-	return errors.Join(verr, s.applyPeers(ctx, false))
+	return errors.Join(verr, s.reconcilePeers(ctx))
 }
 
 // SetDiscoveredPeers sets the peers found outside the configuration (the
@@ -332,150 +353,46 @@ func (s *Speaker) SetDiscoveredPeers(ctx context.Context, peers []Peer) error {
 	return s.SetPeers(ctx, merged)
 }
 
-func (s *Speaker) openGate(ctx context.Context) {
-	s.mu.Lock()
-	if s.gateOpen {
-		s.mu.Unlock()
-		return
-	}
-	s.gateOpen = true
-	close(s.gate)
-	s.mu.Unlock()
-	if err := s.applyPeers(ctx, s.cfg.GracefulRestart); err != nil {
-		s.log.Error("configure peers", "err", err)
-	}
-}
-
-// applyPeers adds, replaces and deletes GoBGP peers to match s.wanted.
-func (s *Speaker) applyPeers(ctx context.Context, restarting bool) error {
-	s.peerMu.Lock()
-	defer s.peerMu.Unlock()
-	s.mu.Lock()
-	cur := make(map[netip.Addr]Peer, len(s.peers))
-	for a, p := range s.peers {
-		cur[a] = p
-	}
-	wanted := slices.Clone(s.wanted)
-	s.mu.Unlock()
-
-	ch, err := diffPeers(cur, wanted)
-	errs := []error{err}
-	for _, p := range ch.Delete {
-		if e := s.deletePeer(ctx, p); e != nil {
-			errs = append(errs, e)
-		}
-	}
-	for _, p := range ch.Replace {
-		if e := s.deletePeer(ctx, p); e != nil {
-			errs = append(errs, e)
-			continue
-		}
-		if e := s.addPeer(ctx, p, false); e != nil {
-			errs = append(errs, e)
-		}
-	}
-	for _, p := range ch.Add {
-		if e := s.addPeer(ctx, p, restarting); e != nil {
-			errs = append(errs, e)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (s *Speaker) addPeer(ctx context.Context, p Peer, restarting bool) error {
-	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerAPI(p, s.cfg, restarting)}); err != nil {
-		return fmt.Errorf("add peer %s (asn %d): %w", p.Address, p.ASN, err)
-	}
-	s.mu.Lock()
-	s.peers[p.Address] = p
-	s.peerInfo[p.Address.String()] = &peerInfo{state: "idle"}
-	s.mu.Unlock()
-	s.log.Info("peer added", "peer", p.Address, "asn", p.ASN, "source", p.Source, "passive", p.Passive, "md5", p.Password != "")
-	return nil
-}
-
-func (s *Speaker) deletePeer(ctx context.Context, p Peer) error {
-	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
-		return fmt.Errorf("delete peer %s: %w", p.Address, err)
-	}
-	s.mu.Lock()
-	delete(s.peers, p.Address)
-	delete(s.peerInfo, p.Address.String())
-	s.mu.Unlock()
-	s.log.Info("peer removed", "peer", p.Address, "source", p.Source)
-	return nil
-}
-
 // Announce makes the advertised VIP routes equal to routes. Only new,
 // changed and removed routes produce updates. A route with bad attributes
 // is skipped and reported; the others are applied. The first call opens
-// the sessions.
+// the sessions. Errors configuring peers are not Announce's: they show in
+// the neighbors' lastError and are retried.
 func (s *Speaker) Announce(ctx context.Context, routes []model.VIPRoute) error {
-	s.annMu.Lock()
-	defer s.annMu.Unlock()
-	s.mu.Lock()
-	if !s.started || s.stopped {
-		s.mu.Unlock()
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if !s.running() {
 		return errors.New("bgp: speaker not running")
 	}
-	cur := make(map[netip.Prefix]string, len(s.paths))
-	for p, k := range s.paths {
-		cur[p] = k
-	}
-	s.mu.Unlock()
-
-	var errs []error
-	want := make(map[netip.Prefix]bool, len(routes))
-	for _, r := range routes {
-		p := r.Prefix.Masked()
-		r.Prefix = p
-		if want[p] {
-			continue
-		}
-		want[p] = true
-		key := attrKey(r)
-		if old, ok := cur[p]; ok && old == key {
-			continue
-		}
-		path, err := vipPath(r)
-		if err != nil {
-			errs = append(errs, err)
-			// keep advertising what was there before rather than
-			// withdraw a VIP because of a bad community
-			continue
-		}
-		if _, err := s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err != nil {
-			errs = append(errs, fmt.Errorf("advertise %s: %w", p, err))
-			continue
-		}
-		s.mu.Lock()
-		s.paths[p] = key
-		s.mu.Unlock()
-	}
-	for p := range cur {
-		if want[p] {
-			continue
-		}
-		if err := s.withdraw(ctx, p); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	s.openGate(ctx)
-	return errors.Join(errs...)
+	err := s.reconcilePaths(ctx, routes)
+	s.openGate()
+	s.reconcileSessions(ctx)
+	return err
 }
 
-func (s *Speaker) withdraw(ctx context.Context, p netip.Prefix) error {
-	path, err := withdrawPath(p)
-	if err != nil {
-		return err
-	}
-	if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: path.Family, Path: path}); err != nil {
-		return fmt.Errorf("withdraw %s: %w", p, err)
-	}
+// openGate lets sessions open; it reports whether it was closed. Called
+// with opMu held.
+func (s *Speaker) openGate() bool {
 	s.mu.Lock()
-	delete(s.paths, p)
-	s.mu.Unlock()
-	return nil
+	defer s.mu.Unlock()
+	if s.gateOpen {
+		return false
+	}
+	s.gateOpen = true
+	if s.cfg.GracefulRestart {
+		for _, p := range s.wantPeers {
+			s.restarting[p.Address] = true
+		}
+	}
+	return true
+}
+
+// sessionsWanted reports whether sessions may open and how many peers are
+// wanted (the importer's test of a converged RIB).
+func (s *Speaker) sessionsWanted() (open bool, wanted int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gateOpen, len(s.wantPeers)
 }
 
 // Advertised reports the VIP prefixes that are in the RIB while at least
@@ -484,8 +401,8 @@ func (s *Speaker) Advertised() map[string]bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	up := false
-	for _, pi := range s.peerInfo {
-		if pi.state == "established" {
+	for _, ss := range s.sessions {
+		if ss.state == "established" {
 			up = true
 			break
 		}
@@ -502,41 +419,34 @@ func (s *Speaker) Advertised() map[string]bool {
 
 // Stop ends the speaker. With withdraw, every VIP is withdrawn and the
 // sessions are closed with a Cease notification (draining a node). Without,
-// GoBGP is left untouched: the sessions end without a notification when
-// the process exits, which peers treat as a graceful restart and keep
+// the router is left untouched: the sessions end without a notification
+// when the process exits, which peers treat as a graceful restart and keep
 // forwarding to our VIPs for the restart time. Learned kernel routes stay
 // in both cases; a restarted agent adopts them.
 func (s *Speaker) Stop(ctx context.Context, withdraw bool) error {
-	s.annMu.Lock()
-	defer s.annMu.Unlock()
 	s.mu.Lock()
 	if !s.started || s.stopped {
 		s.mu.Unlock()
 		return nil
 	}
 	s.stopped = true
-	var prefixes []netip.Prefix
-	for p := range s.paths {
-		prefixes = append(prefixes, p)
-	}
+	vips := len(s.paths)
 	s.mu.Unlock()
-	var errs []error
-	if withdraw {
-		for _, p := range prefixes {
-			if err := s.withdraw(ctx, p); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		s.waitSent(ctx)
-	}
+	// The supervisor and the importer end first, so nothing changes the
+	// router behind Stop's back (a reconcile they are in finishes first).
 	s.cancel()
 	s.wg.Wait()
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	var errs []error
 	if withdraw {
-		if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
+		errs = append(errs, s.reconcilePaths(ctx, nil))
+		s.waitSent(ctx)
+		if err := s.r.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop bgp: %w", err))
 		}
 	}
-	s.log.Info("bgp speaker stopped", "withdrawn", withdraw, "vips", len(prefixes))
+	s.log.Info("bgp speaker stopped", "withdrawn", withdraw, "vips", vips)
 	return errors.Join(errs...)
 }
 
@@ -547,11 +457,12 @@ func (s *Speaker) waitSent(ctx context.Context) {
 	defer cancel()
 	for {
 		queued := false
-		_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-			if p.State != nil && p.State.SessionState == api.PeerState_ESTABLISHED && p.State.OutQ > 0 {
+		states, _ := s.r.Peers(ctx)
+		for _, p := range states {
+			if p.State == "established" && p.OutQ > 0 {
 				queued = true
 			}
-		})
+		}
 		if !queued {
 			return
 		}
@@ -563,11 +474,26 @@ func (s *Speaker) waitSent(ctx context.Context) {
 	}
 }
 
-// recordPeerError is called from GoBGP's log stream.
-func (s *Speaker) recordPeerError(peer, reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if pi := s.peerInfo[peer]; pi != nil {
-		pi.lastError = reason
+// onRouterEvent takes the router's events; it never blocks.
+func (s *Speaker) onRouterEvent(ev routerEvent) {
+	switch ev.Kind {
+	case eventPeerError:
+		s.mu.Lock()
+		if ss := s.sessions[ev.Peer]; ss != nil {
+			ss.lastError = ev.Error
+		}
+		s.mu.Unlock()
+	case eventPeerState:
+		select {
+		case s.events <- ev:
+		default:
+		}
+		if s.imp != nil {
+			s.imp.kick()
+		}
+	case eventLearned:
+		if s.imp != nil {
+			s.imp.onLearned(ev)
+		}
 	}
 }

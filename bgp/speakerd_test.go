@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +22,6 @@ import (
 	"github.com/arraynetworks/edgeagent/internal/racecheck"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 )
 
 // Real-peer tests run the speaker in its own process inside the edge
@@ -54,12 +52,12 @@ type speakerdReq struct {
 }
 
 type speakerdResp struct {
-	Error      string                `json:"error,omitempty"`
-	Neighbors  []status.Neighbor     `json:"neighbors,omitempty"`
-	Learned    []status.LearnedRoute `json:"learned,omitempty"`
-	Advertised map[string]bool       `json:"advertised,omitempty"`
-	Metrics    string                `json:"metrics,omitempty"`
-	Elapsed    time.Duration         `json:"elapsed,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Neighbors  []Neighbor      `json:"neighbors,omitempty"`
+	Learned    []LearnedRoute  `json:"learned,omitempty"`
+	Advertised map[string]bool `json:"advertised,omitempty"`
+	Metrics    string          `json:"metrics,omitempty"`
+	Elapsed    time.Duration   `json:"elapsed,omitempty"`
 	// HeapInuse is runtime.MemStats.HeapInuse after a GC ("memstats").
 	HeapInuse uint64 `json:"heapInuse,omitempty"`
 }
@@ -239,14 +237,14 @@ func (d *speakerd) announce(routes ...model.VIPRoute) speakerdResp {
 	return r
 }
 
-func (d *speakerd) neighbor(addr string) status.Neighbor {
+func (d *speakerd) neighbor(addr string) Neighbor {
 	d.t.Helper()
 	for _, n := range d.call(speakerdReq{Op: "neighbors"}).Neighbors {
-		if n.Address == addr {
+		if n.Address.String() == addr {
 			return n
 		}
 	}
-	return status.Neighbor{}
+	return Neighbor{}
 }
 
 // kill ends the process with SIGKILL (what `kill -9` does to an agent).
@@ -269,14 +267,4 @@ func waitEstablished(t testing.TB, d *speakerd, addrs ...string) {
 			return n.State == "established", fmt.Sprintf("%+v", n)
 		})
 	}
-}
-
-func lines(s, substr string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, strings.TrimSpace(l))
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -9,139 +9,130 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	api "github.com/osrg/gobgp/v3/api"
 )
 
 // Backoff for peers whose sessions keep failing before they are
 // established (wrong ASN, refused OPEN, ...): after backoffAfter failures
 // in a row the peer is held down for backoffBase, doubling up to
 // backoffMax, so a misconfigured neighbor costs one attempt every few
-// minutes rather than one every few seconds.
+// minutes rather than one every few seconds. The doubling is client-go's
+// flowcontrol.Backoff (per peer; it starts over when a peer has not failed
+// for twice backoffMax), and Established resets it.
 const (
 	backoffAfter = 3
 	backoffBase  = 10 * time.Second
 	backoffMax   = 5 * time.Minute
 )
 
-// backoffDelay is the hold-down after n consecutive failures (0 below the
-// threshold).
-func backoffDelay(n int) time.Duration {
-	if n < backoffAfter {
-		return 0
-	}
-	d := backoffBase
-	for i := backoffAfter; i < n && d < backoffMax; i++ {
-		d *= 2
-	}
-	return min(d, backoffMax)
-}
+// superviseInterval is how often the supervisor re-reads session states,
+// the MD5 counters and the hold-downs, and retries peers the router
+// refused.
+const superviseInterval = 2 * time.Second
 
-func stateWord(st api.PeerState_SessionState) string {
-	if st == api.PeerState_UNKNOWN {
-		return "idle"
-	}
-	return strings.ToLower(st.String())
-}
-
-// supervise follows peer state changes: it clears errors on Established,
-// counts failed attempts and holds failing peers down, and watches the
-// kernel's TCP MD5 counters to explain sessions that never start.
-func (s *Speaker) supervise(ctx context.Context, events <-chan *api.WatchEventResponse_PeerEvent) {
-	tick := time.NewTicker(2 * time.Second)
+// supervise owns the speaker's timing: it opens the gate after
+// InitialHold, follows session state changes (clearing errors on
+// Established, counting failed attempts and holding failing peers down),
+// and on each tick explains MD5 failures, resyncs states and runs the
+// session reconcilers.
+func (s *Speaker) supervise(ctx context.Context) {
+	tick := time.NewTicker(s.tick)
 	defer tick.Stop()
-	md5 := readMD5Counters()
+	gate := time.NewTimer(s.cfg.InitialHold)
+	defer gate.Stop()
+	md5 := s.readMD5()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev := <-events:
-			s.onPeerEvent(ctx, ev)
+		case ev := <-s.events:
+			s.onPeerState(ctx, ev.Peer, ev.State)
+		case <-gate.C:
+			s.holdExpired(ctx)
 		case <-tick.C:
-			cur := readMD5Counters()
-			s.explainMD5(md5, cur)
-			md5 = cur
-			s.releaseBackoff(ctx)
-			s.resyncStates(ctx)
+			md5 = s.onTick(ctx, md5)
 		}
 	}
 }
 
-func (s *Speaker) onPeerEvent(ctx context.Context, ev *api.WatchEventResponse_PeerEvent) {
-	if ev == nil || ev.Peer == nil || ev.Peer.State == nil || ev.Type != api.WatchEventResponse_PeerEvent_STATE {
-		return
+// holdExpired opens the sessions when InitialHold has passed without an
+// Announce.
+func (s *Speaker) holdExpired(ctx context.Context) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.running() && s.openGate() {
+		s.log.Info("no announcement yet; opening sessions anyway", "after", s.cfg.InitialHold)
+		s.reconcileSessions(ctx)
 	}
-	addr := ev.Peer.State.NeighborAddress
-	if addr == "" && ev.Peer.Conf != nil {
-		addr = ev.Peer.Conf.NeighborAddress
+}
+
+// onTick explains rising MD5 counters (md5 is their last reading; it
+// returns the new one), resyncs the session states and runs the session
+// reconcilers.
+func (s *Speaker) onTick(ctx context.Context, md5 md5Counters) md5Counters {
+	cur := s.readMD5()
+	s.explainMD5(md5, cur)
+	s.resyncStates(ctx)
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.running() {
+		s.reconcileSessions(ctx)
 	}
-	next := stateWord(ev.Peer.State.SessionState)
+	return cur
+}
+
+// onPeerState records a session state change and, when a peer has failed
+// backoffAfter times in a row, holds it down.
+func (s *Speaker) onPeerState(ctx context.Context, addr netip.Addr, next string) {
+	now := s.clock.Now()
 	s.mu.Lock()
-	pi := s.peerInfo[addr]
-	if pi == nil {
+	ss := s.sessions[addr]
+	if ss == nil {
 		s.mu.Unlock()
 		return
 	}
-	prev := pi.state
-	pi.state = next
+	prev := ss.state
+	ss.state = next
 	var hold time.Duration
 	switch {
 	case next == "established":
-		pi.failures = 0
-		pi.lastError = ""
-		pi.md5Hint = ""
+		ss.failures = 0
+		ss.lastError = ""
+		ss.md5Hint = ""
+		s.backoff.Reset(addr.String())
 	case (prev == "opensent" || prev == "openconfirm") && (next == "idle" || next == "active"):
-		pi.failures++
-		if d := backoffDelay(pi.failures); d > 0 && !pi.disabled {
-			pi.disabled = true
-			pi.backoffTill = time.Now().Add(d)
-			hold = d
+		ss.failures++
+		if ss.failures >= backoffAfter && !now.Before(ss.holdUntil) {
+			s.backoff.Next(addr.String(), now)
+			hold = s.backoff.Get(addr.String())
+			ss.holdUntil = now.Add(hold)
 		}
 	}
-	reason := pi.lastError
+	reason := ss.lastError
 	s.mu.Unlock()
 	s.log.Debug("peer state", "peer", addr, "from", prev, "to", next)
-	if hold > 0 {
-		s.log.Warn("peer keeps failing; holding it down", "peer", addr, "for", hold, "lastError", reason)
-		if err := s.srv.DisablePeer(ctx, &api.DisablePeerRequest{Address: addr, Communication: "edgeagent: backing off"}); err != nil {
-			s.log.Warn("hold peer down", "peer", addr, "err", err)
-		}
+	if hold == 0 {
+		return
+	}
+	s.log.Warn("peer keeps failing; holding it down", "peer", addr, "for", hold, "lastError", reason)
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.running() {
+		s.reconcileSessions(ctx)
 	}
 }
 
-// resyncStates refreshes the session states from GoBGP, in case a state
-// event was dropped while the supervisor was busy.
+// resyncStates refreshes the session states from the router, in case a
+// state event was dropped while the supervisor was busy.
 func (s *Speaker) resyncStates(ctx context.Context) {
-	states := map[string]string{}
-	_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		if p.Conf != nil && p.State != nil {
-			states[p.Conf.NeighborAddress] = stateWord(p.State.SessionState)
-		}
-	})
+	states, err := s.r.Peers(ctx)
+	if err != nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for a, st := range states {
-		if pi := s.peerInfo[a]; pi != nil {
-			pi.state = st
-		}
-	}
-}
-
-// releaseBackoff re-enables peers whose hold-down has passed.
-func (s *Speaker) releaseBackoff(ctx context.Context) {
-	now := time.Now()
-	var due []string
-	s.mu.Lock()
-	for a, pi := range s.peerInfo {
-		if pi.disabled && now.After(pi.backoffTill) {
-			pi.disabled = false
-			due = append(due, a)
-		}
-	}
-	s.mu.Unlock()
-	for _, a := range due {
-		if err := s.srv.EnablePeer(ctx, &api.EnablePeerRequest{Address: a}); err != nil {
-			s.log.Warn("release peer", "peer", a, "err", err)
+	for _, st := range states {
+		if ss := s.sessions[st.Address]; ss != nil {
+			ss.state = st.State
 		}
 	}
 }
@@ -208,31 +199,28 @@ func (s *Speaker) explainMD5(prev, cur md5Counters) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for a, pi := range s.peerInfo {
-		if pi.state == "established" {
+	for a, ss := range s.sessions {
+		if ss.state == "established" {
 			continue
 		}
-		addr, err := netip.ParseAddr(a)
-		if err != nil {
-			continue
-		}
-		if h := md5Hint(prev, cur, s.peers[addr].Password != ""); h != "" {
-			pi.md5Hint = h
+		if h := md5Hint(prev, cur, s.peers[a].Password != ""); h != "" {
+			ss.md5Hint = h
 		}
 	}
 }
 
-func (pi *peerInfo) reason() string {
-	r := pi.lastError
-	if pi.md5Hint != "" {
+// reason is the session's lastError for status at now.
+func (ss *session) reason(now time.Time) string {
+	r := ss.lastError
+	if ss.md5Hint != "" {
 		if r == "" {
-			r = pi.md5Hint
+			r = ss.md5Hint
 		} else {
-			r = pi.md5Hint + "; " + r
+			r = ss.md5Hint + "; " + r
 		}
 	}
-	if pi.disabled {
-		r = fmt.Sprintf("%s (backing off until %s)", r, pi.backoffTill.UTC().Format(time.RFC3339))
+	if now.Before(ss.holdUntil) {
+		r = fmt.Sprintf("%s (backing off until %s)", r, ss.holdUntil.UTC().Format(time.RFC3339))
 	}
 	return r
 }

@@ -70,7 +70,7 @@ func peerAPI(p Peer, c Config, restarting bool) *api.Peer {
 			KeepaliveInterval: seconds(p.Keepalive),
 			ConnectRetry:      seconds(c.ConnectRetry),
 			// Idle time after we reset a session ourselves; failures are
-			// paced by the speaker's own backoff (backoff.go).
+			// paced by the speaker's own backoff (supervise.go).
 			IdleHoldTimeAfterReset: 5,
 		}},
 		Transport: &api.Transport{
@@ -186,7 +186,7 @@ func vipNLRI(p netip.Prefix) bgp.AddrPrefixInterface {
 func vipAttrs(r model.VIPRoute) ([]bgp.PathAttributeInterface, error) {
 	p := r.Prefix
 	if !p.IsValid() || p.Bits() != p.Addr().BitLen() {
-		return nil, fmt.Errorf("prefix %s: a VIP route must be a host route (/32 or /128)", p)
+		return nil, errors.New("a VIP route must be a host route (/32 or /128)")
 	}
 	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
 	if p.Addr().Is4() {
@@ -233,7 +233,7 @@ func vipAttrs(r model.VIPRoute) ([]bgp.PathAttributeInterface, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("prefix %s: %w", p, err)
+		return nil, err
 	}
 	return attrs, nil
 }

@@ -75,7 +75,7 @@ func BenchmarkFullSync10k(b *testing.B) {
 		// The agent's own restore of the same script, for the split.
 		ns3 := testns.New(b, "fo")
 		start = time.Now()
-		if err := (runner{prefix: []string{"ip", "netns", "exec", ns3.Name}}).restore(context.Background(), IPv4, script); err != nil {
+		if err := (execIPTables{prefix: []string{"ip", "netns", "exec", ns3.Name}}).restore(context.Background(), "", IPv4, script); err != nil {
 			b.Fatal(err)
 		}
 		restoreOnly += time.Since(start)
@@ -104,7 +104,7 @@ func benchOneChange(b *testing.B, noLocal bool) {
 		b.Fatal(err)
 	}
 	var durs, raw []time.Duration
-	restores, lines := d.restores, d.lines
+	restores, lines := d.ipt().restores, d.ipt().lines
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		vs := &services[(i*7919)%len(services)]
@@ -122,9 +122,9 @@ func benchOneChange(b *testing.B, noLocal bool) {
 		// iptables-restore, in the same namespace, right after.
 		b.StopTimer()
 		chain := ChainPrefix + "VS-" + hash16(vs.Key())
-		script := "*nat\n:" + chain + " - [0:0]\n" + strings.Join(d.want.rs[IPv4][tableNat][chain], "\n") + "\nCOMMIT\n"
+		script := "*nat\n:" + chain + " - [0:0]\n" + strings.Join(d.ipt().want.rs[IPv4][tableNat][chain], "\n") + "\nCOMMIT\n"
 		start = time.Now()
-		if err := d.run.restore(context.Background(), IPv4, []byte(script)); err != nil {
+		if err := d.ipt().tools.restore(context.Background(), d.ipt().mode, IPv4, []byte(script)); err != nil {
 			b.Fatal(err)
 		}
 		raw = append(raw, time.Since(start))
@@ -138,8 +138,8 @@ func benchOneChange(b *testing.B, noLocal bool) {
 	b.ReportMetric(float64(durs[len(durs)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(durs[len(durs)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(durs[len(durs)-1].Microseconds())/1000, "max-ms")
-	b.ReportMetric(float64(d.restores-restores)/float64(b.N), "restores/op")
-	b.ReportMetric(float64(d.lines-lines)/float64(b.N), "lines/op")
+	b.ReportMetric(float64(d.ipt().restores-restores)/float64(b.N), "restores/op")
+	b.ReportMetric(float64(d.ipt().lines-lines)/float64(b.N), "lines/op")
 }
 
 // BenchmarkConnLatency10k measures new-connection latency (connect + first
@@ -190,7 +190,7 @@ func BenchmarkConnLatency10k(b *testing.B) {
 	}
 	slices.SortStableFunc(rules, func(a, b string) int { return compareVIPRule(a, b) })
 	flat.WriteString(strings.Join(rules, "\n") + "\nCOMMIT\n")
-	if err := (runner{prefix: []string{"ip", "netns", "exec", bd.edge.Name}}).restore(context.Background(), IPv4, []byte(flat.String())); err != nil {
+	if err := (execIPTables{prefix: []string{"ip", "netns", "exec", bd.edge.Name}}).restore(context.Background(), "", IPv4, []byte(flat.String())); err != nil {
 		b.Fatal(err)
 	}
 	b.StartTimer()
@@ -269,8 +269,8 @@ func BenchmarkAdopt10k(b *testing.B) {
 		if err := d.Reconcile(context.Background(), model.State{Services: services}); err != nil {
 			b.Fatal(err)
 		}
-		if d.restores != 0 || d.netlinkChanges != 0 {
-			b.Fatalf("adoption changed the kernel: %d restores, %d netlink changes", d.restores, d.netlinkChanges)
+		if d.ipt().restores != 0 || d.netlinkChanges != 0 {
+			b.Fatalf("adoption changed the kernel: %d restores, %d netlink changes", d.ipt().restores, d.netlinkChanges)
 		}
 	}
 }

@@ -75,26 +75,33 @@ func newDesired(opt RenderOptions) *desired {
 	return d
 }
 
-// allChains lists every chain of the desired state, for a full diff.
-func (d *desired) allChains() map[chainRef]bool {
-	out := map[chainRef]bool{}
-	for fam, rs := range d.rs {
-		for t, tab := range rs {
-			for c := range tab {
-				out[chainRef{fam, t, c}] = true
-			}
-		}
-	}
-	return out
-}
-
 // update makes the desired state match services. It returns the chains
 // whose rules changed (added, rewritten or gone) and the keys of services
 // that changed.
 func (d *desired) update(services []model.VirtualService) (map[chainRef]bool, []string) {
 	dirty := map[chainRef]bool{}
-	// Pass 1, the only one over all services: a service equal to what was
-	// rendered is stamped with this pass's gen and kept as it is.
+	todo, next := d.changedServices(services)
+	gone := d.goneServices(next)
+	todo = d.reassignFrontends(todo, gone, next)
+	for _, key := range gone {
+		d.remove(key, dirty)
+	}
+	for _, key := range todo {
+		vs := next[key]
+		owner := d.ownerOf(frontendOf(vs))
+		d.remove(key, dirty)
+		r := d.render(vs, key, owner == key, owner)
+		r.gen = d.gen
+		d.add(key, r, dirty)
+	}
+	d.rebuild(dirty)
+	return dirty, append(todo, gone...)
+}
+
+// changedServices is the only pass over all services: a service equal to
+// what was rendered is stamped with this pass's gen and kept as it is; the
+// others are returned, by key, to be rendered.
+func (d *desired) changedServices(services []model.VirtualService) ([]string, map[string]*model.VirtualService) {
 	d.gen++
 	var todo []string
 	next := map[string]*model.VirtualService{}
@@ -115,15 +122,26 @@ func (d *desired) update(services []model.VirtualService) (map[chainRef]bool, []
 		todo = append(todo, key)
 		next[key] = vs
 	}
+	return todo, next
+}
+
+// goneServices are the rendered services this pass neither kept nor
+// changed.
+func (d *desired) goneServices(next map[string]*model.VirtualService) []string {
 	var gone []string
 	for key, r := range d.services {
 		if r.gen != d.gen && next[key] == nil {
 			gone = append(gone, key)
 		}
 	}
-	// Frontend ownership: the smallest key using a frontend owns it, so the
-	// verdict on a duplicate does not depend on input order. Only
-	// frontends that changed hands are looked at.
+	return gone
+}
+
+// reassignFrontends keeps frontend ownership: the smallest key using a
+// frontend owns it, so the verdict on a duplicate does not depend on input
+// order. Only frontends that changed hands are looked at; an unchanged
+// service that won or lost its frontend is added to todo.
+func (d *desired) reassignFrontends(todo, gone []string, next map[string]*model.VirtualService) []string {
 	touched := map[model.Frontend]bool{}
 	for _, key := range append(slices.Clone(todo), gone...) {
 		if r, ok := d.services[key]; ok {
@@ -147,26 +165,13 @@ func (d *desired) update(services []model.VirtualService) (map[chainRef]bool, []
 		owner := d.ownerOf(fe)
 		for key := range d.fronts[fe] {
 			if r, ok := d.services[key]; ok && next[key] == nil && r.owner != (key == owner) {
-				// An unchanged service won or lost its frontend.
 				vs := r.vs
 				next[key] = &vs
 				todo = append(todo, key)
 			}
 		}
 	}
-	for _, key := range gone {
-		d.remove(key, dirty)
-	}
-	for _, key := range todo {
-		vs := next[key]
-		owner := d.ownerOf(frontendOf(vs))
-		d.remove(key, dirty)
-		r := d.render(vs, key, owner == key, owner)
-		r.gen = d.gen
-		d.add(key, r, dirty)
-	}
-	d.rebuild(dirty)
-	return dirty, append(todo, gone...)
+	return todo
 }
 
 func (d *desired) ownerOf(fe model.Frontend) string {

@@ -5,13 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/model"
 )
 
 // The test binary doubles as the traffic helper it runs inside namespaces
@@ -38,6 +42,9 @@ func TestMain(m *testing.M) {
 	case "prepare":
 		prepare()
 		return
+	case "sync":
+		syncHere()
+		return
 	}
 	os.Exit(m.Run())
 }
@@ -53,6 +60,24 @@ func prepare() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
+}
+
+// syncHere runs a Dataplane the way the agent binary does, in its own
+// namespace without a command prefix, syncs one service and prints the
+// log (JSON lines) and then the status and Programmed as one JSON object.
+func syncHere() {
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	d := New(Options{Masquerade: true, Logger: log})
+	vs := model.VirtualService{Namespace: "h", Route: "web", VIP: netip.MustParseAddr("10.200.0.1"), Port: 80,
+		Protocol: model.TCP, Policy: model.RoundRobin, Reals: []model.Real{{IP: netip.MustParseAddr("10.97.11.2"), Port: 8080, Weight: 1, Healthy: true}}}
+	err := d.Reconcile(context.Background(), model.State{Services: []model.VirtualService{vs}})
+	st := d.Status()
+	var fails []string
+	for _, f := range st.Failures {
+		fails = append(fails, f.Step+": "+f.Err.Error())
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"mode": st.IPTablesMode, "failures": fails,
+		"programmed": d.Programmed(), "error": fmt.Sprint(err)})
 }
 
 func serve() {

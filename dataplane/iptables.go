@@ -10,24 +10,50 @@ import (
 	"strings"
 )
 
-// runner runs the iptables tools, behind an optional command prefix (tests
-// use "ip netns exec NS" so the test process never changes namespace).
-type runner struct {
+// iptablesTools runs the iptables tools: the seam between the iptables
+// backend and the iptables binaries. The unit tests put an interpreter of
+// restore scripts behind it (fake_test.go) to fail a restore half way or a
+// save for good; the kernel tests and the agent run the real tools
+// (execIPTables).
+type iptablesTools interface {
+	// save returns what iptables-save prints for the family: one table, or
+	// every table when table is "".
+	save(ctx context.Context, mode IPTablesMode, f Family, table string) ([]byte, error)
+	// restore feeds script to iptables-restore --noflush: chains not named
+	// in it, and built-in chains, keep their rules. Each table section is
+	// one kernel transaction; a failing one leaves that table as it was
+	// (and the sections before it applied).
+	restore(ctx context.Context, mode IPTablesMode, f Family, script []byte) error
+}
+
+// execIPTables runs the iptables tools, behind an optional command prefix
+// (tests use "ip netns exec NS" so the test process never changes
+// namespace).
+type execIPTables struct {
 	prefix []string
-	// mode picks the iptables backend's tools: ModeNFT runs
-	// iptables-nft-restore, ModeLegacy iptables-legacy-restore; "" the
-	// plain names (whatever the system's alternatives point at).
-	mode IPTablesMode
 }
 
-func (r runner) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	argv := append(slices.Clone(r.prefix), name)
+func (e execIPTables) save(ctx context.Context, mode IPTablesMode, f Family, table string) ([]byte, error) {
+	args := []string{}
+	if table != "" {
+		args = append(args, "-t", table)
+	}
+	return output(ctx, e.prefix, nil, iptablesTool(mode, f, "save"), args...)
+}
+
+func (e execIPTables) restore(ctx context.Context, mode IPTablesMode, f Family, script []byte) error {
+	// -w: with the legacy backend, wait for the xtables lock other tools
+	// (kube-proxy, Calico) hold instead of failing at once; nft ignores it.
+	_, err := output(ctx, e.prefix, script, iptablesTool(mode, f, "restore"), "-w", "5", "--noflush")
+	return err
+}
+
+// output runs name behind prefix and returns its standard output; the
+// error carries its standard error.
+func output(ctx context.Context, prefix []string, stdin []byte, name string, args ...string) ([]byte, error) {
+	argv := append(slices.Clone(prefix), name)
 	argv = append(argv, args...)
-	return exec.CommandContext(ctx, argv[0], argv[1:]...)
-}
-
-func (r runner) output(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	cmd := r.command(ctx, name, args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -39,45 +65,39 @@ func (r runner) output(ctx context.Context, stdin []byte, name string, args ...s
 	return stdout.Bytes(), nil
 }
 
-// tool names the family's iptables tool of the runner's backend, e.g.
-// ip6tables-legacy-save.
-func (r runner) tool(f Family, name string) string {
-	base := "iptables-"
+// iptablesTool names the family's iptables tool of a backend, e.g.
+// ip6tables-legacy-save; name "" is iptables itself (iptables-nft). Mode
+// "" gives the plain names (whatever the system's alternatives point at).
+func iptablesTool(mode IPTablesMode, f Family, name string) string {
+	base := "iptables"
 	if f == IPv6 {
-		base = "ip6tables-"
+		base = "ip6tables"
 	}
-	if r.mode != "" {
-		base += string(r.mode) + "-"
+	if mode != "" && mode != ModeAuto {
+		base += "-" + string(mode)
 	}
-	return base + name
+	if name != "" {
+		base += "-" + name
+	}
+	return base
 }
 
-// save reads the family's nat and filter tables.
-func (r runner) save(ctx context.Context, f Family) (kernelRules, error) {
+// readRules reads the family's nat and filter tables.
+func readRules(ctx context.Context, t iptablesTools, mode IPTablesMode, f Family) (kernelRules, error) {
 	out := kernelRules{}
-	for _, t := range tables {
-		b, err := r.output(ctx, nil, r.tool(f, "save"), "-t", t)
+	for _, name := range tables {
+		b, err := t.save(ctx, mode, f, name)
 		if err != nil {
 			return nil, err
 		}
-		for name, st := range parseSave(b) {
-			out[name] = st
+		for n, st := range parseSave(b) {
+			out[n] = st
 		}
-		if out[t] == nil {
-			out[t] = &savedTable{chains: Table{}, builtin: Table{}}
+		if out[name] == nil {
+			out[name] = &savedTable{chains: Table{}, builtin: Table{}}
 		}
 	}
 	return out, nil
-}
-
-// restore applies a script with --noflush: chains not named in it, and
-// built-in chains, keep their rules. Each table section is one kernel
-// transaction; a failing one leaves that table as it was.
-func (r runner) restore(ctx context.Context, f Family, script []byte) error {
-	// -w: with the legacy backend, wait for the xtables lock other tools
-	// (kube-proxy, Calico) hold instead of failing at once; nft ignores it.
-	_, err := r.output(ctx, script, r.tool(f, "restore"), "-w", "5", "--noflush")
-	return err
 }
 
 // savedTable is one table as iptables-save printed it, limited to what the
@@ -124,6 +144,7 @@ func parseSave(b []byte) map[string]*savedTable {
 				cur.chains[f[0]] = []string{}
 			}
 		case strings.HasPrefix(line, "-A "):
+			line = clusterNodeForm(line)
 			chain, _, _ := strings.Cut(line[3:], " ")
 			if rules, ok := cur.chains[chain]; ok {
 				cur.chains[chain] = append(rules, line)
@@ -161,16 +182,15 @@ func diff(want Ruleset, jumps []jump, have kernelRules) *plan {
 func diffOnly(want Ruleset, jumps []jump, have kernelRules, only map[string]map[string]bool) *plan {
 	p := &plan{}
 	for _, t := range tables {
-		w := want[t]
 		h := have[t]
 		if h == nil {
 			h = &savedTable{chains: Table{}, builtin: Table{}}
 		}
 		var candidates []string
 		if only == nil {
-			candidates = sortedKeys(w)
+			candidates = sortedKeys(want[t])
 			for c := range h.chains {
-				if _, ok := w[c]; !ok {
+				if _, ok := want[t][c]; !ok {
 					candidates = append(candidates, c)
 				}
 			}
@@ -178,49 +198,68 @@ func diffOnly(want Ruleset, jumps []jump, have kernelRules, only map[string]map[
 			candidates = sortedKeys(only[t])
 		}
 		slices.Sort(candidates)
-		var decl, rules, dels []string
-		for _, c := range candidates {
-			wr, wanted := w[c]
-			old, exists := h.chains[c]
-			switch {
-			case wanted && exists && slices.Equal(old, wr):
-			case wanted:
-				decl = append(decl, ":"+c+" - [0:0]")
-				rules = append(rules, wr...)
-				p.written++
-			case exists:
-				decl = append(decl, ":"+c+" - [0:0]")
-				dels = append(dels, "-X "+c)
-				p.deleted++
-			}
-		}
-		var ins []string
-		for _, j := range allJumps {
-			if j.table != t {
-				continue
-			}
-			wanted, present := slices.Contains(jumps, j), slices.Contains(h.builtin[j.chain], j.rule)
-			switch {
-			case wanted && !present:
-				ins = append(ins, "-I "+j.chain+" 1 "+strings.TrimPrefix(j.rule, "-A "+j.chain+" "))
-			case !wanted && present:
-				ins = append(ins, "-D"+strings.TrimPrefix(j.rule, "-A"))
-			}
-		}
-		if len(decl)+len(ins) == 0 {
-			continue
-		}
-		fmt.Fprintf(&p.script, "*%s\n", t)
-		for _, part := range [][]string{decl, ins, rules, dels} {
-			for _, l := range part {
-				p.script.WriteString(l)
-				p.script.WriteByte('\n')
-			}
-			p.lines += len(part)
-		}
-		p.script.WriteString("COMMIT\n")
+		decl, rules, dels := p.diffChains(candidates, want[t], h)
+		p.section(t, decl, jumpChanges(t, jumps, h), rules, dels)
 	}
 	return p
+}
+
+// diffChains compares the candidate chains: it returns the declarations of
+// chains to (re)write or delete, the rules of those rewritten, and the
+// deletions.
+func (p *plan) diffChains(candidates []string, want Table, have *savedTable) (decl, rules, dels []string) {
+	for _, c := range candidates {
+		wr, wanted := want[c]
+		old, exists := have.chains[c]
+		switch {
+		case wanted && exists && slices.Equal(old, wr):
+		case wanted:
+			decl = append(decl, ":"+c+" - [0:0]")
+			rules = append(rules, wr...)
+			p.written++
+		case exists:
+			decl = append(decl, ":"+c+" - [0:0]")
+			dels = append(dels, "-X "+c)
+			p.deleted++
+		}
+	}
+	return decl, rules, dels
+}
+
+// jumpChanges inserts the wanted jumps of table t that are missing and
+// deletes the unwanted ones that are present.
+func jumpChanges(t string, jumps []jump, have *savedTable) []string {
+	var ins []string
+	for _, j := range allJumps {
+		if j.table != t {
+			continue
+		}
+		wanted, present := slices.Contains(jumps, j), slices.Contains(have.builtin[j.chain], j.rule)
+		switch {
+		case wanted && !present:
+			ins = append(ins, "-I "+j.chain+" 1 "+strings.TrimPrefix(j.rule, "-A "+j.chain+" "))
+		case !wanted && present:
+			ins = append(ins, "-D"+strings.TrimPrefix(j.rule, "-A"))
+		}
+	}
+	return ins
+}
+
+// section writes one table's part of the script (nothing when the
+// declarations and jumps are empty: then nothing changes).
+func (p *plan) section(t string, decl, ins, rules, dels []string) {
+	if len(decl)+len(ins) == 0 {
+		return
+	}
+	fmt.Fprintf(&p.script, "*%s\n", t)
+	for _, part := range [][]string{decl, ins, rules, dels} {
+		for _, l := range part {
+			p.script.WriteString(l)
+			p.script.WriteByte('\n')
+		}
+		p.lines += len(part)
+	}
+	p.script.WriteString("COMMIT\n")
 }
 
 // cleanupPlan removes every jump into an EDGE- chain from the built-in
@@ -245,18 +284,7 @@ func cleanupPlan(have kernelRules) *plan {
 			xs = append(xs, "-X "+c)
 			p.deleted++
 		}
-		if len(dels)+len(decl) == 0 {
-			continue
-		}
-		fmt.Fprintf(&p.script, "*%s\n", t)
-		for _, part := range [][]string{decl, dels, xs} {
-			for _, l := range part {
-				p.script.WriteString(l)
-				p.script.WriteByte('\n')
-			}
-			p.lines += len(part)
-		}
-		p.script.WriteString("COMMIT\n")
+		p.section(t, decl, dels, nil, xs)
 	}
 	return p
 }

@@ -17,7 +17,7 @@ type IPTablesMode string
 // kernel API), so the agent must use whatever the node's other iptables
 // users (kubelet, kube-proxy, Calico) use.
 const (
-	// ModeAuto detects the node's backend at start (DetectIPTablesMode).
+	// ModeAuto detects the node's backend at start (detectIPTablesMode).
 	ModeAuto   IPTablesMode = "auto"
 	ModeNFT    IPTablesMode = "nft"
 	ModeLegacy IPTablesMode = "legacy"
@@ -39,35 +39,42 @@ func ParseIPTablesMode(s string) (IPTablesMode, error) {
 // kube-proxy's iptables-wrapper reads the same two, in this order.
 var kubeletChains = []string{"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"}
 
-// DetectIPTablesMode picks the backend the node already uses, the way
+// detectIPTablesMode picks the backend the node already uses, the way
 // kube-proxy's iptables-wrapper does: the backend whose mangle table holds
 // kubelet's hint chain, else its canary chain, else the one holding more
-// rules (nft on a tie, the default of current distributions). It returns
-// the choice and a sentence saying why.
+// rules (nft on a tie, the default of current distributions); a backend
+// whose tools do not run is never chosen. It returns the choice and a
+// sentence saying why.
 //
-// It reads iptables-save output through the runner (with the command prefix
-// tests use to reach a namespace) rather than through go-iptables, which
-// runs the binary itself and would need one exec per chain to count rules.
-func DetectIPTablesMode(ctx context.Context, r runner) (IPTablesMode, string, error) {
+// It reads iptables-save output through the tools seam (with the command
+// prefix tests use to reach a namespace) rather than through go-iptables:
+// go-iptables runs the binary itself (no prefix), does not expose the mode
+// it parses from --version, and would need one exec per chain to count
+// rules.
+func detectIPTablesMode(ctx context.Context, t iptablesTools) (IPTablesMode, string, error) {
 	modes := []IPTablesMode{ModeNFT, ModeLegacy}
 	saves := map[IPTablesMode]map[Family][]byte{}
-	var errs []error
+	broken := map[IPTablesMode]error{} // the backend's IPv4 tools do not run
 	for _, m := range modes {
-		mr := runner{prefix: r.prefix, mode: m}
 		saves[m] = map[Family][]byte{}
 		for _, f := range []Family{IPv4, IPv6} {
-			b, err := mr.output(ctx, nil, mr.tool(f, "save"))
+			b, err := t.save(ctx, m, f, "")
 			if err != nil {
 				if f == IPv4 {
-					errs = append(errs, err)
+					broken[m] = err
 				}
 				continue
 			}
 			saves[m][f] = b
 		}
 	}
-	if len(saves[ModeNFT][IPv4]) == 0 && len(saves[ModeLegacy][IPv4]) == 0 && len(errs) == len(modes) {
-		return "", "", fmt.Errorf("detect iptables backend: neither backend's tools run: %w", errors.Join(errs...))
+	switch {
+	case len(broken) == len(modes):
+		return "", "", fmt.Errorf("detect iptables backend: neither backend's tools run: %w", errors.Join(broken[ModeNFT], broken[ModeLegacy]))
+	case broken[ModeNFT] != nil:
+		return ModeLegacy, fmt.Sprintf("only the legacy tools run (nft: %v)", broken[ModeNFT]), nil
+	case broken[ModeLegacy] != nil:
+		return ModeNFT, fmt.Sprintf("only the nft tools run (legacy: %v)", broken[ModeLegacy]), nil
 	}
 	for _, chain := range kubeletChains {
 		for _, m := range modes {

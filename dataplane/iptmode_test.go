@@ -42,7 +42,7 @@ func TestDetectIPTablesMode(t *testing.T) {
 			for _, c := range tc.setup {
 				ns.MustRun(c[0], c[1:]...)
 			}
-			got, why, err := DetectIPTablesMode(context.Background(), runner{prefix: []string{"ip", "netns", "exec", ns.Name}})
+			got, why, err := detectIPTablesMode(context.Background(), execIPTables{prefix: []string{"ip", "netns", "exec", ns.Name}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,8 +88,8 @@ edgeagent_dataplane_iptables_mode{mode="legacy"} 1
 	// restore needed.
 	d2 := New(Options{Masquerade: true, Netlink: e.Handle(), CommandPrefix: []string{"ip", "netns", "exec", e.Name}})
 	reconcile(t, d2, web)
-	if d2.restores != 0 {
-		t.Fatalf("restarted agent ran %d restores, want 0 (adopted)", d2.restores)
+	if d2.ipt().restores != 0 {
+		t.Fatalf("restarted agent ran %d restores, want 0 (adopted)", d2.ipt().restores)
 	}
 	if err := d2.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)

@@ -315,20 +315,20 @@ func TestLifecycle(t *testing.T) {
 		if got := hit("10.200.0.21:8080", 6); got["r2"] != 4 || got["r3"] != 2 {
 			t.Fatalf("api wrr 2:1: %v", got)
 		}
-		before := d.restores
+		before := d.ipt().restores
 		web.Policy = model.SourceHash
 		reconcile(t, d, web, dns, api)
-		if d.restores != before+1 {
-			t.Fatalf("a policy change took %d restores", d.restores-before)
+		if d.ipt().restores != before+1 {
+			t.Fatalf("a policy change took %d restores", d.ipt().restores-before)
 		}
 		if got := hit("10.200.0.20:80", 6); len(got) != 1 {
 			t.Fatalf("sh from one source must hit one real: %v", got)
 		}
 		// Only the changed service's chain was rewritten.
-		lines := d.lines
+		lines := d.ipt().lines
 		web.Policy = model.RoundRobin
 		reconcile(t, d, web, dns, api)
-		if n := d.lines - lines; n > 8 {
+		if n := d.ipt().lines - lines; n > 8 {
 			t.Fatalf("changing one service wrote %d lines", n)
 		}
 		reconcile(t, d, web, dns) // api removed
@@ -393,8 +393,8 @@ func TestLifecycle(t *testing.T) {
 		snap := kernelSnapshot(t, e)
 		d2 := b.dataplane(t, true)
 		reconcile(t, d2, all...)
-		if d2.restores != 0 || d2.lines != 0 || d2.netlinkChanges != 0 {
-			t.Fatalf("second instance changed the kernel: %d restores, %d lines, %d netlink/sysctl changes", d2.restores, d2.lines, d2.netlinkChanges)
+		if d2.ipt().restores != 0 || d2.ipt().lines != 0 || d2.netlinkChanges != 0 {
+			t.Fatalf("second instance changed the kernel: %d restores, %d lines, %d netlink/sysctl changes", d2.ipt().restores, d2.ipt().lines, d2.netlinkChanges)
 		}
 		if after := kernelSnapshot(t, e); after != snap {
 			t.Fatalf("kernel changed on adoption:\n%s", lineDiff(snap, after))
@@ -404,7 +404,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		// And a repeated sync is free too.
 		reconcile(t, d2, all...)
-		if d2.restores != 0 {
+		if d2.ipt().restores != 0 {
 			t.Fatal("repeated sync ran iptables-restore")
 		}
 		d = d2
@@ -435,11 +435,16 @@ func TestLifecycle(t *testing.T) {
 func (d *Dataplane) reset() *Dataplane {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.link, d.addrs, d.applied, d.want = nil, nil, nil, nil
-	d.ipt = map[Family]kernelRules{}
+	d.link, d.addrs = nil, nil
 	d.refresh = true
+	r := d.ipt()
+	r.kernel, r.applied, r.want = map[Family]kernelRules{}, map[string]Frontend{}, nil
+	r.refresh = true
 	return d
 }
+
+// ipt is the dataplane's iptables backend.
+func (d *Dataplane) ipt() *iptablesRules { return d.rules.(*iptablesRules) }
 
 // lineDiff lists the lines only in a (-) or only in b (+).
 func lineDiff(a, b string) string {
@@ -541,13 +546,13 @@ func TestResyncRepairsTampering(t *testing.T) {
 	web := vs("r", "web", "10.200.0.50", 80, model.TCP, model.RoundRobin, realV4(1))
 	reconcile(t, d, web)
 	want := iptablesState(t, e)
-	restores := d.restores
+	restores := d.ipt().restores
 	// Someone flushes the service chain and removes the VIP.
 	e.MustRun("iptables", "-t", "nat", "-F", ChainPrefix+"VS-"+hash16(web.Key()))
 	e.MustRun("ip", "addr", "del", "10.200.0.50/32", "dev", "edge-vip0")
 	reconcile(t, d, web)
-	if d.restores != restores {
-		t.Fatalf("without Resync the dataplane trusts what it applied; yet it ran %d restores", d.restores-restores)
+	if d.ipt().restores != restores {
+		t.Fatalf("without Resync the dataplane trusts what it applied; yet it ran %d restores", d.ipt().restores-restores)
 	}
 	d.Resync()
 	reconcile(t, d, web)

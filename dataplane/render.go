@@ -6,9 +6,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"net/netip"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/arraynetworks/edgeagent/model"
@@ -26,8 +29,6 @@ const (
 	chainInput       = "EDGE-INPUT"       // filter: reject for services without reals
 	chainForward     = "EDGE-FORWARD"     // filter: accept the agent's connections
 
-	// maxChainName is iptables' limit (XT_EXTENSION_MAXNAMELEN 29 with NUL).
-	maxChainName = 28
 	// maxWRRSlots bounds the rules one wrr service renders to; larger
 	// weight sums are apportioned over this many slots.
 	maxWRRSlots = 256
@@ -349,20 +350,44 @@ func renderSourceHash(nat Table, chain, key string, level int, proto string, rea
 	for _, c := range counts {
 		total += c
 	}
+	// One rule per bucket, with --cluster-local-node: iptables 1.8.9 takes
+	// a --cluster-local-nodemask only up to 32 (its range check is the
+	// node count's), so a mask naming bucket 7 or above fails the whole
+	// restore. iptables-save prints the mask form back; parseSave turns it
+	// into this one (clusterNodeForm).
 	node := 0
 	for i, t := range targets {
 		if i == len(targets)-1 {
 			add(chain, "", t.jump)
 			break
 		}
-		mask := uint32(0)
 		for range counts[i] {
-			mask |= 1 << node
 			node++
+			add(chain, fmt.Sprintf("-m cluster --cluster-local-node %d --cluster-total-nodes %d --cluster-hash-seed 0x%08x",
+				node, total, seed), t.jump)
 		}
-		add(chain, fmt.Sprintf("-m cluster --cluster-local-nodemask 0x%08x --cluster-total-nodes %d --cluster-hash-seed 0x%08x",
-			mask, total, seed), t.jump)
 	}
+}
+
+// clusterMask matches the one-bit --cluster-local-nodemask iptables-save
+// prints for a rule written with --cluster-local-node.
+var clusterMask = regexp.MustCompile(`--cluster-local-nodemask 0x([0-9a-f]{8})`)
+
+// clusterNodeForm rewrites a saved rule's one-bit cluster node mask into
+// the --cluster-local-node form the agent writes, so an adopted sh chain
+// compares equal to its rendering. Other masks are left alone (not the
+// agent's: the next diff rewrites the chain).
+func clusterNodeForm(rule string) string {
+	if !strings.Contains(rule, "--cluster-local-nodemask") {
+		return rule
+	}
+	return clusterMask.ReplaceAllStringFunc(rule, func(m string) string {
+		v, err := strconv.ParseUint(clusterMask.FindStringSubmatch(m)[1], 16, 32)
+		if err != nil || v == 0 || v&(v-1) != 0 {
+			return m
+		}
+		return fmt.Sprintf("--cluster-local-node %d", bits.TrailingZeros64(v)+1)
+	})
 }
 
 // fitSlots turns weights into whole slot counts: divided by their greatest

@@ -30,7 +30,7 @@ const DefaultRouteMetric = 1024
 // restricted to routes carrying RouteProtocol. The BGP package installs
 // learned routes through it.
 type RouteTable struct {
-	h      *netlink.Handle
+	h      routeHandle
 	metric uint32
 }
 
@@ -41,6 +41,10 @@ func NewRouteTable(h *netlink.Handle, metric uint32) *RouteTable {
 	if h == nil {
 		h = &netlink.Handle{}
 	}
+	return newRouteTable(h, metric)
+}
+
+func newRouteTable(h routeHandle, metric uint32) *RouteTable {
 	if metric == 0 {
 		metric = DefaultRouteMetric
 	}

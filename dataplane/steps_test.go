@@ -2,6 +2,9 @@ package dataplane
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +98,48 @@ func TestResyncRestoresForwarding(t *testing.T) {
 	}
 }
 
+// The agent binary runs in the namespace it programs, without a command
+// prefix (on the host, or under `ip netns exec` as in every test of the
+// binary): there go-iptables reads the chosen backend's version and checks,
+// after reading and syncing the rules, that the backend's own iptables
+// sees the agent's entry jump.
+func TestGoIPTablesWithoutPrefix(t *testing.T) {
+	ns := testns.New(t, "gi")
+	out, err := helperCmd(ns.Name, "EDGE_TEST_ROLE=sync").Output()
+	if err != nil {
+		t.Fatalf("sync helper: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var chosen struct {
+		Msg, Mode, Version string
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "iptables backend chosen") {
+			if err := json.Unmarshal([]byte(l), &chosen); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if chosen.Mode != "nft" || !regexp.MustCompile(`^v1\.\d+\.\d+$`).MatchString(chosen.Version) {
+		t.Fatalf("log of the choice = %+v, want mode nft and the version go-iptables read:\n%s", chosen, out)
+	}
+	var res struct {
+		Failures   []string
+		Programmed map[string]bool
+		Error      string
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) != 0 || res.Error != "<nil>" || !res.Programmed["h/web/TCP/80"] {
+		t.Fatalf("sync without a prefix: %+v", res)
+	}
+	// What the check asked, asked the same way by hand.
+	if out := ns.MustRun("iptables-nft", "-t", "nat", "-C", "PREROUTING", "-m", "comment", "--comment", "edgeagent: virtual services", "-j", "EDGE-SERVICES"); out != "" {
+		t.Fatalf("iptables -C printed %q", out)
+	}
+}
+
 // PrepareNode is what the privileged init container runs.
 func TestPrepareNodeSetsForwarding(t *testing.T) {
 	ns := testns.New(t, "prep")
@@ -133,5 +178,32 @@ func TestReadersDoNotWaitForASync(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Rejected/Programmed/Status wait for the sync's lock")
+	}
+}
+
+// Source hash over more than six reals: iptables 1.8.9 refuses a
+// --cluster-local-nodemask above 32, so buckets are one rule each with
+// --cluster-local-node; iptables-save prints them back as masks, which a
+// restarted agent must still recognise as its own (no rewrite).
+func TestSourceHashManyRealsProgramsAndAdopts(t *testing.T) {
+	b := newBed(t, 1)
+	d := b.dataplane(t, true)
+	var reals []model.Real
+	for i := 1; i <= 40; i++ { // 40: also past xt_cluster's 32 buckets
+		reals = append(reals, real(fmt.Sprintf("10.97.2.%d:8080", i), uint32(1+i%3)))
+	}
+	sh := vs("s", "sh", "10.200.0.63", 80, model.TCP, model.SourceHash, reals...)
+	reconcile(t, d, sh)
+	if !d.Programmed()[sh.Key()] {
+		t.Fatal("sh service with 40 reals not programmed")
+	}
+	saved := b.edge.MustRun("iptables-save", "-t", "nat")
+	if !strings.Contains(saved, "--cluster-local-nodemask 0x00000040") {
+		t.Fatalf("expected bucket 7's rule (mask 0x40) in the kernel:\n%s", saved)
+	}
+	d2 := b.dataplane(t, true)
+	reconcile(t, d2, sh)
+	if d2.ipt().restores != 0 {
+		t.Fatalf("a restarted agent rewrote the sh chains (%d restores): saved masks not recognised", d2.ipt().restores)
 	}
 }

@@ -18,46 +18,72 @@ const (
 	sysctlIPv6Forward = "net.ipv6.conf.all.forwarding"
 )
 
-// sysctls reads and writes /proc/sys of the namespace the commands run in:
-// directly when there is no command prefix, else through the sysctl tool
-// behind the prefix.
-type sysctls struct {
-	run runner
+// sysctlIO reads and writes the sysctls of one network namespace. The
+// dataplane needs only these two operations; the unit tests fake them (a
+// read-only /proc/sys, say) to drive the sysctl step's failure path.
+type sysctlIO interface {
+	get(ctx context.Context, name string) (string, error)
+	set(ctx context.Context, name, value string) error
 }
 
-func (s sysctls) get(ctx context.Context, name string) (string, error) {
-	if len(s.run.prefix) == 0 {
-		b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(name, ".", "/"))
-		if err != nil {
-			return "", fmt.Errorf("read sysctl %s: %w", name, err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	b, err := s.run.output(ctx, nil, "sysctl", "-n", name)
+// procSysctl works on /proc/sys of the process's own namespace.
+type procSysctl struct{}
+
+func sysctlPath(name string) string { return "/proc/sys/" + strings.ReplaceAll(name, ".", "/") }
+
+func (procSysctl) get(_ context.Context, name string) (string, error) {
+	b, err := os.ReadFile(sysctlPath(name))
 	if err != nil {
-		return "", fmt.Errorf("read sysctl %s: %w", name, err)
+		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
 }
 
-// ensure sets name to value unless it already has it; it returns the value
-// it found and whether it changed it. In a container without privileges
-// /proc/sys is read-only, so the write fails: `edgeagent prepare-node`, run
-// privileged before the agent (an init container), sets them instead.
-func (s sysctls) ensure(ctx context.Context, name, value string) (string, bool, error) {
+func (procSysctl) set(_ context.Context, name, value string) error {
+	return os.WriteFile(sysctlPath(name), []byte(value), 0o644)
+}
+
+// cmdSysctl runs the sysctl tool behind a command prefix (tests reach a
+// namespace through `ip netns exec NS`).
+type cmdSysctl struct {
+	prefix []string
+}
+
+func (c cmdSysctl) get(ctx context.Context, name string) (string, error) {
+	b, err := output(ctx, c.prefix, nil, "sysctl", "-n", name)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (c cmdSysctl) set(ctx context.Context, name, value string) error {
+	_, err := output(ctx, c.prefix, nil, "sysctl", "-w", name+"="+value)
+	return err
+}
+
+// newSysctlIO picks /proc/sys without a prefix, the sysctl tool with one.
+func newSysctlIO(prefix []string) sysctlIO {
+	if len(prefix) == 0 {
+		return procSysctl{}
+	}
+	return cmdSysctl{prefix: prefix}
+}
+
+// ensureSysctl sets name to value unless it already has it; it returns the
+// value it found and whether it changed it. In a container without
+// privileges /proc/sys is read-only, so the write fails: `edgeagent
+// prepare-node`, run privileged before the agent (an init container), sets
+// them instead.
+func ensureSysctl(ctx context.Context, s sysctlIO, name, value string) (string, bool, error) {
 	cur, err := s.get(ctx, name)
 	if err != nil {
-		return "", false, err
+		return "", false, fmt.Errorf("read sysctl %s: %w", name, err)
 	}
 	if cur == value {
 		return cur, false, nil
 	}
-	if len(s.run.prefix) == 0 {
-		err = os.WriteFile("/proc/sys/"+strings.ReplaceAll(name, ".", "/"), []byte(value), 0o644)
-	} else {
-		_, err = s.run.output(ctx, nil, "sysctl", "-w", name+"="+value)
-	}
-	if err != nil {
+	if err := s.set(ctx, name, value); err != nil {
 		return cur, false, fmt.Errorf("set sysctl %s=%s (it is %s): %w", name, value, cur, err)
 	}
 	return cur, true, nil
@@ -70,7 +96,7 @@ func (s sysctls) ensure(ctx context.Context, name, value string) (string, bool, 
 // container is unprivileged, and its /proc/sys is read-only. It returns each
 // sysctl's value before the change.
 func PrepareNode(ctx context.Context, ipv6 bool) (map[string]string, error) {
-	s := sysctls{}
+	var s procSysctl
 	names := []string{sysctlIPv4Forward}
 	if ipv6 {
 		names = append(names, sysctlIPv6Forward)
@@ -78,7 +104,7 @@ func PrepareNode(ctx context.Context, ipv6 bool) (map[string]string, error) {
 	before := map[string]string{}
 	var errs []error
 	for _, n := range names {
-		cur, _, err := s.ensure(ctx, n, "1")
+		cur, _, err := ensureSysctl(ctx, s, n, "1")
 		if cur != "" {
 			before[n] = cur
 		}

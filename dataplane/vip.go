@@ -21,7 +21,7 @@ const (
 // addresses just as well and forwards nothing). It is brought up with ARP
 // off and without IPv6 link-local address generation. An existing link of
 // the right kind is adopted and changed only where it differs.
-func ensureLink(h *netlink.Handle, name string) (netlink.Link, string, int, error) {
+func ensureLink(h linkHandle, name string) (netlink.Link, string, int, error) {
 	changes := 0
 	l, err := h.LinkByName(name)
 	var notFound netlink.LinkNotFoundError
@@ -77,7 +77,7 @@ func ensureLink(h *netlink.Handle, name string) (netlink.Link, string, int, erro
 	return l, kind, changes, nil
 }
 
-func bridgePorts(h *netlink.Handle, l netlink.Link) (int, error) {
+func bridgePorts(h linkHandle, l netlink.Link) (int, error) {
 	links, err := h.LinkList()
 	if err != nil {
 		return 0, fmt.Errorf("list links: %w", err)
@@ -93,7 +93,7 @@ func bridgePorts(h *netlink.Handle, l netlink.Link) (int, error) {
 
 // listVIPs returns the addresses on the VIP link, leaving out link-scope
 // ones (the kernel's, not the agent's).
-func listVIPs(h *netlink.Handle, l netlink.Link) (map[netip.Prefix]bool, error) {
+func listVIPs(h linkHandle, l netlink.Link) (map[netip.Prefix]bool, error) {
 	addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses on %s: %w", l.Attrs().Name, err)
@@ -115,7 +115,7 @@ func listVIPs(h *netlink.Handle, l netlink.Link) (map[netip.Prefix]bool, error) 
 // separate so that addresses go on before the rules that use them and come
 // off only after the rules are gone.
 // Only the candidate prefixes are looked at.
-func addVIPs(h *netlink.Handle, l netlink.Link, candidates map[netip.Prefix]bool, want func(netip.Prefix) bool, have map[netip.Prefix]bool) (int, error) {
+func addVIPs(h linkHandle, l netlink.Link, candidates map[netip.Prefix]bool, want func(netip.Prefix) bool, have map[netip.Prefix]bool) (int, error) {
 	changes := 0
 	for p := range candidates {
 		if have[p] || !want(p) {
@@ -136,7 +136,7 @@ func addVIPs(h *netlink.Handle, l netlink.Link, candidates map[netip.Prefix]bool
 	return changes, nil
 }
 
-func removeVIPs(h *netlink.Handle, l netlink.Link, candidates map[netip.Prefix]bool, want func(netip.Prefix) bool, have map[netip.Prefix]bool) (int, error) {
+func removeVIPs(h linkHandle, l netlink.Link, candidates map[netip.Prefix]bool, want func(netip.Prefix) bool, have map[netip.Prefix]bool) (int, error) {
 	changes := 0
 	for p := range candidates {
 		if !have[p] || want(p) {

@@ -23,10 +23,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/arraynetworks/edgeagent/status"
 	"github.com/prometheus/client_golang/prometheus"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
+
 	// Registers the "oidc" auth-provider, the one client-go still ships
 	// (the gcp and azure ones were removed in favour of exec plugins).
 	_ "k8s.io/client-go/plugin/pkg/client/auth/oidc"
@@ -278,13 +278,24 @@ func (m *APIServerMonitor) lastEventAge() float64 {
 	return m.now().Sub(time.Unix(0, at)).Seconds()
 }
 
+// APIServerStatus is the apiserver connection as /status shows it
+// (status.APIServer, whose fields it mirrors one for one).
+type APIServerStatus struct {
+	Connected  bool
+	Reconnects int64
+	// LastEventAgeSeconds is the time since the last watch event or
+	// successful list; -1 when none yet.
+	LastEventAgeSeconds float64
+	Error               string
+}
+
 // Status is the apiserver part of /status. Connected means the agent's view
 // is live: a connection is open and watches are not failing (Stale false).
-func (m *APIServerMonitor) Status() status.APIServer {
+func (m *APIServerMonitor) Status() APIServerStatus {
 	m.mu.Lock()
 	e := m.lastErr
 	m.mu.Unlock()
-	return status.APIServer{
+	return APIServerStatus{
 		Connected:           m.Connected() && !m.Stale(),
 		Reconnects:          m.Reconnects(),
 		LastEventAgeSeconds: m.lastEventAge(),

@@ -41,6 +41,12 @@ type Prober struct {
 	seed        maphash.Seed
 
 	duration *prometheus.HistogramVec
+	// running is 1 while Run's loop probes: a prober that could not start
+	// its engine, or whose engine failed, leaves every real presumed
+	// healthy, and this gauge is how that stops being silent.
+	running prometheus.Gauge
+	// newEngine is newEngine; tests replace it to fail the start.
+	newEngine func() (*engine, error)
 
 	mu      sync.Mutex
 	targets map[targetKey]*target
@@ -88,9 +94,22 @@ func New(opts Options) *Prober {
 			Help:    "Time one health-check probe took, by check type and result.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"type", "result"}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_healthcheck_engine_running",
+			Help: "1 while the health-check engine probes reals; 0 before it starts, after it stops or when it cannot start (reals then stay presumed healthy).",
+		}),
+		newEngine: newEngine,
 	}
+	targets := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "edgeagent_healthcheck_targets",
+		Help: "Distinct probe targets (real endpoint and check) being probed; a real shared by virtual services with the same check is probed once.",
+	}, func() float64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return float64(len(p.targets))
+	})
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(p.duration, (*gauges)(p))
+		opts.Registerer.MustRegister(p.duration, p.running, targets, (*gauges)(p))
 	}
 	return p
 }
@@ -179,7 +198,7 @@ func (p *Prober) RealStatus(vsKey string, r model.Real) (string, time.Time) {
 // flips. Probes in flight when ctx ends are abandoned (their sockets
 // closed), not recorded.
 func (p *Prober) Run(ctx context.Context, changed func()) {
-	e, err := newEngine()
+	e, err := p.newEngine()
 	if err != nil {
 		// Without probes every real stays presumed healthy, as with
 		// check type None; say so loudly.
@@ -198,6 +217,8 @@ func (p *Prober) Run(ctx context.Context, changed func()) {
 	}()
 	stop := context.AfterFunc(ctx, e.kick)
 	defer stop()
+	p.running.Set(1)
+	defer p.running.Set(0)
 
 	for ctx.Err() == nil {
 		now := time.Now()

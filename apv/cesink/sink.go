@@ -32,7 +32,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/arraynetworks/edgeagent/apv"
-	"github.com/arraynetworks/edgeagent/status"
 )
 
 // CloudEvent types, one per finding category (apv.Category).
@@ -178,11 +177,23 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 }
 
+// Status is the sink's state: the events queued, delivered, failed (after
+// retries) and dropped (queue full), and the last delivery error. It has the
+// fields of apv.EventsStatus, to which the agent converts it.
+type Status struct {
+	SinkURL   string
+	Queued    int
+	Delivered uint64
+	Failed    uint64
+	Dropped   uint64
+	LastError string
+}
+
 // Status reports the sink's counters.
-func (s *Sink) Status() status.APVEvents {
+func (s *Sink) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return status.APVEvents{SinkURL: s.o.URL, Queued: len(s.queue), Delivered: s.delivered, Failed: s.failed, Dropped: s.dropped, LastError: s.lastError}
+	return Status{SinkURL: s.o.URL, Queued: len(s.queue), Delivered: s.delivered, Failed: s.failed, Dropped: s.dropped, LastError: s.lastError}
 }
 
 // CloudEvent renders e for the node.

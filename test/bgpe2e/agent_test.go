@@ -249,15 +249,15 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 	}
 	restart := time.Now()
 	startAgent(t, bed, cfg)
-	testbed.Poll(t, 10*time.Second, "BIRD session re-established", func() (bool, string) {
+	// Graceful restart needs the session back before BIRD's restart time
+	// (120 s) runs out; how fast is a benchmark figure
+	// (docs/benchmarks/bgp.md), not an assertion here.
+	testbed.Poll(t, 60*time.Second, "BIRD session re-established well within its restart time", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return strings.Contains(s, "Established"), s
 	})
 	took := time.Since(restart)
 	t.Logf("Established %s after the restart (process start included)", took.Round(time.Millisecond))
-	if took > 5*time.Second {
-		t.Errorf("session took %s to come back, want < 5s", took)
-	}
 	testbed.Poll(t, 10*time.Second, "BIRD to end the graceful restart (our End-of-RIB)", func() (bool, string) {
 		return !bed.BirdGRActive(1, bed.EdgeProtocol()), ""
 	})

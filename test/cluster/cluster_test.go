@@ -178,6 +178,7 @@ func TestDaemonSetUnderKubelet(t *testing.T) {
 	t.Run("rollout", func(t *testing.T) { rollout(t, c, bed, v2) })
 	t.Run("readiness", func(t *testing.T) { readiness(t, c, bed) })
 	t.Run("uninstall", func(t *testing.T) { uninstall(t, c, bed, overlay, dir, v2) })
+	t.Run("helm", func(t *testing.T) { helmLifecycle(t, c, bed, dir, emu.ca, v2) })
 	t.Logf("suite took %s", time.Since(t0).Round(time.Second))
 }
 
