@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/arraynetworks/edgeagent/model"
 )
@@ -49,10 +50,19 @@ type Options struct {
 	// RouteMetric is the metric of the learned routes the BGP package
 	// installs through Routes (see RouteTable); 0 means DefaultRouteMetric.
 	RouteMetric uint32
-	// Rules is the rules backend; nil means the iptables backend, built
-	// from the options above (Masquerade, ConnMark, NoLocalTraffic,
-	// CommandPrefix, IPTablesMode). Another backend is configured on its
-	// own and must work on the same network namespace as Netlink.
+	// Backend chooses the rules backend built from the options above:
+	// "" or BackendIPTables (Masquerade, ConnMark, NoLocalTraffic,
+	// CommandPrefix, IPTablesMode), BackendNFTables (Masquerade, ConnMark,
+	// NoLocalTraffic, NetNS). The other one is built too, for Cleanup and
+	// for removing its leftovers once the chosen one has programmed
+	// everything (a node switching backends; see removeOther).
+	Backend Backend
+	// NetNS is the network namespace the nftables backend programs, the
+	// one Netlink works on; zero means the process's own.
+	NetNS netns.NsHandle
+	// Rules is the rules backend; nil means the one Backend names. Another
+	// backend is configured on its own and must work on the same network
+	// namespace as Netlink; it has no other backend to clean up after.
 	Rules Rules
 }
 
@@ -74,7 +84,12 @@ type Dataplane struct {
 	routes  routeHandle
 	sysctl  sysctlIO
 	rules   Rules
-	metrics metrics
+	other   Rules
+	// otherGone: the other backend's objects were removed (or found
+	// absent) since start or the last Resync.
+	otherGone bool
+	otherErr  error
+	metrics   metrics
 	// steps are all steps of a sync, the Dataplane's and the backend's, in
 	// the order /status lists them.
 	steps []string
@@ -107,6 +122,9 @@ type seams struct {
 	routes routeHandle
 	sysctl sysctlIO
 	rules  Rules
+	// other is the backend not in use, whose objects a node switching
+	// backends still holds; nil: none.
+	other Rules
 }
 
 // New returns a dataplane; it touches the kernel only on the first
@@ -117,8 +135,8 @@ func New(opt Options) *Dataplane {
 	if h == nil {
 		h = &netlink.Handle{}
 	}
-	rules := opt.Rules
-	if rules == nil {
+	s := seams{links: h, routes: h, sysctl: newSysctlIO(opt.CommandPrefix), rules: opt.Rules}
+	if s.rules == nil {
 		// go-iptables cannot reach a namespace behind a command prefix
 		// (see goIPTables): the check runs where the agent runs in the
 		// namespace it programs.
@@ -126,9 +144,14 @@ func New(opt Options) *Dataplane {
 		if len(opt.CommandPrefix) == 0 {
 			check = newGoIPTables()
 		}
-		rules = iptablesFor(opt, execIPTables{prefix: opt.CommandPrefix}, check, h)
+		ipt := iptablesFor(opt, execIPTables{prefix: opt.CommandPrefix}, check, h)
+		nft := newNFTablesRules(opt)
+		s.rules, s.other = ipt, nft
+		if opt.Backend == BackendNFTables {
+			s.rules, s.other = nft, ipt
+		}
 	}
-	return newDataplane(opt, seams{links: h, routes: h, sysctl: newSysctlIO(opt.CommandPrefix), rules: rules})
+	return newDataplane(opt, s)
 }
 
 func withDefaults(opt Options) Options {
@@ -140,6 +163,9 @@ func withDefaults(opt Options) Options {
 	}
 	if opt.IPTablesMode == "" {
 		opt.IPTablesMode = ModeAuto
+	}
+	if opt.Backend == "" {
+		opt.Backend = BackendIPTables
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -164,6 +190,7 @@ func newDataplane(opt Options, s seams) *Dataplane {
 		routes:  s.routes,
 		sysctl:  s.sysctl,
 		rules:   s.rules,
+		other:   s.other,
 		metrics: newMetrics(opt.Registerer, steps),
 		steps:   steps,
 		failing: failing{},
@@ -171,7 +198,10 @@ func newDataplane(opt Options, s seams) *Dataplane {
 		sysctls: map[string]string{},
 		st:      Status{Interface: opt.Interface, Masquerade: opt.Masquerade},
 	}
-	d.publishMode(s.rules.Status())
+	rs := s.rules.Status()
+	d.st.Backend, d.st.Table = rs.Backend, rs.Table
+	d.metrics.backend.WithLabelValues(string(rs.Backend)).Set(1)
+	d.publishMode(rs)
 	return d
 }
 
@@ -245,8 +275,36 @@ func (d *Dataplane) sync(ctx context.Context, s model.State, o *outcomes) {
 		}
 		o.note(stepAddresses, addErr)
 	}
+	if !rulesFailed {
+		d.removeOther(ctx)
+	}
 	d.refresh = rulesFailed || addErr != nil || d.link == nil
 	d.publish()
+}
+
+// removeOther removes what the backend not in use left in the kernel: a
+// node that switches backends (the agent restarted with the other
+// dataplane.backend) holds the previous one's objects. They go only after a
+// sync in which the backend in use programmed everything, so every VIP has
+// rules all along: until then the old objects keep serving. Both backends'
+// DNAT may be in the kernel for that moment; the nftables hooks run first
+// (priority dstnat-10), and a connection is NATed once, by the first that
+// matches, so nothing is translated twice. Once per start and Resync; a
+// failure is a warning in Status (the backend in use works), retried by
+// the next sync.
+func (d *Dataplane) removeOther(ctx context.Context) {
+	if d.other == nil || d.otherGone {
+		return
+	}
+	err := d.other.Cleanup(ctx)
+	if err != nil {
+		if d.otherErr == nil || d.otherErr.Error() != err.Error() {
+			d.log.Warn("cannot remove the other rules backend's objects", "backend", string(d.other.Status().Backend), "err", err)
+		}
+		d.otherErr = err
+		return
+	}
+	d.otherGone, d.otherErr = true, nil
 }
 
 // ensureInterface reads (or creates) the VIP link and its addresses when
@@ -378,6 +436,10 @@ func (d *Dataplane) publish() {
 	d.st.InterfaceKind = d.kind
 	d.st.Sysctls = maps.Clone(d.sysctls)
 	d.st.IPTablesMode, d.st.IPTablesModeReason = rs.IPTablesMode, rs.IPTablesModeReason
+	d.st.Warnings = append([]string(nil), rs.Warnings...)
+	if d.otherErr != nil {
+		d.st.Warnings = append(d.st.Warnings, fmt.Sprintf("objects of the %s backend (not in use) remain: %v", d.other.Status().Backend, d.otherErr))
+	}
 }
 
 // publishMode sets the iptables-mode metric once the backend has chosen.
@@ -403,6 +465,7 @@ func (d *Dataplane) Resync() {
 	defer d.mu.Unlock()
 	d.link = nil
 	d.refresh = true
+	d.otherGone = false
 	d.rules.Resync()
 }
 
@@ -434,7 +497,11 @@ func (d *Dataplane) Status() Status {
 func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	errs := []error{d.rules.Cleanup(ctx), d.removeInterface(), d.removeRoutes()}
+	errs := []error{d.rules.Cleanup(ctx)}
+	if d.other != nil {
+		errs = append(errs, d.other.Cleanup(ctx))
+	}
+	errs = append(errs, d.removeInterface(), d.removeRoutes())
 	// Whatever was believed applied is gone: start from the kernel again.
 	d.link, d.addrs = nil, nil
 	d.refresh = true

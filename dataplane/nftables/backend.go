@@ -64,6 +64,8 @@ type Backend struct {
 	// failed sync changes want but not the kernel; the next success must
 	// still report them).
 	pending map[string]bool
+	// planErr is the last Plan's error, reported by the Apply after it.
+	planErr error
 
 	smu        sync.RWMutex // guards the fields below
 	programmed map[string]bool
@@ -179,12 +181,70 @@ func (b *Backend) Close() error {
 // unreachable). Services that cannot be programmed (bad address, frontend
 // taken) are left out and reported by Rejected without failing the sync.
 // The error reports kernel failures only; the previous state then stays in
-// force and calling Sync again retries.
+// force and calling Sync again retries. Sync is Plan followed by Apply.
 func (b *Backend) Sync(ctx context.Context, services []model.VirtualService) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	err := b.sync(ctx, services)
+	err := b.plan1(ctx, services)
+	if err == nil {
+		err = b.apply1(ctx)
+	}
+	b.finish(err)
+	return err
+}
+
+// Plan is the first half of a sync: it brings the desired state to
+// services, reading the table first when it is not known (at start, after
+// Resync or a failed write), and writes nothing. It returns the VIPs the
+// planned services use, those whose use changed since the previous Plan,
+// and whether an IPv6 service is planned, so the dataplane can put the VIP
+// addresses on while Apply writes. The returned maps belong to the Backend
+// and stay unchanged until the next Plan. The error is the read's; Apply
+// then writes nothing and reports it again.
+func (b *Backend) Plan(ctx context.Context, services []model.VirtualService) (PlanResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.plan1(ctx, services)
+	b.planErr = err
+	pr := PlanResult{}
+	if b.want != nil {
+		pr = PlanResult{VIPs: b.want.vipRefs, Touched: b.want.vipDirty, IPv6: b.want.v6 > 0}
+		b.want.vipDirty = map[netip.Prefix]bool{}
+	}
+	return pr, err
+}
+
+// PlanResult is what Plan tells the dataplane about the VIPs.
+type PlanResult struct {
+	// VIPs counts, per VIP (/32, /128), the planned services using it;
+	// Touched holds those whose count may have changed since the previous
+	// Plan.
+	VIPs    map[netip.Prefix]int
+	Touched map[netip.Prefix]bool
+	// IPv6 is set when an IPv6 service is planned.
+	IPv6 bool
+}
+
+// Apply is the second half of a sync: it writes what the last Plan decided
+// in one batch (nothing when the kernel already holds it) and deletes the
+// conntrack entries of UDP flows whose real left. It does not change what
+// Plan returned.
+func (b *Backend) Apply(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.planErr
+	if err == nil {
+		err = b.apply1(ctx)
+	}
+	b.planErr = nil
+	b.finish(err)
+	return err
+}
+
+// finish records a sync's outcome for Status and Rejected.
+func (b *Backend) finish(err error) {
 	b.smu.Lock()
+	defer b.smu.Unlock()
 	if b.want != nil {
 		b.rejected = maps.Clone(b.want.errs)
 	}
@@ -193,32 +253,40 @@ func (b *Backend) Sync(ctx context.Context, services []model.VirtualService) err
 	if err != nil {
 		b.st.LastError = err.Error()
 	}
-	b.smu.Unlock()
-	return err
 }
 
-func (b *Backend) sync(ctx context.Context, services []model.VirtualService) error {
+// plan1 reads the table when it is not known and updates the desired state.
+// The desired state is updated even when the read fails, so what Plan
+// reports about the VIPs follows the services.
+func (b *Backend) plan1(ctx context.Context, services []model.VirtualService) error {
 	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := b.open(); err != nil {
 		return err
 	}
 	if b.want == nil {
 		b.want = newDesired()
 	}
-	if b.have == nil {
+	err := b.open()
+	if err == nil && b.have == nil {
 		// Read first, so the update below need not record what it
 		// touches: the diff compares everything anyway.
-		if err := b.load(); err != nil {
-			return err
-		}
+		err = b.load()
 	}
 	for _, key := range b.want.update(services) {
 		if err := b.want.errs[key]; err != nil {
 			b.log.Warn("virtual service not programmed", "key", key, "err", err)
 		}
 		b.pending[key] = true
+	}
+	return err
+}
+
+// apply1 writes the planned state (see Apply).
+func (b *Backend) apply1(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := b.open(); err != nil {
+		return err
 	}
 	err := b.apply()
 	if err != nil && ctx.Err() == nil {

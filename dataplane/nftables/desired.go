@@ -50,6 +50,12 @@ type desired struct {
 	// prevDup: the previous input had a key twice; the fast path does not
 	// handle that.
 	prevDup bool
+	// vipRefs counts, per VIP (/32, /128), the programmed services using
+	// it; vipDirty holds the VIPs whose count changed since the dataplane
+	// last looked (Backend.Plan); v6 counts the programmed IPv6 services.
+	vipRefs  map[netip.Prefix]int
+	vipDirty map[netip.Prefix]bool
+	v6       int
 }
 
 // sig is the part of a service that update compares.
@@ -107,6 +113,8 @@ func newDesired() *desired {
 		elems:    elemSet{},
 		dirty:    map[string]map[string]bool{},
 		removed:  map[*entry]bool{},
+		vipRefs:  map[netip.Prefix]int{},
+		vipDirty: map[netip.Prefix]bool{},
 	}
 }
 
@@ -348,6 +356,7 @@ func (d *desired) add(key string, e *entry) {
 		d.errs[key] = e.r.err
 		return
 	}
+	d.refVIP(e.r.fe.VIP, 1)
 	e.r.elements(func(set, k, v string) {
 		d.elems.putString(set, k, v)
 		d.touch(set, k)
@@ -362,10 +371,26 @@ func (d *desired) remove(key string) {
 	delete(d.services, key)
 	delete(d.errs, key)
 	d.removed[e] = true
+	if e.r.err == nil {
+		d.refVIP(e.r.fe.VIP, -1)
+	}
 	e.r.elements(func(set, k, _ string) {
 		d.elems.delString(set, k)
 		d.touch(set, k)
 	})
+}
+
+// refVIP counts one more (n = 1) or one fewer (n = -1) programmed service
+// on vip.
+func (d *desired) refVIP(vip netip.Addr, n int) {
+	p := netip.PrefixFrom(vip, vip.BitLen())
+	if d.vipRefs[p] += n; d.vipRefs[p] <= 0 {
+		delete(d.vipRefs, p)
+	}
+	d.vipDirty[p] = true
+	if vip.Is6() {
+		d.v6 += n
+	}
 }
 
 func (d *desired) touch(set, key string) {
