@@ -78,13 +78,13 @@ type Options struct {
 // small write. Reconcile is safe to call again after an error: nothing is
 // assumed applied that was not.
 type Dataplane struct {
-	opt     Options
-	log     *slog.Logger
-	links   linkHandle
-	routes  routeHandle
-	sysctl  sysctlIO
-	rules   Rules
-	other   Rules
+	opt    Options
+	log    *slog.Logger
+	links  linkHandle
+	routes routeHandle
+	sysctl sysctlIO
+	rules  Rules
+	other  Rules
 	// otherGone: the other backend's objects were removed (or found
 	// absent) since start or the last Resync.
 	otherGone bool
