@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/arraynetworks/edgeagent/dataplane"
-	"github.com/arraynetworks/edgeagent/dataplane/nftables"
 	"github.com/arraynetworks/edgeagent/internal/lbbed"
 	"github.com/arraynetworks/edgeagent/model"
 )
@@ -18,44 +19,38 @@ type backendUnderTest interface {
 	programmed() map[string]bool
 }
 
-type iptablesBackend struct{ d *dataplane.Dataplane }
+// dataplaneBackend is a Dataplane with one of the rules backends: the
+// dataplane puts the VIP addresses on and drives the backend, as in the
+// agent.
+type dataplaneBackend struct{ d *dataplane.Dataplane }
 
-func (b iptablesBackend) sync(t *testing.T, s ...model.VirtualService) {
+func (b dataplaneBackend) sync(t *testing.T, s ...model.VirtualService) {
 	t.Helper()
 	if err := b.d.Reconcile(context.Background(), model.State{Services: s}); err != nil {
 		t.Fatalf("reconcile: %v", err)
 	}
 }
-func (b iptablesBackend) programmed() map[string]bool { return b.d.Programmed() }
+func (b dataplaneBackend) programmed() map[string]bool { return b.d.Programmed() }
 
-// nftablesBackend adds the VIP addresses itself: the dataplane's VIP
-// interface does that for both backends once the nftables one is wired in.
-type nftablesBackend struct {
-	b  *nftables.Backend
-	bd *lbbed.Bed
-}
-
-func (b nftablesBackend) sync(t *testing.T, s ...model.VirtualService) {
-	t.Helper()
-	for _, vs := range s {
-		b.bd.AddVIPs(t, vs.VIP.String())
+func dataplaneIn(t *testing.T, bd *lbbed.Bed, be dataplane.Backend, masq bool) backendUnderTest {
+	h, err := netns.GetFromName(bd.Edge.Name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := b.b.Sync(context.Background(), s); err != nil {
-		t.Fatalf("sync: %v", err)
-	}
+	t.Cleanup(func() { h.Close() })
+	return dataplaneBackend{dataplane.New(dataplane.Options{Backend: be, Masquerade: masq, Netlink: bd.Edge.Handle(), NetNS: h,
+		CommandPrefix: []string{"ip", "netns", "exec", bd.Edge.Name}})}
 }
-func (b nftablesBackend) programmed() map[string]bool { return b.b.Programmed() }
 
 var backends = []struct {
 	name string
 	new  func(t *testing.T, bd *lbbed.Bed, masquerade bool) backendUnderTest
 }{
 	{"iptables", func(t *testing.T, bd *lbbed.Bed, masq bool) backendUnderTest {
-		return iptablesBackend{dataplane.New(dataplane.Options{Masquerade: masq, Netlink: bd.Edge.Handle(),
-			CommandPrefix: []string{"ip", "netns", "exec", bd.Edge.Name}})}
+		return dataplaneIn(t, bd, dataplane.BackendIPTables, masq)
 	}},
 	{"nftables", func(t *testing.T, bd *lbbed.Bed, masq bool) backendUnderTest {
-		return nftablesBackend{nftIn(t, bd.Edge, nftables.Options{Masquerade: masq}), bd}
+		return dataplaneIn(t, bd, dataplane.BackendNFTables, masq)
 	}},
 }
 
