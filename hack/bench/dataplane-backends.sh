@@ -5,7 +5,10 @@
 # benchmark, then the iptables backend's own benchmarks for reference. Prints
 # the machine's load before and after each step, since the two cores are
 # shared; results go to OUT (default /tmp/dataplane-bench.txt) as well.
-# docs/benchmarks/dataplane.md records a run.
+# docs/benchmarks/dataplane.md records a run. Finally the agent's RSS at
+# 10,000 services with each backend (hack/bench/dataplane-rss.sh, the real
+# binary). The machine is shared: run it under the team's benchmark lock,
+#   flock /var/cache/edgeagent/bench.lock hack/bench/dataplane-backends.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-/tmp/dataplane-bench.txt}
@@ -31,4 +34,7 @@ step -bench 'Adopt10k' -benchtime 3x
 step -bench 'CLIvsNetlink' -benchtime 1x
 echo "## iptables backend's own (dataplane) — load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT" || true
 go test ./dataplane -run XXX -timeout 60m -bench 'DesiredUpdate|Adopt' -benchtime 3x 2>&1 | grep -E '^(Benchmark|ok|FAIL)' | tee -a "$OUT" || true
+echo "## agent RSS at 10,000 × 4 (hack/bench/dataplane-rss.sh) — load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT" || true
+make build >/dev/null
+hack/bench/dataplane-rss.sh "$OUT.rss" 2>&1 | tee -a "$OUT" || true
 echo "## done — load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT" || true
