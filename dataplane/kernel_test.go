@@ -534,18 +534,6 @@ func testLifecycle(t *testing.T, b *bed) {
 	foreignOK("after cleanup")
 }
 
-// reset forgets the believed kernel state, as a restart does.
-func (d *Dataplane) reset() *Dataplane {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.link, d.addrs = nil, nil
-	d.refresh = true
-	r := d.ipt()
-	r.kernel, r.applied, r.want = map[Family]kernelRules{}, map[string]Frontend{}, nil
-	r.refresh = true
-	return d
-}
-
 // ipt is the dataplane's iptables backend.
 func (d *Dataplane) ipt() *iptablesRules { return d.rules.(*iptablesRules) }
 
