@@ -67,6 +67,18 @@ func nftIn(tb testing.TB, ns *testns.NS, opt nftables.Options) *nftables.Backend
 	return b
 }
 
+// nftDataplaneIn is the agent's path with the nftables backend: a
+// Dataplane (VIP interface and addresses, sysctls) driving it.
+func nftDataplaneIn(tb testing.TB, ns *testns.NS) *dataplane.Dataplane {
+	h, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { h.Close() })
+	return dataplane.New(dataplane.Options{Backend: dataplane.BackendNFTables, Masquerade: true, Netlink: ns.Handle(), NetNS: h,
+		CommandPrefix: []string{"ip", "netns", "exec", ns.Name}})
+}
+
 func iptIn(ns *testns.NS) *dataplane.Dataplane {
 	return dataplane.New(dataplane.Options{Masquerade: true, Netlink: ns.Handle(), CommandPrefix: []string{"ip", "netns", "exec", ns.Name}})
 }
@@ -103,13 +115,14 @@ func BenchmarkFullSync10k(b *testing.B) {
 	services := manyServices(10000, fourReals())
 	r := dataplane.Render(services, dataplane.RenderOptions{Masquerade: true})
 	script := []byte(r.V4.Format(r.Jumps))
-	var ipt, iptRules, nft, vips time.Duration
-	var iptCPU, iptRulesCPU, nftCPU time.Duration
+	var ipt, iptRules, nft, vips, nftWhole time.Duration
+	var iptCPU, iptRulesCPU, nftCPU, nftWholeCPU time.Duration
 	var elements int
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		nsI, nsR, nsN, nsV := testns.New(b, "fi"), testns.New(b, "fr"), testns.New(b, "fn"), testns.New(b, "fv")
+		nsI, nsR, nsN, nsV, nsD := testns.New(b, "fi"), testns.New(b, "fr"), testns.New(b, "fn"), testns.New(b, "fv"), testns.New(b, "fd")
 		d := iptIn(nsI)
+		dn := nftDataplaneIn(b, nsD)
 		be := nftIn(b, nsN, nftables.Options{Masquerade: true})
 		b.StartTimer()
 		start, c0 := time.Now(), cpuTime()
@@ -134,6 +147,11 @@ func BenchmarkFullSync10k(b *testing.B) {
 		start = time.Now()
 		addVIPs(b, nsV, services)
 		vips += time.Since(start)
+		start, c0 = time.Now(), cpuTime()
+		if err := dn.Reconcile(context.Background(), model.State{Services: services}); err != nil {
+			b.Fatal(err)
+		}
+		nftWhole, nftWholeCPU = nftWhole+time.Since(start), nftWholeCPU+cpuTime()-c0
 		b.StartTimer()
 	}
 	n := float64(b.N)
@@ -143,6 +161,9 @@ func BenchmarkFullSync10k(b *testing.B) {
 	b.ReportMetric(vips.Seconds()/n, "vips-s/op")
 	b.ReportMetric(iptRules.Seconds()/nft.Seconds(), "rules-speedup")
 	b.ReportMetric(ipt.Seconds()/(nft.Seconds()+vips.Seconds()), "whole-speedup")
+	b.ReportMetric(nftWhole.Seconds()/n, "nft-dataplane-s/op")
+	b.ReportMetric(nftWholeCPU.Seconds()/n, "nft-dataplane-cpu-s/op")
+	b.ReportMetric(ipt.Seconds()/nftWhole.Seconds(), "dataplane-speedup")
 	b.ReportMetric(float64(elements), "nft-elements")
 	b.ReportMetric(nftCPU.Seconds()/n, "nft-cpu-s/op")
 	b.ReportMetric(iptCPU.Seconds()/n, "ipt-cpu-s/op")
@@ -225,6 +246,26 @@ func BenchmarkOneChange10k(b *testing.B) {
 		if now.Reads != st.Reads {
 			b.Fatalf("the table was read again during the changes: %+v", now)
 		}
+	})
+	// The agent's path: the Dataplane driving the nftables backend.
+	b.Run("nftables-dataplane", func(b *testing.B) {
+		d := nftDataplaneIn(b, testns.New(b, "od"))
+		s := manyServices(10000, fourReals())
+		if err := d.Reconcile(context.Background(), model.State{Services: s}); err != nil {
+			b.Fatal(err)
+		}
+		var wall, cpu []time.Duration
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			toggle(s, i)
+			start, c0 := time.Now(), cpuTime()
+			if err := d.Reconcile(context.Background(), model.State{Services: s}); err != nil {
+				b.Fatal(err)
+			}
+			wall, cpu = append(wall, time.Since(start)), append(cpu, cpuTime()-c0)
+		}
+		b.StopTimer()
+		report(b, wall, cpu)
 	})
 	b.Run("iptables", func(b *testing.B) {
 		d := iptIn(testns.New(b, "oi"))
