@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 OUT=${1:-/tmp/dataplane-rss.txt}
 BIN=$PWD/bin/edgeagent
 [ -x "$BIN" ] || { echo "no $BIN: run make build" >&2; exit 1; }
-N=10000
+N=${RSS_SERVICES:-10000} # RSS_SERVICES: fewer, to try the script
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 mkdir -p "$dir/routes"
