@@ -70,7 +70,7 @@ func (r *nftablesRules) Status() RulesStatus {
 	st := r.b.Status()
 	return RulesStatus{
 		Backend:  BackendNFTables,
-		Services: len(r.b.Programmed()),
+		Services: r.b.ProgrammedCount(),
 		Rules:    st.Elements,
 		Table:    st.Table,
 		Warnings: st.Warnings,

@@ -728,6 +728,14 @@ func (b *Backend) Programmed() map[string]bool {
 	return maps.Clone(b.programmed)
 }
 
+// ProgrammedCount is len(Programmed()) without the copy (it is read after
+// every sync).
+func (b *Backend) ProgrammedCount() int {
+	b.smu.RLock()
+	defer b.smu.RUnlock()
+	return len(b.programmed)
+}
+
 // Rejected returns the services the last sync left out, with the reason.
 // It never waits for a sync in progress.
 func (b *Backend) Rejected() map[string]error {
