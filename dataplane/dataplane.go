@@ -275,17 +275,15 @@ func (d *Dataplane) sync(ctx context.Context, s model.State, o *outcomes) {
 		}
 		o.note(stepAddresses, addErr)
 	}
-	if !rulesFailed {
-		d.removeOther(ctx)
-	}
 	d.refresh = rulesFailed || addErr != nil || d.link == nil
 	d.publish()
 }
 
 // removeOther removes what the backend not in use left in the kernel: a
 // node that switches backends (the agent restarted with the other
-// dataplane.backend) holds the previous one's objects. They go only after a
-// sync in which the backend in use programmed everything, so every VIP has
+// dataplane.backend) holds the previous one's objects. They go only once
+// the backend in use has programmed everything in this sync (every rules
+// step succeeded; applyRules calls it), so every VIP has
 // rules all along: until then the old objects keep serving. Both backends'
 // DNAT may be in the kernel for that moment; the nftables hooks run first
 // (priority dstnat-10), and a connection is NATed once, by the first that
@@ -402,8 +400,14 @@ func (d *Dataplane) applyRules(ctx context.Context, vips map[netip.Prefix]bool, 
 		wg.Go(func() { n, addErr = addVIPs(d.links, d.link, vips, used, d.addrs) })
 	}
 	res := d.rules.Apply(ctx)
-	wg.Wait()
 	o.noteAll(d.rules.Steps(), res)
+	if !o.failed(d.rules.Steps()) {
+		// While the addresses still go on (10,000 take ~2 s): the old
+		// backend's objects need only the new rules in place, and a DNAT
+		// does not need the address.
+		d.removeOther(ctx)
+	}
+	wg.Wait()
 	d.netlinkChanges += n
 	if addErr != nil {
 		d.link = nil // re-read link and addresses next time
