@@ -18,39 +18,47 @@ import (
 // (ParseConfig drops the rest; Render only makes owned ones).
 func Diff(cur, want Config) []string {
 	cur, want = normalize(cur), normalize(want)
-	delReal := map[string]bool{}
-	for n, r := range cur.Reals {
-		if w, ok := want.Reals[n]; !ok || w != r {
-			delReal[n] = true
-		}
-	}
-	delHealth := map[string]bool{}
-	for n, h := range cur.Healths {
-		if w, ok := want.Healths[n]; !ok || w != h {
-			delHealth[n] = true
-		}
-	}
-	delGroup := map[string]bool{}
-	for n, g := range cur.Groups {
-		if w, ok := want.Groups[n]; !ok || w.Method != g.Method {
-			delGroup[n] = true
-		}
-	}
-	delVirtual := map[string]bool{}
-	for n, v := range cur.Virtuals {
-		if w, ok := want.Virtuals[n]; !ok || w != v {
-			delVirtual[n] = true
-		}
-	}
+	r := replaced(cur, want)
+	cmds, keep := deletions(cur, want, r)
+	return append(cmds, creations(cur, want, keep)...)
+}
 
-	// What stays on the device after the deletions.
-	keep := NewConfig()
-	var cmds []string
+// replacement names the objects of cur that go: gone from want or
+// different there.
+type replacement struct {
+	reals, healths, groups, virtuals map[string]bool
+}
 
+func replaced(cur, want Config) replacement {
+	return replacement{
+		reals:   changedKeys(cur.Reals, want.Reals, func(a, b Real) bool { return a == b }),
+		healths: changedKeys(cur.Healths, want.Healths, func(a, b Health) bool { return a == b }),
+		// A group's members and health check change in place; only its
+		// method makes it a new group.
+		groups:   changedKeys(cur.Groups, want.Groups, func(a, b Group) bool { return a.Method == b.Method }),
+		virtuals: changedKeys(cur.Virtuals, want.Virtuals, func(a, b Virtual) bool { return a == b }),
+	}
+}
+
+// changedKeys returns the keys of cur that want lacks or holds different.
+func changedKeys[V any](cur, want map[string]V, same func(a, b V) bool) map[string]bool {
+	out := map[string]bool{}
+	for n, c := range cur {
+		if w, ok := want[n]; !ok || !same(c, w) {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// deletions returns the lines that remove what goes, dependents first, and
+// what stays on the device after them.
+func deletions(cur, want Config, r replacement) (cmds []string, keep Config) {
+	keep = NewConfig()
 	// 1. policies
 	for _, vs := range sortedKeys(cur.Policies) {
 		g := cur.Policies[vs]
-		if delVirtual[vs] || delGroup[g] || want.Policies[vs] != g {
+		if r.virtuals[vs] || r.groups[g] || want.Policies[vs] != g {
 			cmds = append(cmds, noPolicyLine(vs))
 			continue
 		}
@@ -58,7 +66,7 @@ func Diff(cur, want Config) []string {
 	}
 	// 2. virtual services
 	for _, n := range sortedKeys(cur.Virtuals) {
-		if delVirtual[n] {
+		if r.virtuals[n] {
 			cmds = append(cmds, cur.Virtuals[n].deleteLine())
 			continue
 		}
@@ -67,10 +75,7 @@ func Diff(cur, want Config) []string {
 	// 3. group health checks
 	for _, n := range sortedKeys(cur.Groups) {
 		g := cur.Groups[n]
-		if g.Health == "" {
-			continue
-		}
-		if delGroup[n] || delHealth[g.Health] || want.Groups[n].Health != g.Health {
+		if g.Health != "" && (r.groups[n] || r.healths[g.Health] || want.Groups[n].Health != g.Health) {
 			cmds = append(cmds, noGroupHealthLine(n, g.Health))
 		}
 	}
@@ -79,7 +84,7 @@ func Diff(cur, want Config) []string {
 		g := cur.Groups[n]
 		for _, m := range sortedKeys(g.Members) {
 			w, ok := want.Groups[n].Members[m]
-			if delGroup[n] || delReal[m] || !ok || w != g.Members[m] {
+			if r.groups[n] || r.reals[m] || !ok || w != g.Members[m] {
 				cmds = append(cmds, noMemberLine(n, m))
 			}
 		}
@@ -87,25 +92,15 @@ func Diff(cur, want Config) []string {
 	// 5. groups (kept groups keep their unchanged members and health)
 	for _, n := range sortedKeys(cur.Groups) {
 		g := cur.Groups[n]
-		if delGroup[n] {
+		if r.groups[n] {
 			cmds = append(cmds, g.deleteLine())
 			continue
 		}
-		k := Group{Name: n, Method: g.Method, Members: map[string]uint32{}}
-		wg := want.Groups[n]
-		for m, w := range g.Members {
-			if ww, ok := wg.Members[m]; ok && ww == w && !delReal[m] {
-				k.Members[m] = w
-			}
-		}
-		if g.Health != "" && !delHealth[g.Health] && wg.Health == g.Health {
-			k.Health = g.Health
-		}
-		keep.Groups[n] = k
+		keep.Groups[n] = keptGroup(n, g, want.Groups[n], r)
 	}
 	// 6. health checks
 	for _, n := range sortedKeys(cur.Healths) {
-		if delHealth[n] {
+		if r.healths[n] {
 			cmds = append(cmds, cur.Healths[n].deleteLine())
 			continue
 		}
@@ -113,16 +108,36 @@ func Diff(cur, want Config) []string {
 	}
 	// 7. reals
 	for _, n := range sortedKeys(cur.Reals) {
-		if delReal[n] {
+		if r.reals[n] {
 			cmds = append(cmds, cur.Reals[n].deleteLine())
 			continue
 		}
 		keep.Reals[n] = cur.Reals[n]
 	}
+	return cmds, keep
+}
 
-	// Creation, in dependency order. Reals, groups and virtual services are
-	// enabled right after they are complete, the way public scripts do it;
-	// a kept object the device lists as disabled is enabled again.
+// keptGroup is what remains of group g (named n) after the deletions, given the
+// wanted group w: the members and health check that stay as they are.
+func keptGroup(n string, g, w Group, r replacement) Group {
+	k := Group{Name: n, Method: g.Method, Members: map[string]uint32{}}
+	for m, weight := range g.Members {
+		if ww, ok := w.Members[m]; ok && ww == weight && !r.reals[m] {
+			k.Members[m] = weight
+		}
+	}
+	if g.Health != "" && !r.healths[g.Health] && w.Health == g.Health {
+		k.Health = g.Health
+	}
+	return k
+}
+
+// creations returns the lines that create what want has and keep lacks, in
+// dependency order. Reals, groups and virtual services are enabled right
+// after they are complete, the way public scripts do it; a kept object the
+// device lists as disabled is enabled again.
+func creations(cur, want, keep Config) []string {
+	var cmds []string
 	for _, n := range sortedKeys(want.Reals) {
 		if _, ok := keep.Reals[n]; !ok {
 			cmds = append(cmds, want.Reals[n].createLine(), enableLine("real", n))

@@ -22,120 +22,163 @@ import (
 // `slb real|group|virtual enable <name>` lines are skipped; `... disable
 // <name>` lines mark the object disabled (Config.Disabled).
 func ParseConfig(text string) (c Config, unreadable int) {
-	c = NewConfig()
-	members := map[string]map[string]uint32{}
-	groupHealth := map[string]string{}
+	r := configReader{c: NewConfig(), members: map[string]map[string]uint32{}, groupHealth: map[string]string{}}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
-		f := tokenize(strings.TrimSpace(sc.Text()))
-		if len(f) < 3 || f[0] != "slb" {
-			continue
-		}
-		if (f[1] == "real" || f[1] == "virtual" || f[1] == "group") && (f[2] == "enable" || f[2] == "disable") {
-			if len(f) >= 4 && owned(f[3]) && f[2] == "disable" {
-				c.Disabled[Key{f[1], f[3]}] = true
-			}
-			continue
-		}
-		ok := true
-		switch {
-		case f[1] == "real" && len(f) >= 4:
-			if !owned(f[3]) {
-				continue
-			}
-			r := Real{Proto: f[2], Name: f[3]}
-			ok = len(f) >= 6 && parseAddr(f[4], &r.IP) && parsePort(f[5], &r.Port)
-			c.Reals[r.Name] = r
-		case f[1] == "virtual" && len(f) >= 4:
-			if !owned(f[3]) {
-				continue
-			}
-			v := Virtual{Proto: f[2], Name: f[3]}
-			ok = len(f) >= 6 && parseAddr(f[4], &v.VIP) && parsePort(f[5], &v.Port)
-			c.Virtuals[v.Name] = v
-		case f[1] == "group" && f[2] == "method" && len(f) >= 4:
-			if !owned(f[3]) {
-				continue
-			}
-			g := c.Groups[f[3]]
-			g.Name = f[3]
-			if len(f) >= 5 {
-				g.Method = f[4]
-			} else {
-				g.Method = "rr" // the documented default
-			}
-			c.Groups[g.Name] = g
-		case f[1] == "group" && f[2] == "member" && len(f) >= 4:
-			if !owned(f[3]) {
-				continue
-			}
-			w := uint64(1)
-			ok = len(f) >= 5
-			if ok && len(f) >= 6 {
-				var err error
-				w, err = strconv.ParseUint(f[5], 10, 32)
-				ok = err == nil
-			}
-			if len(f) >= 5 {
-				if members[f[3]] == nil {
-					members[f[3]] = map[string]uint32{}
-				}
-				members[f[3]][f[4]] = uint32(w)
-			}
-		case f[1] == "group" && f[2] == "health" && len(f) >= 4:
-			if !owned(f[3]) {
-				continue
-			}
-			ok = len(f) >= 5
-			if ok {
-				groupHealth[f[3]] = f[4]
-			}
-		case f[1] == "health" && len(f) >= 3:
-			if !owned(f[2]) {
-				continue
-			}
-			h, good := parseHealth(f)
-			ok = good
-			if prev, seen := c.Healths[h.Name]; seen && !good {
-				// A second line about a check already read (a device that
-				// splits a check over several lines) must not blank it.
-				h = prev
-			}
-			c.Healths[h.Name] = h
-		case f[1] == "policy" && f[2] == "default" && len(f) >= 4:
-			if !owned(f[3]) {
-				continue
-			}
-			ok = len(f) >= 5
-			if ok {
-				c.Policies[f[3]] = f[4]
-			}
-		default:
-			continue
-		}
-		if !ok {
-			unreadable++
-		}
+		r.line(tokenize(strings.TrimSpace(sc.Text())))
 	}
-	// Members and health attachments of a group whose method line was not
-	// seen still belong to a group on the device: keep them so Diff removes
-	// them before anything else uses the name.
-	for g, ms := range members {
-		gr := c.Groups[g]
-		if gr.Name == "" {
-			gr = Group{Name: g, Method: "rr"}
-		}
-		gr.Members = ms
-		c.Groups[g] = gr
+	return r.finish(), r.unreadable
+}
+
+// configReader holds what ParseConfig has read so far. Group members and
+// health attachments are collected apart, since their lines may come
+// before (or without) the group's method line.
+type configReader struct {
+	c           Config
+	members     map[string]map[string]uint32
+	groupHealth map[string]string
+	unreadable  int
+}
+
+// line reads one tokenized line.
+func (r *configReader) line(f []string) {
+	if len(f) < 3 || f[0] != "slb" {
+		return
 	}
-	for g, h := range groupHealth {
-		gr := c.Groups[g]
-		if gr.Name == "" {
-			gr = Group{Name: g, Method: "rr"}
+	if (f[1] == "real" || f[1] == "virtual" || f[1] == "group") && (f[2] == "enable" || f[2] == "disable") {
+		if len(f) >= 4 && owned(f[3]) && f[2] == "disable" {
+			r.c.Disabled[Key{f[1], f[3]}] = true
 		}
-		gr.Health = h
-		c.Groups[g] = gr
+		return
+	}
+	name, read := r.readerFor(f)
+	if read == nil || !owned(name) {
+		return
+	}
+	if !read(f) {
+		r.unreadable++
+	}
+}
+
+// readerFor picks the reader of a line and the name of the object it is
+// about; nil for a line it does not know.
+func (r *configReader) readerFor(f []string) (name string, read func([]string) bool) {
+	switch {
+	case f[1] == "health":
+		return f[2], r.health
+	case len(f) < 4:
+		return "", nil
+	case f[1] == "real":
+		return f[3], r.real
+	case f[1] == "virtual":
+		return f[3], r.virtual
+	case f[1] == "group" && f[2] == "method":
+		return f[3], r.groupMethod
+	case f[1] == "group" && f[2] == "member":
+		return f[3], r.groupMember
+	case f[1] == "group" && f[2] == "health":
+		return f[3], r.groupHealthLine
+	case f[1] == "policy" && f[2] == "default":
+		return f[3], r.policy
+	}
+	return "", nil
+}
+
+// Each reader records the object with what it could read, and says whether
+// it read the whole line.
+
+func (r *configReader) real(f []string) bool {
+	rs := Real{Proto: f[2], Name: f[3]}
+	ok := len(f) >= 6 && parseAddr(f[4], &rs.IP) && parsePort(f[5], &rs.Port)
+	r.c.Reals[rs.Name] = rs
+	return ok
+}
+
+func (r *configReader) virtual(f []string) bool {
+	v := Virtual{Proto: f[2], Name: f[3]}
+	ok := len(f) >= 6 && parseAddr(f[4], &v.VIP) && parsePort(f[5], &v.Port)
+	r.c.Virtuals[v.Name] = v
+	return ok
+}
+
+func (r *configReader) groupMethod(f []string) bool {
+	g := r.c.Groups[f[3]]
+	g.Name = f[3]
+	if len(f) >= 5 {
+		g.Method = f[4]
+	} else {
+		g.Method = "rr" // the documented default
+	}
+	r.c.Groups[g.Name] = g
+	return true
+}
+
+func (r *configReader) groupMember(f []string) bool {
+	if len(f) < 5 {
+		return false
+	}
+	w, ok := uint64(1), true
+	if len(f) >= 6 {
+		var err error
+		w, err = strconv.ParseUint(f[5], 10, 32)
+		ok = err == nil
+	}
+	if r.members[f[3]] == nil {
+		r.members[f[3]] = map[string]uint32{}
+	}
+	r.members[f[3]][f[4]] = uint32(w)
+	return ok
+}
+
+func (r *configReader) groupHealthLine(f []string) bool {
+	if len(f) < 5 {
+		return false
+	}
+	r.groupHealth[f[3]] = f[4]
+	return true
+}
+
+func (r *configReader) health(f []string) bool {
+	h, ok := parseHealth(f)
+	if prev, seen := r.c.Healths[h.Name]; seen && !ok {
+		// A second line about a check already read (a device that splits
+		// a check over several lines) must not blank it.
+		h = prev
+	}
+	r.c.Healths[h.Name] = h
+	return ok
+}
+
+func (r *configReader) policy(f []string) bool {
+	if len(f) < 5 {
+		return false
+	}
+	r.c.Policies[f[3]] = f[4]
+	return true
+}
+
+// finish attaches members and health checks to their groups. Those of a
+// group whose method line was not seen still belong to a group on the
+// device: they are kept so Diff removes them before anything else uses the
+// name.
+func (r *configReader) finish() Config {
+	c := r.c
+	group := func(n string) Group {
+		if g := c.Groups[n]; g.Name != "" {
+			return g
+		}
+		return Group{Name: n, Method: "rr"}
+	}
+	for n, ms := range r.members {
+		g := group(n)
+		g.Members = ms
+		c.Groups[n] = g
+	}
+	for n, h := range r.groupHealth {
+		g := group(n)
+		g.Health = h
+		c.Groups[n] = g
 	}
 	for n, g := range c.Groups {
 		if g.Members == nil {
@@ -143,7 +186,7 @@ func ParseConfig(text string) (c Config, unreadable int) {
 			c.Groups[n] = g
 		}
 	}
-	return c, unreadable
+	return c
 }
 
 // parseHealth reads `slb health <name> <type> <interval> <timeout> <rise>

@@ -290,3 +290,35 @@ func TestEnableAfterCreateAndOnDisabled(t *testing.T) {
 		t.Errorf("diff of a disabled virtual = %v", got)
 	}
 }
+
+// An owned line ParseConfig cannot read completely counts as unreadable,
+// and what it could read is kept, so the sync replaces the object instead
+// of leaving it behind.
+func TestParseConfigIncompleteLines(t *testing.T) {
+	for _, tc := range []struct {
+		line  string
+		bad   int
+		check func(Config) bool
+	}{
+		{`slb real tcp "ea_r1" 10.0.0.1`, 1, func(c Config) bool { _, ok := c.Reals["ea_r1"]; return ok }},
+		{`slb virtual tcp "ea_v1" 10.0.0.1 http`, 1, func(c Config) bool { _, ok := c.Virtuals["ea_v1"]; return ok }},
+		{`slb group member "ea_g1"`, 1, func(c Config) bool { return len(c.Groups) == 0 }},
+		{`slb group member "ea_g1" "ea_r1" heavy`, 1, func(c Config) bool {
+			g := c.Groups["ea_g1"]
+			_, member := g.Members["ea_r1"]
+			return g.Method == "rr" && member
+		}},
+		{`slb group health "ea_g1"`, 1, func(c Config) bool { return len(c.Groups) == 0 }},
+		{`slb group health "ea_g1" "ea_h1"`, 0, func(c Config) bool { return c.Groups["ea_g1"].Health == "ea_h1" }},
+		{`slb policy default "ea_vs"`, 1, func(c Config) bool { return len(c.Policies) == 0 }},
+		{`slb group method "ea_g2"`, 0, func(c Config) bool { return c.Groups["ea_g2"].Method == "rr" }},
+		{`slb group method "other" lc`, 0, func(c Config) bool { return len(c.Groups) == 0 }},
+		{`slb virtual enable "ea_v1"`, 0, func(c Config) bool { return len(c.Virtuals) == 0 && len(c.Disabled) == 0 }},
+		{`slb virtual disable "ea_v1"`, 0, func(c Config) bool { return c.Disabled[Key{"virtual", "ea_v1"}] }},
+	} {
+		c, bad := ParseConfig(tc.line)
+		if bad != tc.bad || !tc.check(c) {
+			t.Errorf("ParseConfig(%s): %d unreadable (want %d), config %+v", tc.line, bad, tc.bad, c)
+		}
+	}
+}
