@@ -493,11 +493,12 @@ func (d *Dataplane) Status() Status {
 	return d.st.clone()
 }
 
-// Cleanup removes exactly what the agent creates: the rules backend's
-// objects (for iptables: every jump into an EDGE- chain and every EDGE-
-// chain, both families), the VIP interface, and every route with the
-// agent's protocol number. Running it again finds nothing to do. Sysctls
-// are left as they are.
+// Cleanup removes exactly what the agent creates: both rules backends'
+// objects, whichever is in use (iptables: every jump into an EDGE- chain
+// and every EDGE- chain, both families; nftables: the table inet
+// edgeagent), the VIP interface, and every route with the agent's protocol
+// number. Running it again finds nothing to do. Sysctls are left as they
+// are.
 func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
