@@ -444,6 +444,7 @@ func (d *Dataplane) publish() {
 	if d.otherErr != nil {
 		d.st.Warnings = append(d.st.Warnings, fmt.Sprintf("objects of the %s backend (not in use) remain: %v", d.other.Status().Backend, d.otherErr))
 	}
+	d.metrics.warnings.Set(float64(len(d.st.Warnings)))
 }
 
 // publishMode sets the iptables-mode metric once the backend has chosen.

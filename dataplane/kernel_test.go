@@ -197,8 +197,8 @@ func testPolicies(t *testing.T, b *bed) {
 	d := b.dataplane(t, true)
 	if b.backend == BackendNFTables {
 		reconcile(t, d)
-		if w := d.Status().Warnings; len(w) == 0 || !strings.Contains(strings.Join(w, "\n"), "policy drop at the forward hook") {
-			t.Fatalf("nftables under a forward drop: warnings %q, want the drop named", w)
+		if w := d.Status().Warnings; len(w) == 0 || !strings.Contains(strings.Join(w, "\n"), "policy drop at the forward hook") || testutil.ToFloat64(d.metrics.warnings) == 0 {
+			t.Fatalf("nftables under a forward drop: warnings %q, want the drop named (and counted in edgeagent_dataplane_warnings)", w)
 		}
 		b.edge.MustRun("iptables", "-P", "FORWARD", "ACCEPT")
 		b.edge.MustRun("ip6tables", "-P", "FORWARD", "ACCEPT")

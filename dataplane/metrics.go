@@ -10,6 +10,7 @@ type metrics struct {
 	failing  *prometheus.GaugeVec
 	mode     *prometheus.GaugeVec
 	backend  *prometheus.GaugeVec
+	warnings prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, steps []string) metrics {
@@ -43,12 +44,16 @@ func newMetrics(reg prometheus.Registerer, steps []string) metrics {
 			Name: "edgeagent_dataplane_backend",
 			Help: "1 for the rules backend in use (dataplane.backend: iptables or nftables).",
 		}, []string{"backend"}),
+		warnings: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_dataplane_warnings",
+			Help: "Conditions that keep load-balanced traffic from flowing which the agent does not fix (a foreign forward-hook chain with policy drop), or leftovers of the rules backend not in use; /status dataplane.warnings names them.",
+		}),
 	}
 	for _, s := range steps {
 		m.failing.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(m.duration, m.errors, m.services, m.rules, m.failing, m.mode, m.backend)
+		reg.MustRegister(m.duration, m.errors, m.services, m.rules, m.failing, m.mode, m.backend, m.warnings)
 	}
 	return m
 }

@@ -705,13 +705,13 @@ func TestRemoveOtherBackend(t *testing.T) {
 	if other.cleanups != 1 || len(failingSteps(d)) != 0 {
 		t.Fatalf("cleanups %d, failing %v", other.cleanups, failingSteps(d))
 	}
-	if w := d.Status().Warnings; len(w) != 1 || !strings.Contains(w[0], "remain") {
-		t.Fatalf("warnings %q, want the leftovers named", w)
+	if w := d.Status().Warnings; len(w) != 1 || !strings.Contains(w[0], "remain") || testutil.ToFloat64(d.metrics.warnings) != 1 {
+		t.Fatalf("warnings %q (metric %v), want the leftovers named", w, testutil.ToFloat64(d.metrics.warnings))
 	}
 	other.cleanupErr = nil
 	syncFake(t, d, a)
 	syncFake(t, d, a)
-	if other.cleanups != 2 || len(d.Status().Warnings) != 0 {
+	if other.cleanups != 2 || len(d.Status().Warnings) != 0 || testutil.ToFloat64(d.metrics.warnings) != 0 {
 		t.Fatalf("cleanups %d (want the retry, then none), warnings %q", other.cleanups, d.Status().Warnings)
 	}
 	d.Resync()
