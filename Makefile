@@ -9,7 +9,8 @@
 #   make generate  regenerate deepcopy, the CRD manifest, the dashboard and
 #                  the Helm chart's generated files
 #   make chart-check  helm lint + helm template of deploy/helm/edgeagent
-#   make lint      gofmt + go vet
+#   make lint      gofmt, go vet, the project's own checks (hack/lint),
+#                  staticcheck
 
 SHELL       := /usr/bin/env bash
 GO          ?= go
@@ -56,12 +57,16 @@ verify-generated:
 	  echo "generated files are stale: run 'make generate' and commit" >&2; \
 	  for p in $(GENERATED); do diff -r $$tmp/$$p $$p; done; exit 1; fi
 
-# gofmt, go vet and staticcheck (its default set of checks), staticcheck
-# built by hack/get-tools.sh.
+# gofmt, go vet, the project's own analyzers (hack/lint: log keys, error
+# prefixes, the one golden and polling helper; run as a vet tool so the go
+# command caches their results) and staticcheck (its default set of
+# checks), staticcheck built by hack/get-tools.sh.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
 	$(GO) vet ./...
+	$(GO) build -o bin/lint ./hack/lint
+	$(GO) vet -vettool=$(CURDIR)/bin/lint ./...
 	@hack/get-tools.sh $(TOOLS) 2>/dev/null || hack/get-tools.sh $(TOOLS)
 	$(TOOLS)/staticcheck ./...
 

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/util/flowcontrol"
+
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
@@ -50,7 +52,8 @@ type Options struct {
 	// after the first hold time (tests of the damping itself).
 	NoStartupGrace bool
 	// MinBackoff and MaxBackoff bound the retry delay after a failed
-	// reconcile; defaults 500ms and 30s.
+	// reconcile: MinBackoff after the first failure, doubling with each
+	// failure in a row up to MaxBackoff; defaults 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -68,11 +71,14 @@ type Agent struct {
 	pools []model.Pool
 	// trigger coalesces requests for a reconcile.
 	trigger chan struct{}
+	// backoff is the retry delay after failed reconciles (client-go's
+	// flowcontrol.Backoff under the one key backoffKey).
+	backoff *flowcontrol.Backoff
 
 	mu       sync.Mutex
 	state    model.State
 	results  []translate.Result
-	snapErrs []status.SourceError
+	snapErrs []watcher.SourceError
 	errs     map[string]error // component → last error
 	synced   bool
 	lastSync time.Time
@@ -84,6 +90,9 @@ type Agent struct {
 	// dpFailingReported: a DataplaneFailing event went out and no
 	// DataplaneRecovered since (Reconcile's goroutine only).
 	dpFailingReported bool
+	// hcFailReported: a HealthCheckEngineFailed event went out
+	// (Reconcile's goroutine only).
+	hcFailReported bool
 }
 
 // New builds an agent; Run starts it.
@@ -113,12 +122,9 @@ func New(opts Options) *Agent {
 			Help: "LBRoutes currently refused (Accepted=False).",
 		}),
 	}
-	if opts.MinBackoff == 0 {
-		a.opts.MinBackoff = 500 * time.Millisecond
-	}
-	if opts.MaxBackoff == 0 {
-		a.opts.MaxBackoff = 30 * time.Second
-	}
+	a.opts.MinBackoff = cmp.Or(opts.MinBackoff, 500*time.Millisecond)
+	a.opts.MaxBackoff = cmp.Or(opts.MaxBackoff, 30*time.Second)
+	a.backoff = flowcontrol.NewBackOff(a.opts.MinBackoff, a.opts.MaxBackoff)
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(a.syncs, a.syncDuration, a.services, a.rejected, (*routeMetrics)(a))
 	}
@@ -164,7 +170,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer wg.Wait()
 
-	backoff := a.opts.MinBackoff
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
@@ -195,13 +200,23 @@ func (a *Agent) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			a.log.Error("reconcile failed, will retry", "err", err, "retryIn", backoff)
-			retry.Reset(backoff)
-			backoff = min(backoff*2, a.opts.MaxBackoff)
+			wait := a.retryIn()
+			a.log.Error("reconcile failed, will retry", "err", err, "retryIn", wait)
+			retry.Reset(wait)
 			continue
 		}
-		backoff = a.opts.MinBackoff
+		a.backoff.Reset(backoffKey)
 	}
+}
+
+// backoffKey is the agent's one entry in its flowcontrol.Backoff.
+const backoffKey = "reconcile"
+
+// retryIn records a failed reconcile and returns the wait before the
+// retry: MinBackoff after a success, doubling up to MaxBackoff.
+func (a *Agent) retryIn() time.Duration {
+	a.backoff.Next(backoffKey, time.Now())
+	return a.backoff.Get(backoffKey)
 }
 
 // Reconcile runs one pass: snapshot → translate → health → reconcilers. It
@@ -219,6 +234,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	})
 	if a.opts.Prober != nil {
 		state = a.opts.Prober.Apply(state)
+		a.noteHealthEngine(a.opts.Prober.Engine())
 	}
 
 	errs := map[string]error{}
@@ -378,7 +394,7 @@ func (a *Agent) Status() status.Report {
 		Neighbors:       []status.Neighbor{},
 		VirtualServices: []status.VirtualService{},
 		LBRoutes:        []status.LBRoute{},
-		SourceErrors:    snapErrs,
+		SourceErrors:    sourceErrors(snapErrs),
 	}
 	if !synced {
 		r.Degraded = append(r.Degraded, "source not synced yet")
@@ -420,6 +436,13 @@ func (a *Agent) Status() status.Report {
 		}
 		r.LBRoutes = append(r.LBRoutes, lr)
 	}
+	a.componentStatus(&r)
+	return r
+}
+
+// componentStatus adds each component's own status to r, and what it
+// means for readiness.
+func (a *Agent) componentStatus(r *status.Report) {
 	if a.opts.Dataplane != nil {
 		r.Dataplane = dataplaneStatus(a.opts.Dataplane.Status())
 		if d := dataplaneUnready(r.Dataplane, r.Time, a.opts.Config.Dataplane.FailureGracePeriod.Duration); d != "" {
@@ -440,6 +463,15 @@ func (a *Agent) Status() status.Report {
 		r.Degraded = append(r.Degraded, apvDegraded(r.APV, r.APVEvents)...)
 		slices.Sort(r.Degraded)
 	}
+	if a.opts.Prober != nil {
+		es := a.opts.Prober.Engine()
+		r.HealthCheck = new(status.HealthCheck(es))
+		if why := healthEngineDown(es); why != "" {
+			r.Ready = false
+			r.Degraded = append(r.Degraded, why)
+			slices.Sort(r.Degraded)
+		}
+	}
 	if a.opts.APIServer != nil {
 		r.APIServer = status.APIServer(a.opts.APIServer())
 		if !r.APIServer.Connected {
@@ -448,7 +480,6 @@ func (a *Agent) Status() status.Report {
 	} else {
 		r.APIServer.LastEventAgeSeconds = -1
 	}
-	return r
 }
 
 // noteDataplane records on the Node when the dataplane has failed for
@@ -465,6 +496,46 @@ func (a *Agent) noteDataplane(st *status.Dataplane) {
 	case st.FailingSince.IsZero() && a.dpFailingReported:
 		a.dpFailingReported = false
 		a.opts.NodeEvent("Normal", "DataplaneRecovered", "every dataplane step succeeds again")
+	}
+}
+
+// sourceErrors are the source's unreadable inputs in /status's terms
+// (a struct conversion: the compiler checks the fields agree).
+func sourceErrors(errs []watcher.SourceError) []status.SourceError {
+	if errs == nil {
+		return nil
+	}
+	out := make([]status.SourceError, len(errs))
+	for i, e := range errs {
+		out[i] = status.SourceError(e)
+	}
+	return out
+}
+
+// healthEngineDown says why the agent is not ready when its health-check
+// engine could not start or stopped ("" otherwise): reals are then no
+// longer probed and keep their last verdict, which must not pass for a
+// healthy node. The rest of the agent goes on working.
+func healthEngineDown(es healthcheck.EngineStatus) string {
+	if es.Error == "" {
+		return ""
+	}
+	return "health checks not running, reals keep their last verdict (new ones presumed healthy): " + es.Error
+}
+
+// noteHealthEngine records on the Node when the health-check engine fails,
+// and when it runs again after that, once each.
+func (a *Agent) noteHealthEngine(es healthcheck.EngineStatus) {
+	if a.opts.NodeEvent == nil {
+		return
+	}
+	switch why := healthEngineDown(es); {
+	case why != "" && !a.hcFailReported:
+		a.hcFailReported = true
+		a.opts.NodeEvent("Warning", "HealthCheckEngineFailed", why)
+	case es.Running && a.hcFailReported:
+		a.hcFailReported = false
+		a.opts.NodeEvent("Normal", "HealthCheckEngineRunning", "health checks probe reals again")
 	}
 }
 

@@ -3,11 +3,14 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/poll"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/bgp"
@@ -254,4 +257,71 @@ func TestBuiltRun(t *testing.T) {
 	if err := b.Run(ctx); err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)
 	}
+}
+
+// The retry schedule after failed reconciles (Options.MinBackoff and
+// MaxBackoff): 500ms, doubling to 30s, from 500ms again after a success.
+func TestRetryBackoffSchedule(t *testing.T) {
+	a := New(Options{Config: testConfig(), Source: &fakeSource{}})
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
+		16 * time.Second, 30 * time.Second, 30 * time.Second}
+	var got []time.Duration
+	for range want {
+		got = append(got, a.retryIn())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("retries after failures in a row: %v, want %v", got, want)
+	}
+	a.backoff.Reset(backoffKey)
+	if d := a.retryIn(); d != 500*time.Millisecond {
+		t.Errorf("first retry after a success: %v, want 500ms", d)
+	}
+}
+
+// Run retries a failed reconcile by itself, backing off, until it succeeds.
+func TestRunRetriesFailedReconcile(t *testing.T) {
+	src := &fakeSource{synced: true, snap: watcher.Snapshot{Routes: []*v1alpha1.LBRoute{route("a", "10.200.0.1", 80)}}}
+	dp := &failingDataplane{fakeDataplane: &fakeDataplane{}, failures: 4}
+	a := New(Options{Config: testConfig(), Source: src, Dataplane: dp, MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { _ = a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	poll.Until(t, 10*time.Second, "a successful reconcile after four failures", func() (bool, string) {
+		st := a.Status()
+		return st.Ready && len(st.Degraded) == 0, fmt.Sprintf("calls %d, degraded %v", dp.count(), st.Degraded)
+	})
+	// Four retries waited 10, 20, 40 and 40 ms at least.
+	if took := time.Since(start); took < 110*time.Millisecond {
+		t.Errorf("five reconciles within %v: the retries did not back off", took)
+	}
+	if n := dp.count(); n != 5 {
+		t.Errorf("%d dataplane reconciles, want 5 (four failures, one success)", n)
+	}
+}
+
+// failingDataplane fails its first failures reconciles.
+type failingDataplane struct {
+	*fakeDataplane
+	failures int
+}
+
+func (f *failingDataplane) Reconcile(ctx context.Context, s model.State) error {
+	f.mu.Lock()
+	fail := f.calls < f.failures
+	if fail {
+		f.calls++
+	}
+	f.mu.Unlock()
+	if fail {
+		return errors.New("iptables-restore: exit status 1")
+	}
+	return f.fakeDataplane.Reconcile(ctx, s)
+}
+
+func (f *fakeDataplane) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
 }

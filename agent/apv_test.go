@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/apv"
 	"github.com/arraynetworks/edgeagent/apv/apvemu"
 	"github.com/arraynetworks/edgeagent/apv/cesink"
@@ -130,33 +132,21 @@ apv:
 			t.Errorf("agent: %v", err)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(t, 10*time.Second, "the APV programmed and in sync", func() (bool, string) {
 		lines := strings.Join(emu.Saved(), "\n")
 		st := built.Agent.Status()
-		if strings.Contains(lines, `"ea_rt_10.244.2.10_8080"`) && strings.Contains(lines, "slb policy default") &&
-			len(st.APV) == 1 && st.APV[0].InSync {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("APV not programmed; device:\n%s\nstatus: %+v", lines, st.APV)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(lines, `"ea_rt_10.244.2.10_8080"`) && strings.Contains(lines, "slb policy default") &&
+			len(st.APV) == 1 && st.APV[0].InSync, fmt.Sprintf("device:\n%s\nstatus: %+v", lines, st.APV)
+	})
 
 	// The first scan's finding reached the CloudEvents receiver.
-	for {
-		evs := rcv.events()
-		if i := slices.IndexFunc(evs, func(e cloudevents.Event) bool { return e.Extensions()["reason"] == apv.ReasonLinkDown }); i >= 0 {
-			if e := evs[i]; e.Type() != cesink.TypeBase || e.Source() != "/apv/apv-a" || e.Subject() != "port2" {
-				t.Errorf("LinkDown CloudEvent: type %q source %q subject %q", e.Type(), e.Source(), e.Subject())
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no LinkDown CloudEvent; received %d events; status %+v", len(evs), built.Agent.Status().APVEvents)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var evs []cloudevents.Event
+	poll.Until(t, 10*time.Second, "a LinkDown CloudEvent", func() (bool, string) {
+		evs = rcv.events()
+		return slices.ContainsFunc(evs, isLinkDown), fmt.Sprintf("received %d events; status %+v", len(evs), built.Agent.Status().APVEvents)
+	})
+	if e := evs[slices.IndexFunc(evs, isLinkDown)]; e.Type() != cesink.TypeBase || e.Source() != "/apv/apv-a" || e.Subject() != "port2" {
+		t.Errorf("LinkDown CloudEvent: type %q source %q subject %q", e.Type(), e.Source(), e.Subject())
 	}
 	if ev := built.Agent.Status().APVEvents; ev == nil || ev.Delivered == 0 || ev.SinkURL != rcv.url {
 		t.Errorf("status apvEvents = %+v", ev)
@@ -173,3 +163,5 @@ apv:
 	cancel()
 	wg.Wait()
 }
+
+func isLinkDown(e cloudevents.Event) bool { return e.Extensions()["reason"] == apv.ReasonLinkDown }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/apv"
 	"github.com/arraynetworks/edgeagent/apv/apvemu"
 	"github.com/arraynetworks/edgeagent/config"
@@ -111,7 +113,7 @@ apv:
 	// Both agents end up in sync with the device (the follower by reading
 	// what the leader wrote) and the Lease names the leader.
 	var leader, follower string
-	waitFor(t, 30*time.Second, func() string {
+	poll.Until(t, 30*time.Second, "both agents in sync with the device and a Lease holder", poll.Reason(func() string {
 		lease, err := cs.CoordinationV1().Leases("default").Get(ctx, watcher.LeaseName, metav1.GetOptions{})
 		if err != nil || lease.Spec.HolderIdentity == nil {
 			return fmt.Sprintf("no lease holder yet (%v)", err)
@@ -126,7 +128,7 @@ apv:
 			return "device not programmed"
 		}
 		return ""
-	})
+	}))
 	follower = map[string]string{"edge-a": "edge-b", "edge-b": "edge-a"}[leader]
 	if follower == "" {
 		t.Fatalf("lease holder %q is neither agent", leader)
@@ -138,11 +140,9 @@ apv:
 		t.Fatal(err)
 	}
 	before := len(emu.ConfigCommandsBy(leader))
-	waitFor(t, 20*time.Second, func() string {
-		if strings.Contains(strings.Join(emu.Running(), "\n"), "192.0.2.99") {
-			return "drift not repaired"
-		}
-		return ""
+	poll.Until(t, 20*time.Second, "the drift on the device repaired", func() (bool, string) {
+		running := strings.Join(emu.Running(), "\n")
+		return !strings.Contains(running, "192.0.2.99"), running
 	})
 	if len(emu.ConfigCommandsBy(leader)) == before {
 		t.Fatal("the leader did not repair the drift")
@@ -154,7 +154,7 @@ apv:
 	// An HA failover on the device is an Event on each agent's Node.
 	emu.SetHA("standby")
 	for node := range agents {
-		waitFor(t, 20*time.Second, func() string {
+		poll.Until(t, 20*time.Second, "an HAStateChanged Event on Node "+node, poll.Reason(func() string {
 			evs, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{
 				FieldSelector: "involvedObject.kind=Node,involvedObject.name=" + node + ",reason=" + apv.ReasonHAStateChanged,
 			})
@@ -167,26 +167,9 @@ apv:
 				}
 			}
 			return fmt.Sprintf("no HAStateChanged event for node %s (%d events)", node, len(evs.Items))
-		})
+		}))
 	}
 	if got := emu.ConfigCommandsBy(follower); len(got) != 0 {
 		t.Fatalf("follower %s sent configuration commands: %q", follower, got)
-	}
-}
-
-// waitFor polls cond (which returns "" when satisfied, else why not) until
-// the timeout, then fails with the last reason.
-func waitFor(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(why)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -1,19 +1,16 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/golden"
+
 	"github.com/arraynetworks/edgeagent/bgp"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // statusSpeaker reports fixed neighbors and learned routes.
 type statusSpeaker struct {
@@ -45,19 +42,7 @@ func TestBGPStatusGolden(t *testing.T) {
 		},
 	}
 	got := bgpStatusJSON(t, sp)
-	path := filepath.Join("testdata", "bgpstatus.golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./agent -run %s -update writes it)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("/status BGP part differs from %s (go test ./agent -run %s -update to accept):\n--- got\n%s\n--- want\n%s", path, t.Name(), got, want)
-	}
+	golden.Assert(t, filepath.Join("testdata", "bgpstatus.golden"), got)
 
 	// No neighbors is an empty list, never null; no learned route leaves
 	// the field out.

@@ -7,6 +7,7 @@ import (
 	"github.com/arraynetworks/edgeagent/apv"
 	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/dataplane"
+	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
 )
 
@@ -60,4 +61,7 @@ type Prober interface {
 	Apply(s model.State) model.State
 	// RealStatus describes the last probe of a real of virtual service vsKey.
 	RealStatus(vsKey string, r model.Real) (lastResult string, since time.Time)
+	// Engine says whether probes run; the agent reports an engine that
+	// could not start or stopped in /status, readiness and a Node Event.
+	Engine() healthcheck.EngineStatus
 }

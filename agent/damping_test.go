@@ -2,15 +2,19 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/bgp"
 	"github.com/arraynetworks/edgeagent/config"
+	"github.com/arraynetworks/edgeagent/healthcheck"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/watcher"
 	"sigs.k8s.io/yaml"
@@ -60,6 +64,10 @@ func (p *switchProber) Apply(s model.State) model.State {
 }
 
 func (p *switchProber) RealStatus(string, model.Real) (string, time.Time) { return "", time.Time{} }
+
+func (p *switchProber) Engine() healthcheck.EngineStatus {
+	return healthcheck.EngineStatus{Running: true}
+}
 
 func (p *switchProber) set(healthy bool) {
 	p.mu.Lock()
@@ -137,18 +145,21 @@ spec:
 	go func() { _ = a.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-pr.ready
-	waitUntil(t, time.Second, "VIP announced at start", func() bool { return slices.Equal(sp.announced(), []string{"10.200.0.10/32"}) })
+	fast.Until(t, time.Second, "VIP announced at start", func() (bool, string) {
+		a := sp.announced()
+		return slices.Equal(a, []string{"10.200.0.10/32"}), fmt.Sprintf("announced %v", a)
+	})
 	return pr, sp
 }
 
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(2 * time.Millisecond)
+// fast polls every 2 ms: the tests measure when the route moved.
+var fast = poll.Every(2 * time.Millisecond)
+
+// announcedN holds when sp announces n routes.
+func announcedN(sp *recordingSpeaker, n int) func() (bool, string) {
+	return func() (bool, string) {
+		a := sp.announced()
+		return len(a) == n, fmt.Sprintf("announced %v", a)
 	}
 }
 
@@ -157,11 +168,11 @@ func TestAgentWithdrawsAndReturnsVIPAfterHold(t *testing.T) {
 	pr, sp := startDampedAgent(t, hold)
 
 	pr.set(false)
-	waitUntil(t, 200*time.Millisecond, "withdrawn when its only real is down", func() bool { return len(sp.announced()) == 0 })
+	fast.Until(t, 200*time.Millisecond, "withdrawn when its only real is down", announcedN(sp, 0))
 	withdrawn := time.Now()
 
 	pr.set(true) // back at once: held until a hold time after the withdrawal
-	waitUntil(t, hold+time.Second, "re-announced after the hold, with no other trigger", func() bool { return len(sp.announced()) == 1 })
+	fast.Until(t, hold+time.Second, "re-announced after the hold, with no other trigger", announcedN(sp, 1))
 	if took := time.Since(withdrawn); took < hold-50*time.Millisecond {
 		t.Fatalf("re-announced %v after the withdrawal, hold is %v", took, hold)
 	}
@@ -178,7 +189,7 @@ func TestAgentFlappingRealMovesRouteOncePerHold(t *testing.T) {
 	}
 	pr.set(true)
 	flapped := time.Since(began)
-	waitUntil(t, 2*hold, "announced once the flapping stops", func() bool { return len(sp.announced()) == 1 })
+	fast.Until(t, 2*hold, "announced once the flapping stops", announcedN(sp, 1))
 	h := sp.history()[start-1:]
 	t.Logf("%d route changes during the flapping", len(h)-1)
 	if len(h) < 3 {

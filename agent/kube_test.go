@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/testns"
@@ -64,16 +66,10 @@ kubernetes: {namespace: default, neighborStatus: false}
 	if _, err := s.Kubectl(ctx, "apply", "-f", f); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, "the LBRoute served and Accepted", func() (bool, string) {
 		st := b.Agent.Status()
 		out, _ := s.Kubectl(ctx, "get", "lbr", "web", "-o", `jsonpath={.status.conditions[?(@.type=="Accepted")].status} {.status.nodes[0].node} {.status.vsName}`)
-		if st.Mode == "kubernetes" && len(st.VirtualServices) == 1 && st.APIServer.Connected && strings.TrimSpace(out) == "True edge-1 default-web" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent status %+v; LBRoute status %q", st.APIServer, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return st.Mode == "kubernetes" && len(st.VirtualServices) == 1 && st.APIServer.Connected && strings.TrimSpace(out) == "True edge-1 default-web",
+			fmt.Sprintf("agent status %+v; LBRoute status %q", st.APIServer, out)
+	})
 }

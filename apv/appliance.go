@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/util/flowcontrol"
+
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,8 +18,8 @@ import (
 
 // Defaults for the loops.
 const (
-	DefaultSyncInterval = 30 * time.Second
-	DefaultScanInterval = 60 * time.Second
+	DefaultSyncInterval = config.DefaultAPVSyncInterval
+	DefaultScanInterval = config.DefaultAPVScanInterval
 	// CertWarningWindow is how long before expiry a certificate raises a
 	// CertificateExpiring event (the alert rules have their own thresholds).
 	CertWarningWindow = 30 * 24 * time.Hour
@@ -25,7 +27,9 @@ const (
 	// that ends it.
 	CPUHighRatio   = 0.9
 	CPUNormalRatio = 0.8
-	minBackoff     = time.Second
+	// minBackoff is the wait after a device's first failed sync or scan;
+	// it doubles with each failure in a row up to the loop's interval.
+	minBackoff = time.Second
 )
 
 // Options configures an Appliance.
@@ -95,6 +99,10 @@ type Appliance struct {
 	now     func() time.Time
 	metrics *metrics
 	devices []*device
+	// syncBackoff and scanBackoff hold each device's retry delay (keyed
+	// by device name): client-go's flowcontrol.Backoff, 1s doubling up to
+	// the loop's interval, reset by a success.
+	syncBackoff, scanBackoff *flowcontrol.Backoff
 
 	mu       sync.RWMutex
 	want     Config
@@ -122,7 +130,8 @@ func New(cfg config.APV, o Options) (*Appliance, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	a := &Appliance{opts: o, log: o.Logger.With("component", "apv"), now: o.Now, metrics: newMetrics(o.Registerer)}
+	a := &Appliance{opts: o, log: o.Logger.With("component", "apv"), now: o.Now, metrics: newMetrics(o.Registerer),
+		syncBackoff: newBackoff(o.SyncInterval), scanBackoff: newBackoff(o.ScanInterval)}
 	a.events = o.Events
 	if a.events == nil {
 		a.events = LogEvents{Logger: a.log}
@@ -169,10 +178,7 @@ func (a *Appliance) Reconcile(_ context.Context, s model.State) error {
 	a.want, a.haveWant = want, true
 	a.mu.Unlock()
 	a.Kick()
-	if err != nil {
-		return fmt.Errorf("apv: %w", err)
-	}
-	return nil
+	return err
 }
 
 // Kick wakes every device's sync loop without waiting for it: for a change
@@ -253,18 +259,20 @@ func (a *Appliance) each(ctx context.Context, f func(context.Context, *device) e
 	return errors.Join(errs...)
 }
 
-// backoff is the wait after n consecutive failures: 1s, 2s, 4s, ... capped
-// at the loop's interval.
-func backoff(n int, limit time.Duration) time.Duration {
-	d := minBackoff
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
+// newBackoff is the retry schedule of a loop running every limit: 1s, 2s,
+// 4s, ... capped at limit (a limit under 1s: limit each time).
+func newBackoff(limit time.Duration) *flowcontrol.Backoff {
+	return flowcontrol.NewBackOff(min(minBackoff, limit), limit)
+}
+
+// retryIn records a failure of device d's loop and returns the wait before
+// the next attempt.
+func retryIn(b *flowcontrol.Backoff, d string) time.Duration {
+	b.Next(d, time.Now())
+	return b.Get(d)
 }
 
 func (a *Appliance) syncLoop(ctx context.Context, d *device) {
-	failures := 0
 	t := time.NewTimer(a.opts.SyncInterval)
 	defer t.Stop()
 	for {
@@ -279,11 +287,10 @@ func (a *Appliance) syncLoop(ctx context.Context, d *device) {
 			if ctx.Err() != nil {
 				return
 			}
-			failures++
-			next = backoff(failures, a.opts.SyncInterval)
-			a.log.Warn("apv sync failed", "device", d.name, "error", err, "retryIn", next)
+			next = retryIn(a.syncBackoff, d.name)
+			a.log.Warn("apv sync failed", "device", d.name, "err", err, "retryIn", next)
 		} else {
-			failures = 0
+			a.syncBackoff.Reset(d.name)
 		}
 		if !t.Stop() {
 			select {
@@ -296,7 +303,6 @@ func (a *Appliance) syncLoop(ctx context.Context, d *device) {
 }
 
 func (a *Appliance) scanLoop(ctx context.Context, d *device) {
-	failures := 0
 	// The first scan comes right away, so metrics exist from the start.
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -311,11 +317,10 @@ func (a *Appliance) scanLoop(ctx context.Context, d *device) {
 			if ctx.Err() != nil {
 				return
 			}
-			failures++
-			next = backoff(failures, a.opts.ScanInterval)
-			a.log.Debug("apv scan failed", "device", d.name, "error", err, "retryIn", next)
+			next = retryIn(a.scanBackoff, d.name)
+			a.log.Debug("apv scan failed", "device", d.name, "err", err, "retryIn", next)
 		} else {
-			failures = 0
+			a.scanBackoff.Reset(d.name)
 		}
 		t.Reset(next)
 	}

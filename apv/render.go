@@ -1,6 +1,7 @@
 package apv
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -60,10 +61,7 @@ func NamesFor(vs *model.VirtualService) Names {
 	sum := sha256.Sum256([]byte(vs.Key()))
 	suffix := fmt.Sprintf("%s%d_%s", protoLetter(vs.Protocol), vs.Port, hex.EncodeToString(sum[:3]))
 	room := MaxObjectNameLen - len("ea_v_") - 1 - len(suffix)
-	group := vs.Group
-	if group == "" {
-		group = vs.Name
-	}
+	group := cmp.Or(vs.Group, vs.Name)
 	return Names{
 		Virtual: OwnerPrefix + "v_" + trunc(vs.Name, room) + "_" + suffix,
 		Group:   OwnerPrefix + "g_" + trunc(group, room) + "_" + suffix,
@@ -213,10 +211,7 @@ func renderHealth(name string, proto model.Protocol, h model.HealthSpec) (Health
 		}
 	case model.HealthHTTP:
 		out.Type = "http"
-		out.Path = h.Path
-		if out.Path == "" {
-			out.Path = "/"
-		}
+		out.Path = cmp.Or(h.Path, "/")
 		if len(out.Path) > maxPathLen || !pathRE.MatchString(out.Path) {
 			return Health{}, false, fmt.Errorf("healthCheck.path: %q must be an absolute path of at most %d characters without quotes, blanks, backslashes, ';' or '$' (ArrayOS command syntax)", printable(out.Path), maxPathLen)
 		}

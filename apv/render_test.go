@@ -1,41 +1,23 @@
 package apv
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/golden"
+
 	"github.com/arraynetworks/edgeagent/model"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
-
-func golden(t *testing.T, name string, lines []string) {
+// goldenLines compares command lines with testdata/name.golden.
+func goldenLines(t *testing.T, name string, lines []string) {
 	t.Helper()
-	got := strings.Join(lines, "\n") + "\n"
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./apv -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from golden file:\n--- got\n%s--- want\n%s", name, got, want)
-	}
+	golden.AssertString(t, filepath.Join("testdata", name+".golden"), strings.Join(lines, "\n")+"\n")
 }
 
 func real4(ip string, port uint16, w uint32) model.Real {
@@ -78,7 +60,7 @@ func mustRender(t *testing.T, s model.State) Config {
 
 func TestRenderGolden(t *testing.T) {
 	c := mustRender(t, sampleState())
-	golden(t, "render_sample", c.Lines())
+	goldenLines(t, "render_sample", c.Lines())
 	for _, l := range c.Lines() {
 		if err := checkLine(l); err != nil {
 			t.Errorf("rendered line fails the wire check: %v", err)
@@ -89,7 +71,7 @@ func TestRenderGolden(t *testing.T) {
 func TestDiffGolden(t *testing.T) {
 	full := mustRender(t, sampleState())
 
-	golden(t, "diff_create", Diff(Config{}, full))
+	goldenLines(t, "diff_create", Diff(Config{}, full))
 	if got := Diff(full, full); len(got) != 0 {
 		t.Errorf("no-op diff sent %v", got)
 	}
@@ -100,14 +82,14 @@ func TestDiffGolden(t *testing.T) {
 	st.Services[0].Reals = []model.Real{real4("10.244.1.10", 8080, 5), real4("10.244.4.13", 8080, 1)}
 	st.Services[0].Health.Path = "/ready"
 	st.Services[2].Policy = model.RoundRobin
-	golden(t, "diff_update", Diff(full, mustRender(t, st)))
+	goldenLines(t, "diff_update", Diff(full, mustRender(t, st)))
 
 	// Delete the web LBRoute (both ports).
 	st = sampleState()
 	st.Services = st.Services[2:]
-	golden(t, "diff_delete_route", Diff(full, mustRender(t, st)))
+	goldenLines(t, "diff_delete_route", Diff(full, mustRender(t, st)))
 
-	golden(t, "diff_delete_all", Diff(full, Config{}))
+	goldenLines(t, "diff_delete_all", Diff(full, Config{}))
 }
 
 // Applying a diff to a parsed device config must reach the wanted config:

@@ -2,11 +2,14 @@ package apv
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/poll"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -183,12 +186,16 @@ func TestScanLoopFollowsWithinOneInterval(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = h.a.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, 5*time.Second, "first scan", func() bool { return h.status("apv-a").HAState == "active" })
+	poll.Until(t, 5*time.Second, "first scan", func() (bool, string) {
+		st := h.status("apv-a")
+		return st.HAState == "active", fmt.Sprintf("%+v", st)
+	})
 	e.SetHA("standby")
 	changed := time.Now()
-	waitFor(t, 5*time.Second, "failover seen", func() bool {
+	poll.Until(t, 5*time.Second, "failover seen", func() (bool, string) {
 		_, ok := h.events.find("apv-a", ReasonHAStateChanged)
-		return ok && testutil.ToFloat64(h.a.metrics.haState.WithLabelValues("apv-a", "standby")) == 1
+		standby := testutil.ToFloat64(h.a.metrics.haState.WithLabelValues("apv-a", "standby"))
+		return ok && standby == 1, fmt.Sprintf("HAStateChanged event %v, ha_state{state=standby} %v", ok, standby)
 	})
 	if took := time.Since(changed); took > interval+time.Second {
 		t.Errorf("failover seen after %v, scan interval %v", took, interval)

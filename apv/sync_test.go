@@ -3,6 +3,7 @@ package apv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/poll"
 
 	"github.com/arraynetworks/edgeagent/apv/apvemu"
 	"github.com/arraynetworks/edgeagent/config"
@@ -267,13 +270,13 @@ func TestRunLoopRepairsDriftWithinOnePeriod(t *testing.T) {
 	if err := h.a.Reconcile(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "initial sync", func() bool { return h.status("apv-a").InSync })
+	poll.Until(t, 5*time.Second, "initial sync", h.inSync("apv-a"))
 	e.Reboot(true)
 	rebootAt := time.Now()
 	want := mustRender(t, st).Lines()
-	waitFor(t, 5*time.Second, "repair after reboot", func() bool {
+	poll.Until(t, 5*time.Second, "repair after reboot", func() (bool, string) {
 		saved, _ := ParseConfig(strings.Join(e.Saved(), "\n"))
-		return slices.Equal(saved.Lines(), want)
+		return slices.Equal(saved.Lines(), want), strings.Join(saved.Lines(), "\n")
 	})
 	// Within one period plus the time the sync itself takes.
 	if took := time.Since(rebootAt); took > period+2*time.Second {
@@ -282,14 +285,11 @@ func TestRunLoopRepairsDriftWithinOnePeriod(t *testing.T) {
 	assertDeviceEquals(t, e, st)
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+// inSync holds once device name's status says in sync.
+func (h *harness) inSync(name string) func() (bool, string) {
+	return func() (bool, string) {
+		st := h.status(name)
+		return st.InSync, fmt.Sprintf("%+v", st)
 	}
 }
 
@@ -387,12 +387,13 @@ func TestTwoDevicesOneDown(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	st.Services[0].Reals = append(st.Services[0].Reals, real4("10.244.9.9", 8080, 1))
 	_ = h.a.Reconcile(ctx, st)
-	waitFor(t, 5*time.Second, "apv-a in sync with the new real", func() bool {
+	poll.Until(t, 5*time.Second, "apv-a in sync with the new real", func() (bool, string) {
 		_, ok := deviceConfig(a).Reals["ea_rt_10.244.9.9_8080"]
-		return ok && h.status("apv-a").InSync
+		st := h.status("apv-a")
+		return ok && st.InSync, fmt.Sprintf("real on the device %v, status %+v", ok, st)
 	})
 	b.SetDown(false)
-	waitFor(t, 10*time.Second, "apv-b repaired after coming back", func() bool { return h.status("apv-b").InSync })
+	poll.Until(t, 10*time.Second, "apv-b repaired after coming back", h.inSync("apv-b"))
 	assertDeviceEquals(t, b, st)
 	if _, ok := h.events.find("apv-b", ReasonDeviceReachable); !ok {
 		t.Error("no DeviceReachable event for apv-b")
@@ -476,11 +477,28 @@ func TestAuthFailureAndTimeout(t *testing.T) {
 	}
 }
 
+// TestBackoff checks the documented retry schedule (docs/apv.md): 1s, 2s,
+// 4s, ... up to the loop's interval, per device, from 1s again after a
+// success.
 func TestBackoff(t *testing.T) {
-	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 10: 30 * time.Second} {
-		if got := backoff(n, 30*time.Second); got != want {
-			t.Errorf("backoff(%d) = %v, want %v", n, got, want)
-		}
+	b := newBackoff(30 * time.Second)
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	var got []time.Duration
+	for range want {
+		got = append(got, retryIn(b, "apv-a"))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after failures in a row: %v, want %v", got, want)
+	}
+	if d := retryIn(b, "apv-b"); d != time.Second {
+		t.Errorf("another device's first failure: %v, want 1s (each device has its own)", d)
+	}
+	b.Reset("apv-a")
+	if d := retryIn(b, "apv-a"); d != time.Second {
+		t.Errorf("first failure after a success: %v, want 1s", d)
+	}
+	if d := retryIn(newBackoff(200*time.Millisecond), "apv-a"); d != 200*time.Millisecond {
+		t.Errorf("interval under 1s: %v, want the interval", d)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -136,14 +138,14 @@ func Benchmark10kVIPs(b *testing.B) {
 		start := time.Now()
 		r := d.announce(routes...)
 		announced := time.Since(start)
-		testbed.Poll(b, 30*time.Second, "10,000 routes in BIRD", func() (bool, string) {
+		poll.Until(b, 30*time.Second, "10,000 routes in BIRD", func() (bool, string) {
 			n := birdCount(bed)
 			return n == 10000, fmt.Sprint(n)
 		})
 		all := time.Since(start)
 		start = time.Now()
 		d.announce()
-		testbed.Poll(b, 30*time.Second, "BIRD to drop them all", func() (bool, string) {
+		poll.Until(b, 30*time.Second, "BIRD to drop them all", func() (bool, string) {
 			n := birdCount(bed)
 			return n == 0, fmt.Sprint(n)
 		})
@@ -171,11 +173,11 @@ func BenchmarkSpeakerMemory(b *testing.B) {
 	for b.Loop() {
 		d.announce(routes...)
 		waitEstablished(b, d, bed.Env["CALICO1_IP"], bed.Env["FRR_IP"])
-		testbed.Poll(b, 30*time.Second, "10,000 routes in BIRD", func() (bool, string) {
+		poll.Until(b, 30*time.Second, "10,000 routes in BIRD", func() (bool, string) {
 			n := birdCount(bed)
 			return n == 10000, fmt.Sprint(n)
 		})
-		testbed.Poll(b, 30*time.Second, "1,001 learned routes installed", func() (bool, string) {
+		poll.Until(b, 30*time.Second, "1,001 learned routes installed", func() (bool, string) {
 			n := len(d.call(speakerdReq{Op: "learned"}).Learned)
 			return n == 1001, fmt.Sprint(n)
 		})

@@ -67,24 +67,23 @@ type Peer struct {
 	Source string
 }
 
-// Defaults used when a field is zero.
+// Defaults used when a field is zero and the configuration has none of its
+// own (the configuration's defaults are package config's: the ASN, port,
+// hold and restart times).
 const (
-	DefaultASN          = 64512
-	DefaultHoldTime     = 90 * time.Second
-	DefaultRestartTime  = 120 * time.Second
 	DefaultInitialHold  = 10 * time.Second
 	DefaultConnectRetry = 5 * time.Second
 )
 
 func (c *Config) applyDefaults() {
 	if c.ASN == 0 {
-		c.ASN = DefaultASN
+		c.ASN = config.DefaultASN
 	}
 	if c.ListenPort == 0 {
-		c.ListenPort = 179
+		c.ListenPort = config.DefaultBGPPort
 	}
 	if c.RestartTime == 0 {
-		c.RestartTime = DefaultRestartTime
+		c.RestartTime = config.DefaultRestartTime
 	}
 	if c.InitialHold == 0 {
 		c.InitialHold = DefaultInitialHold
@@ -103,10 +102,10 @@ func (p Peer) withDefaults(asn uint32) Peer {
 		p.ASN = asn
 	}
 	if p.Port == 0 {
-		p.Port = 179
+		p.Port = config.DefaultBGPPort
 	}
 	if p.HoldTime == 0 {
-		p.HoldTime = DefaultHoldTime
+		p.HoldTime = config.DefaultPeerHoldTime
 	}
 	if p.Keepalive == 0 {
 		p.Keepalive = p.HoldTime / 3

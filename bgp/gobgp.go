@@ -27,7 +27,7 @@ type gobgpRouter struct {
 
 func newGoBGPRouter(lg *slog.Logger) *gobgpRouter { return &gobgpRouter{log: lg} }
 
-var errNotStarted = errors.New("bgp router not started")
+var errNotStarted = errors.New("router not started")
 
 func (g *gobgpRouter) Start(ctx context.Context, cfg Config, onEvent func(routerEvent)) error {
 	glog := &gobgpLogger{l: g.log, onPeerErr: func(peer, reason string) {

@@ -2,10 +2,13 @@ package bgp
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/poll"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -81,13 +84,10 @@ func TestSpeakerInProcess(t *testing.T) {
 	// No peer: after the restart time, the adopted route nobody announces
 	// is removed, and the IPv6 import CIDR (no IPv6 table yet) does not
 	// block the reconcile.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(s.Learned()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("adopted route never reconciled away: %+v", s.Learned())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, 5*time.Second, "the adopted route reconciled away", func() (bool, string) {
+		l := s.Learned()
+		return len(l) == 0, fmt.Sprintf("learned %+v", l)
+	})
 	if err := s.Stop(ctx, true); err != nil {
 		t.Fatal(err)
 	}
@@ -147,15 +147,8 @@ func TestSilentPeerHasAReason(t *testing.T) {
 	if err := s.Announce(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	poll.Until(t, 15*time.Second, "the neighbor active or connect, with a lastError", func() (bool, string) {
 		ns := s.Neighbors()
-		if len(ns) == 1 && (ns[0].State == "active" || ns[0].State == "connect") && ns[0].LastError != "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("neighbors %+v: want active/connect with a lastError", ns)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(ns) == 1 && (ns[0].State == "active" || ns[0].State == "connect") && ns[0].LastError != "", fmt.Sprintf("neighbors %+v", ns)
+	})
 }

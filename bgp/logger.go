@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/osrg/gobgp/v3/pkg/log"
@@ -36,11 +37,7 @@ func (g *gobgpLogger) log(level slog.Level, msg string, fields log.Fields) {
 	if !g.l.Enabled(context.Background(), level) {
 		return
 	}
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(fields))
 	attrs := make([]any, 0, 2*len(keys)+2)
 	attrs = append(attrs, "component", "gobgp")
 	for _, k := range keys {

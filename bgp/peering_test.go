@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/model"
 )
@@ -64,22 +66,22 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	d.announce(vip("10.200.0.10"))
 	waitEstablished(t, d, calico, frr)
 
-	testbed.Poll(t, 10*time.Second, "BIRD to have the VIP via the edge", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to have the VIP via the edge", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return ok && strings.Contains(out, "via "+edge), out
 	})
-	testbed.Poll(t, 10*time.Second, "FRR to have the VIP via the edge", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR to have the VIP via the edge", func() (bool, string) {
 		out, ok := bed.FRRRoute("10.200.0.10/32")
 		return ok && strings.Contains(out, edge), out
 	})
-	testbed.Poll(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return strings.Contains(out, "10.244.1.0/24 via "+calico), out
 	})
 	if out := edgeRoutes(t, bed); strings.Contains(out, "10.250.0.0") {
 		t.Errorf("FRR's 10.250.0.0/24 is outside importCIDRs but was installed:\n%s", out)
 	}
-	testbed.Poll(t, 10*time.Second, "status counts", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "status counts", func() (bool, string) {
 		c, f := d.neighbor(calico), d.neighbor(frr)
 		ok := c.Received == 1 && c.Accepted == 1 && c.Advertised == 1 && f.Received == 1 && f.Accepted == 0 &&
 			c.Uptime >= 0 && c.GracefulRestart && c.LocalAddress.String() == edge && c.LastError == ""
@@ -97,7 +99,7 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	since := birdRouteSince(bed, "10.200.0.10/32")
 	sessionState, sessionSince := bed.BirdSession(1, bed.EdgeProtocol())
 	d.announce(vip("10.200.0.10"), vip("10.200.0.11"))
-	testbed.Poll(t, 10*time.Second, "BIRD to have the second VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to have the second VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.11/32")
 		return ok, out
 	})
@@ -112,7 +114,7 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	r.Attrs.LargeCommunities = []string{"64512:1:2"}
 	r.Attrs.LocalPref = &lp
 	d.announce(vip("10.200.0.10"), r)
-	testbed.Poll(t, 10*time.Second, "BIRD to see the new attributes", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to see the new attributes", func() (bool, string) {
 		out, _ := bed.BirdRoute(1, "10.200.0.11/32")
 		return strings.Contains(out, "(64512,42)") && strings.Contains(out, "(64512, 1, 2)") && strings.Contains(out, "local_pref: 300"), out
 	})
@@ -128,14 +130,14 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	if out, err := bed.Birdc(1, "disable", "static1"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	testbed.Poll(t, 10*time.Second, "the withdrawn block to leave the kernel", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the withdrawn block to leave the kernel", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return !strings.Contains(out, "10.244.1.0/24"), out
 	})
 	if out, err := bed.Birdc(1, "enable", "static1"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	testbed.Poll(t, 10*time.Second, "the block back in the kernel", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the block back in the kernel", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return strings.Contains(out, "10.244.1.0/24 via "+calico), out
 	})
@@ -158,7 +160,7 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	if r := d.call(speakerdReq{Op: "peers", Peers: bedPeers(bed, false)}); r.Error != "" {
 		t.Fatal(r.Error)
 	}
-	testbed.Poll(t, 10*time.Second, "FRR to lose the session", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR to lose the session", func() (bool, string) {
 		s := bed.FRRNeighborState()
 		return s != "Established", s
 	})
@@ -168,7 +170,7 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 
 	// Withdrawing a VIP removes it; the learned route stays.
 	d.announce(vip("10.200.0.11"))
-	testbed.Poll(t, 10*time.Second, "BIRD to drop the withdrawn VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to drop the withdrawn VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return !ok, out
 	})
@@ -180,7 +182,7 @@ func TestPeeringWithCalicoAndFRR(t *testing.T) {
 	if r := d.call(speakerdReq{Op: "stop", Withdraw: true}); r.Error != "" {
 		t.Fatal(r.Error)
 	}
-	testbed.Poll(t, 10*time.Second, "BIRD to drop every VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to drop every VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.11/32")
 		return !ok, out
 	})
@@ -201,20 +203,20 @@ func TestECMPAcrossPeers(t *testing.T) {
 		out, _ := bed.Exec("edge", "ip", "route", "show", "10.244.200.0/24", "proto", "237")
 		return out
 	}
-	testbed.Poll(t, 15*time.Second, "the shared prefix via both nodes", func() (bool, string) {
+	poll.Until(t, 15*time.Second, "the shared prefix via both nodes", func() (bool, string) {
 		out := shared()
 		return strings.Contains(out, "nexthop via "+c1) && strings.Contains(out, "nexthop via "+c2), out
 	})
-	testbed.Poll(t, 10*time.Second, "each node's own block via that node", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "each node's own block via that node", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return strings.Contains(out, "10.244.1.0/24 via "+c1) && strings.Contains(out, "10.244.2.0/24 via "+c2), out
 	})
 	bed.StopBird(2, false) // orderly: BIRD sends a Cease, no graceful restart
-	testbed.Poll(t, 15*time.Second, "the shared prefix via the remaining node only", func() (bool, string) {
+	poll.Until(t, 15*time.Second, "the shared prefix via the remaining node only", func() (bool, string) {
 		out := shared()
 		return strings.Contains(out, "via "+c1) && !strings.Contains(out, c2), out
 	})
-	testbed.Poll(t, 10*time.Second, "calico2's block removed", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "calico2's block removed", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return !strings.Contains(out, "10.244.2.0/24"), out
 	})
@@ -241,7 +243,7 @@ func TestAdoptsKernelRoutesAtStart(t *testing.T) {
 	}
 	d.announce()
 	waitEstablished(t, d, calico)
-	testbed.Poll(t, 15*time.Second, "the stale adopted route removed", func() (bool, string) {
+	poll.Until(t, 15*time.Second, "the stale adopted route removed", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return !strings.Contains(out, "10.244.77.0/24"), out
 	})
@@ -275,11 +277,11 @@ func TestEBGPWithFRR(t *testing.T) {
 	d := startSpeakerd(t, bed, bedConfig(), peers)
 	d.announce(vip("10.200.0.10"))
 	waitEstablished(t, d, frr)
-	testbed.Poll(t, 10*time.Second, "FRR to have the VIP from AS 64512 via the edge", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR to have the VIP from AS 64512 via the edge", func() (bool, string) {
 		out, ok := bed.FRRRoute("10.200.0.10/32")
 		return ok && strings.Contains(out, "64512") && strings.Contains(out, edge), out
 	})
-	testbed.Poll(t, 10*time.Second, "FRR's route inside importCIDRs in the kernel", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR's route inside importCIDRs in the kernel", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return strings.Contains(out, "10.244.250.0/24 via "+frr) && !strings.Contains(out, "10.250.0.0"), out
 	})
@@ -297,14 +299,14 @@ func TestIPv6WithFRR(t *testing.T) {
 	d := startSpeakerd(t, bed, cfg, peers)
 	d.announce(model.VIPRoute{Prefix: netip.MustParsePrefix("fd00:200::10/128")}, vip("10.200.0.10"))
 	waitEstablished(t, d, frr6)
-	testbed.Poll(t, 10*time.Second, "FRR to have the /128 via the edge", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR to have the /128 via the edge", func() (bool, string) {
 		out, ok := bed.FRRRoute("fd00:200::10/128")
 		return ok && strings.Contains(out, edge6), out
 	})
 	if out, ok := bed.FRRRoute("10.200.0.10/32"); ok {
 		t.Errorf("an IPv4 VIP went over the IPv6 session:\n%s", out)
 	}
-	testbed.Poll(t, 10*time.Second, "the IPv6 route in the kernel", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the IPv6 route in the kernel", func() (bool, string) {
 		out, _ := bed.Exec("edge", "ip", "-6", "route", "show", "proto", "237")
 		return strings.Contains(out, "fd00:244:0:1::/64 via "+frr6) && !strings.Contains(out, "fd00:250"), out
 	})

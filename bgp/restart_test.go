@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 )
 
@@ -46,11 +48,11 @@ func TestGracefulRestartOfTheSpeaker(t *testing.T) {
 	d := startSpeakerd(t, bed, cfg, bedPeers(bed, false))
 	d.announce(vip("10.200.0.10"))
 	waitEstablished(t, d, calico)
-	testbed.Poll(t, 10*time.Second, "BIRD to have the VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to have the VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return ok, out
 	})
-	testbed.Poll(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return strings.Contains(out, "10.244.1.0/24"), out
 	})
@@ -76,7 +78,7 @@ func TestGracefulRestartOfTheSpeaker(t *testing.T) {
 	}()
 
 	d.kill()
-	testbed.Poll(t, 10*time.Second, "BIRD to notice the lost session", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to notice the lost session", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return !strings.Contains(s, "Established"), s
 	})
@@ -94,7 +96,7 @@ func TestGracefulRestartOfTheSpeaker(t *testing.T) {
 	// re-announced, before BIRD's restart time (120 s) runs out; how fast
 	// is a figure for the benchmarks (docs/benchmarks/bgp.md), not an
 	// assertion here.
-	testbed.Poll(t, 60*time.Second, "BIRD session re-established well within its restart time", func() (bool, string) {
+	poll.Until(t, 60*time.Second, "BIRD session re-established well within its restart time", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return strings.Contains(s, "Established"), s
 	})
@@ -102,7 +104,7 @@ func TestGracefulRestartOfTheSpeaker(t *testing.T) {
 	t.Logf("session re-established %s after the restart", took.Round(time.Millisecond))
 	// GR ends with our End-of-RIB; BIRD then drops whatever stale routes
 	// we did not re-announce.
-	testbed.Poll(t, 10*time.Second, "BIRD to end the graceful restart (our End-of-RIB)", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to end the graceful restart (our End-of-RIB)", func() (bool, string) {
 		return !bed.BirdGRActive(1, bed.EdgeProtocol()), ""
 	})
 	t.Logf("graceful restart over %s after the restart", time.Since(restart).Round(time.Millisecond))
@@ -133,7 +135,7 @@ func TestPeerRestart(t *testing.T) {
 	d := startSpeakerd(t, bed, bedConfig(), bedPeers(bed, false))
 	d.announce(vip("10.200.0.10"))
 	waitEstablished(t, d, calico)
-	testbed.Poll(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return strings.Contains(out, "10.244.1.0/24"), out
 	})
@@ -141,7 +143,7 @@ func TestPeerRestart(t *testing.T) {
 	for _, kill9 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("kill9=%v", kill9), func(t *testing.T) {
 			bed.StopBird(1, kill9)
-			testbed.Poll(t, 10*time.Second, "the speaker to see the session drop", func() (bool, string) {
+			poll.Until(t, 10*time.Second, "the speaker to see the session drop", func() (bool, string) {
 				n := d.neighbor(calico)
 				return n.State != "established", fmt.Sprintf("%+v", n)
 			})
@@ -152,11 +154,11 @@ func TestPeerRestart(t *testing.T) {
 			}
 			bed.StartBird()
 			waitEstablished(t, d, calico)
-			testbed.Poll(t, 15*time.Second, "BIRD to have the VIP again", func() (bool, string) {
+			poll.Until(t, 15*time.Second, "BIRD to have the VIP again", func() (bool, string) {
 				out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 				return ok, out
 			})
-			testbed.Poll(t, 10*time.Second, "the learned route back", func() (bool, string) {
+			poll.Until(t, 10*time.Second, "the learned route back", func() (bool, string) {
 				out := edgeRoutes(t, bed)
 				return strings.Contains(out, "10.244.1.0/24 via "+calico), out
 			})
@@ -175,7 +177,7 @@ func TestMD5WithFRR(t *testing.T) {
 	d := startSpeakerd(t, bed, bedConfig(), peers)
 	d.announce(vip("10.200.0.10"))
 	waitEstablished(t, d, calico.String())
-	testbed.Poll(t, 20*time.Second, "status to explain the MD5 failure", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "status to explain the MD5 failure", func() (bool, string) {
 		n := d.neighbor(frr.String())
 		return n.State != "established" && strings.Contains(n.LastError, "MD5"), fmt.Sprintf("%+v", n)
 	})
@@ -188,7 +190,7 @@ func TestMD5WithFRR(t *testing.T) {
 	if n := d.neighbor(frr.String()); n.LastError != "" {
 		t.Errorf("established session still reports an error: %+v", n)
 	}
-	testbed.Poll(t, 10*time.Second, "FRR to have the VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR to have the VIP", func() (bool, string) {
 		out, ok := bed.FRRRoute("10.200.0.10/32")
 		return ok, out
 	})
@@ -202,7 +204,7 @@ func TestMisconfiguredPeerBacksOff(t *testing.T) {
 	peers := []Peer{{Address: netip.MustParseAddr(frr), ASN: 65999}}
 	d := startSpeakerd(t, bed, bedConfig(), peers)
 	d.announce(vip("10.200.0.10"))
-	testbed.Poll(t, 60*time.Second, "the peer to be held down", func() (bool, string) {
+	poll.Until(t, 60*time.Second, "the peer to be held down", func() (bool, string) {
 		n := d.neighbor(frr)
 		return strings.Contains(n.LastError, "as number mismatch") && strings.Contains(n.LastError, "backing off"), fmt.Sprintf("%+v", n)
 	})
@@ -218,13 +220,13 @@ func TestLearnedRoutesExpireAfterPeerRestartTime(t *testing.T) {
 	d := startSpeakerd(t, bed, bedConfig(), bedPeers(bed, false))
 	d.announce()
 	waitEstablished(t, d, calico)
-	testbed.Poll(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the calico block in the edge kernel", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return strings.Contains(out, "10.244.1.0/24"), out
 	})
 	bed.StopBird(1, true)
 	died := time.Now()
-	testbed.Poll(t, 15*time.Second, "the block to leave the kernel after BIRD's restart time", func() (bool, string) {
+	poll.Until(t, 15*time.Second, "the block to leave the kernel after BIRD's restart time", func() (bool, string) {
 		out := edgeRoutes(t, bed)
 		return !strings.Contains(out, "10.244.1.0/24"), out
 	})

@@ -190,7 +190,7 @@ func (s *Speaker) Start(ctx context.Context, peers []Peer) error {
 	s.mu.Lock()
 	if s.started {
 		s.mu.Unlock()
-		return errors.New("bgp: already started")
+		return errors.New("speaker already started")
 	}
 	s.started = true
 	discovered := s.discovered
@@ -362,7 +362,7 @@ func (s *Speaker) Announce(ctx context.Context, routes []model.VIPRoute) error {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	if !s.running() {
-		return errors.New("bgp: speaker not running")
+		return errors.New("speaker not running")
 	}
 	err := s.reconcilePaths(ctx, routes)
 	s.openGate()

@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"k8s.io/utils/clock"
 
-	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/model"
 )
 
@@ -81,7 +82,7 @@ func TestGateWithoutGracefulRestart(t *testing.T) {
 // No Announce within InitialHold: the supervisor opens the sessions anyway.
 func TestGateOpensAfterInitialHold(t *testing.T) {
 	ts := startTestSpeaker(t, Config{InitialHold: 20 * time.Millisecond, GracefulRestart: true}, nil, Peer{Address: peerA})
-	testbed.Poll(t, 10*time.Second, "the peer added after InitialHold", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the peer added after InitialHold", func() (bool, string) {
 		p, ok := ts.r.peer(peerA)
 		return ok && p.restarting, fmt.Sprintf("%+v", p)
 	})
@@ -410,7 +411,7 @@ func TestStateEventsReachTheSupervisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.r.onEvent(routerEvent{Kind: eventPeerState, Peer: peerA, State: "established"})
-	testbed.Poll(t, 10*time.Second, "the VIP advertised once the session is up", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the VIP advertised once the session is up", func() (bool, string) {
 		adv := ts.Advertised()
 		return adv["10.200.0.1/32"], fmt.Sprint(adv)
 	})

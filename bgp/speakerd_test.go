@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
@@ -262,7 +264,7 @@ func vip(s string) model.VIPRoute {
 func waitEstablished(t testing.TB, d *speakerd, addrs ...string) {
 	t.Helper()
 	for _, a := range addrs {
-		testbed.Poll(t, 20*time.Second, "session with "+a+" established", func() (bool, string) {
+		poll.Until(t, 20*time.Second, "session with "+a+" established", func() (bool, string) {
 			n := d.neighbor(a)
 			return n.State == "established", fmt.Sprintf("%+v", n)
 		})

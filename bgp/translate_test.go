@@ -2,41 +2,20 @@ package bgp
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/golden"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/arraynetworks/edgeagent/model"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from golden file (run go test ./bgp -run %s -update to accept):\n--- got\n%s\n--- want\n%s", name, t.Name(), got, want)
-	}
-}
 
 // stableJSON renders a protobuf message as indented JSON with sorted keys
 // (protojson's own output deliberately varies its spacing).
@@ -82,7 +61,7 @@ func TestPeerTranslationGolden(t *testing.T) {
 	fmt.Fprintf(&b, "# global, no listen\n%s\n", stableJSON(t, globalAPI(Config{ASN: 64512, ListenPort: -1, ListenAddresses: []string{"10.99.0.1"}}, "10.99.0.1")))
 	pol, asg := exportPolicy()
 	fmt.Fprintf(&b, "# export policy\n%s\n%s\n", stableJSON(t, pol), stableJSON(t, asg))
-	golden(t, "peers.golden", b.String())
+	golden.AssertString(t, filepath.Join("testdata", "peers.golden"), b.String())
 }
 
 func lp(v uint32) *uint32 { return &v }
@@ -111,7 +90,7 @@ func TestPathTranslationGolden(t *testing.T) {
 			t.Fatalf("%s: %v", r.Prefix, err)
 		}
 	}
-	golden(t, "paths.golden", b.String())
+	golden.AssertString(t, filepath.Join("testdata", "paths.golden"), b.String())
 }
 
 func TestVIPAttrsErrors(t *testing.T) {

@@ -324,22 +324,22 @@ func (c *Config) ApplyDefaults() {
 		c.BGP.Enabled = &t
 	}
 	if c.BGP.ASN == 0 {
-		c.BGP.ASN = 64512
+		c.BGP.ASN = DefaultASN
 	}
 	if c.BGP.ListenPort == 0 {
-		c.BGP.ListenPort = 179
+		c.BGP.ListenPort = DefaultBGPPort
 	}
 	if c.BGP.GracefulRestart.Enabled == nil {
 		c.BGP.GracefulRestart.Enabled = &t
 	}
 	if c.BGP.GracefulRestart.RestartTime.Duration == 0 {
-		c.BGP.GracefulRestart.RestartTime.Duration = 120 * time.Second
+		c.BGP.GracefulRestart.RestartTime.Duration = DefaultRestartTime
 	}
 	if c.BGP.ImportRoutes == nil {
 		c.BGP.ImportRoutes = &t
 	}
 	if c.BGP.ImportMetric == 0 {
-		c.BGP.ImportMetric = 1024
+		c.BGP.ImportMetric = DefaultImportMetric
 	}
 	for i := range c.BGP.Peers {
 		p := &c.BGP.Peers[i]
@@ -347,44 +347,44 @@ func (c *Config) ApplyDefaults() {
 			p.ASN = c.BGP.ASN
 		}
 		if p.Port == 0 {
-			p.Port = 179
+			p.Port = DefaultBGPPort
 		}
 		if p.HoldTime.Duration == 0 {
-			p.HoldTime.Duration = 90 * time.Second
+			p.HoldTime.Duration = DefaultPeerHoldTime
 		}
 		if p.KeepaliveTime.Duration == 0 {
 			p.KeepaliveTime.Duration = p.HoldTime.Duration / 3
 		}
 	}
 	if c.Dataplane.VIPInterface == "" {
-		c.Dataplane.VIPInterface = "edge-vip0"
+		c.Dataplane.VIPInterface = DefaultVIPInterface
 	}
 	if c.Dataplane.Masquerade == nil {
 		c.Dataplane.Masquerade = &t
 	}
 	if c.Dataplane.ResyncInterval.Duration == 0 {
-		c.Dataplane.ResyncInterval.Duration = 5 * time.Minute
+		c.Dataplane.ResyncInterval.Duration = DefaultResyncInterval
 	}
 	if c.Dataplane.IPTablesMode == "" {
-		c.Dataplane.IPTablesMode = "auto"
+		c.Dataplane.IPTablesMode = DefaultIPTablesMode
 	}
 	if c.Dataplane.Backend == "" {
-		c.Dataplane.Backend = "iptables"
+		c.Dataplane.Backend = DefaultBackend
 	}
 	if c.Dataplane.FailureGracePeriod.Duration == 0 {
-		c.Dataplane.FailureGracePeriod.Duration = 30 * time.Second
+		c.Dataplane.FailureGracePeriod.Duration = DefaultFailureGracePeriod
 	}
 	if c.APIServer.ReadIdleTimeout == nil {
-		c.APIServer.ReadIdleTimeout = &Duration{envSeconds("HTTP2_READ_IDLE_TIMEOUT_SECONDS", 10*time.Second)}
+		c.APIServer.ReadIdleTimeout = &Duration{envSeconds("HTTP2_READ_IDLE_TIMEOUT_SECONDS", DefaultReadIdleTimeout)}
 	}
 	if c.APIServer.PingTimeout == nil {
-		c.APIServer.PingTimeout = &Duration{envSeconds("HTTP2_PING_TIMEOUT_SECONDS", 5*time.Second)}
+		c.APIServer.PingTimeout = &Duration{envSeconds("HTTP2_PING_TIMEOUT_SECONDS", DefaultPingTimeout)}
 	}
 	if c.Kubernetes.Namespace == "" {
 		c.Kubernetes.Namespace = os.Getenv("POD_NAMESPACE")
 	}
 	if c.Kubernetes.Namespace == "" {
-		c.Kubernetes.Namespace = "edgeagent-system"
+		c.Kubernetes.Namespace = DefaultNamespace
 	}
 	if c.Kubernetes.AutoLBRoute == nil {
 		c.Kubernetes.AutoLBRoute = &t
@@ -393,46 +393,46 @@ func (c *Config) ApplyDefaults() {
 		c.Kubernetes.NeighborStatus = &t
 	}
 	if c.Kubernetes.NeighborStatusInterval.Duration == 0 {
-		c.Kubernetes.NeighborStatusInterval.Duration = 30 * time.Second
+		c.Kubernetes.NeighborStatusInterval.Duration = DefaultNeighborStatusInterval
 	}
 	if c.Kubernetes.StatusQPS == 0 {
-		c.Kubernetes.StatusQPS = 20
+		c.Kubernetes.StatusQPS = DefaultStatusQPS
 	}
 	if c.Kubernetes.StatusBurst == 0 {
-		c.Kubernetes.StatusBurst = 100
+		c.Kubernetes.StatusBurst = DefaultStatusBurst
 	}
 	if c.HealthCheck.HoldTime.Duration == 0 {
-		c.HealthCheck.HoldTime.Duration = 10 * time.Second
+		c.HealthCheck.HoldTime.Duration = DefaultHealthHoldTime
 	}
 	if c.HealthCheck.Concurrency == 0 {
-		c.HealthCheck.Concurrency = 256
+		c.HealthCheck.Concurrency = DefaultHealthConcurrency
 	}
 	if c.APV.SyncInterval.Duration == 0 {
-		c.APV.SyncInterval.Duration = 30 * time.Second
+		c.APV.SyncInterval.Duration = DefaultAPVSyncInterval
 	}
 	if c.APV.ScanInterval.Duration == 0 {
-		c.APV.ScanInterval.Duration = 60 * time.Second
+		c.APV.ScanInterval.Duration = DefaultAPVScanInterval
 	}
 	if c.APV.Events.QueueSize == 0 {
-		c.APV.Events.QueueSize = 1000
+		c.APV.Events.QueueSize = DefaultAPVEventQueueSize
 	}
 	if c.APV.Events.Timeout.Duration == 0 {
-		c.APV.Events.Timeout.Duration = 5 * time.Second
+		c.APV.Events.Timeout.Duration = DefaultAPVEventTimeout
 	}
 	if c.APV.Events.Retries == 0 {
-		c.APV.Events.Retries = 3
+		c.APV.Events.Retries = DefaultAPVEventRetries
 	}
 	if c.MetricsAddress == "" {
-		c.MetricsAddress = ":9560"
+		c.MetricsAddress = DefaultMetricsAddress
 	}
 	if c.AdminAddress == "" {
-		c.AdminAddress = "127.0.0.1:9561"
+		c.AdminAddress = DefaultAdminAddress
 	}
 	if c.LogLevel == "" {
-		c.LogLevel = "info"
+		c.LogLevel = DefaultLogLevel
 	}
 	if c.LogFormat == "" {
-		c.LogFormat = "text"
+		c.LogFormat = DefaultLogFormat
 	}
 }
 

@@ -15,11 +15,13 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/model"
 )
 
-// DefaultInterface is the VIP interface's name unless configured.
-const DefaultInterface = "edge-vip0"
+// DefaultInterface is the VIP interface's name unless configured (the
+// configuration's default).
+const DefaultInterface = config.DefaultVIPInterface
 
 // Options configure a Dataplane.
 type Options struct {

@@ -242,7 +242,7 @@ func (r *iptablesRules) applyFamily(ctx context.Context, f Family) error {
 	}
 	r.kernel[f] = commit(r.kernel[f], r.want.rs[f], r.want.jumps, only)
 	r.full[f] = false
-	r.log.Debug("applied rules", "family", f.String(), "chains_written", p.written, "chains_deleted", p.deleted, "lines", p.lines)
+	r.log.Debug("applied rules", "family", f.String(), "chainsWritten", p.written, "chainsDeleted", p.deleted, "lines", p.lines)
 	return nil
 }
 

@@ -1,18 +1,15 @@
 package dataplane
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/arraynetworks/edgeagent/internal/golden"
 	"github.com/arraynetworks/edgeagent/model"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current rendering")
 
 func vs(ns, name string, vip string, port uint16, proto model.Protocol, policy model.Policy, reals ...model.Real) model.VirtualService {
 	return model.VirtualService{Namespace: ns, Route: name, Name: ns + "-" + name, VIP: netip.MustParseAddr(vip),
@@ -95,20 +92,7 @@ func TestRenderGolden(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := renderText(Render(c.vs, c.opt))
-			path := filepath.Join("testdata", c.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create)", err)
-			}
-			if got != string(want) {
-				t.Errorf("rendering differs from %s (run with -update if intended):\n%s", path, got)
-			}
+			golden.AssertString(t, filepath.Join("testdata", c.name+".golden"), got)
 		})
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/arraynetworks/edgeagent/config"
 )
 
 // RouteProtocol is the rtnetlink protocol number on every route the agent
@@ -24,7 +26,7 @@ const RouteProtocol netlink.RouteProtocol = 237
 // where calico-node's BIRD also routes a pod block on the edge node — through
 // an IPIP or VXLAN tunnel, say — the kernel keeps using BIRD's route, and the
 // agent's takes over only once BIRD withdraws it.
-const DefaultRouteMetric = 1024
+const DefaultRouteMetric = config.DefaultImportMetric
 
 // RouteTable is the agent's view of the kernel's main routing table,
 // restricted to routes carrying RouteProtocol. The BGP package installs

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,14 +77,9 @@ func testExecPlugin(t *testing.T, s *apiservertest.Server) {
 	// 15 s more (HTTP2_READ_IDLE_TIMEOUT_SECONDS, HTTP2_PING_TIMEOUT_SECONDS);
 	// this config asks for 1 s + 1 s.
 	proxy.stall(true)
-	cut := time.Now()
-	for m.Connected() && time.Since(cut) < 15*time.Second {
-		time.Sleep(20 * time.Millisecond)
-	}
-	detected := time.Since(cut)
-	if m.Connected() {
-		t.Fatalf("connection still open %s after the path went silent; the HTTP/2 ping settings were not applied", detected.Round(time.Millisecond))
-	}
+	detected := poll.Every(20*time.Millisecond).Until(t, 15*time.Second, "the silent connection closed (the HTTP/2 ping settings applied)", func() (bool, string) {
+		return !m.Connected(), "connection still open"
+	})
 	if detected > 5*time.Second {
 		t.Errorf("dead connection found after %s, want within readIdleTimeout + pingTimeout (2 s) and some slack", detected.Round(time.Millisecond))
 	}

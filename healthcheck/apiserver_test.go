@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/client-go/rest"
@@ -56,10 +58,7 @@ func TestConfigureHTTP2AndConnectionAccounting(t *testing.T) {
 		t.Fatalf("after first request: connected=%v stale=%v reconnects=%d", m.Connected(), m.Stale(), m.Reconnects())
 	}
 	srv.CloseClientConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Connected() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 5*time.Second, "the connection seen closed", func() (bool, string) { return !m.Connected(), "" })
 	if m.Connected() || !m.Stale() {
 		t.Fatalf("after the server closed the connection: connected=%v stale=%v", m.Connected(), m.Stale())
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/testreq"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/prometheus/client_golang/prometheus"
@@ -263,19 +265,6 @@ func runProber(t *testing.T, p *Prober) <-chan struct{} {
 	return changed
 }
 
-// waitFor polls cond until it holds or limit passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestProberFollowsServer stops and restarts a real's server and checks the
 // verdict goes down after fall failures and comes back after rise successes.
 func TestProberFollowsServer(t *testing.T) {
@@ -295,9 +284,9 @@ func TestProberFollowsServer(t *testing.T) {
 			p.Apply(s)
 			changed := runProber(t, p)
 
-			waitFor(t, 2*time.Second, "first probe", func() bool {
+			poll.Until(t, 2*time.Second, "first probe", func() (bool, string) {
 				res, _ := p.RealStatus("ns/web/TCP/80", s.Services[0].Reals[0])
-				return res == "ok"
+				return res == "ok", res
 			})
 			if v := verdicts(p, s); !v[key(srv.addr)] || !v[key(other.addr)] {
 				t.Fatalf("verdicts %v, want both healthy", v)
@@ -307,7 +296,10 @@ func TestProberFollowsServer(t *testing.T) {
 			stopped := time.Now()
 			// Bound: fall probes at most one interval apart, the last one
 			// taking up to the timeout; slack for a loaded machine.
-			waitFor(t, fall*interval+timeout+time.Second, "down after the server stopped", func() bool { return !verdicts(p, s)[key(srv.addr)] })
+			poll.Until(t, fall*interval+timeout+time.Second, "down after the server stopped", func() (bool, string) {
+				v := verdicts(p, s)
+				return !v[key(srv.addr)], fmt.Sprint(v)
+			})
 			if took := time.Since(stopped); took < (fall-1)*interval {
 				t.Errorf("down %v after stop: faster than %d failures %v apart allow", took, fall, interval)
 			}
@@ -329,7 +321,10 @@ func TestProberFollowsServer(t *testing.T) {
 
 			startHTTP(t, srv.addr.String(), 200)
 			restarted := time.Now()
-			waitFor(t, rise*interval+timeout+time.Second, "up after the server returned", func() bool { return verdicts(p, s)[key(srv.addr)] })
+			poll.Until(t, rise*interval+timeout+time.Second, "up after the server returned", func() (bool, string) {
+				v := verdicts(p, s)
+				return v[key(srv.addr)], fmt.Sprint(v)
+			})
 			if took := time.Since(restarted); took < (rise-1)*interval {
 				t.Errorf("up %v after restart: faster than %d successes %v apart allow", took, rise, interval)
 			}
@@ -429,7 +424,7 @@ func TestProberStopsPromptly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx, func() {}); close(done) }()
-	waitFor(t, 2*time.Second, "probe open", func() bool { return hung.open.Load() > 0 })
+	poll.Until(t, 2*time.Second, "probe open", func() (bool, string) { return hung.open.Load() > 0, "" })
 	cancel()
 	select {
 	case <-done:

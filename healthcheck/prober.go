@@ -12,18 +12,21 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure a Prober.
 type Options struct {
-	// Concurrency bounds probes in flight; default 256.
+	// Concurrency bounds probes in flight; default the configuration's
+	// (config.DefaultHealthConcurrency).
 	Concurrency int
 	Logger      *slog.Logger
 	// Registerer receives the prober's metrics; nil registers nothing.
@@ -49,6 +52,7 @@ type Prober struct {
 	newEngine func() (*engine, error)
 
 	mu      sync.Mutex
+	engine  EngineStatus
 	targets map[targetKey]*target
 	queue   queue
 	vsSpec  map[string]string // virtual-service key → spec key ("" for None)
@@ -85,7 +89,7 @@ type appliedReal struct {
 func New(opts Options) *Prober {
 	p := &Prober{
 		log:         cmp.Or(opts.Logger, slog.Default()),
-		concurrency: max(cmp.Or(opts.Concurrency, 256), 1),
+		concurrency: max(cmp.Or(opts.Concurrency, config.DefaultHealthConcurrency), 1),
 		seed:        maphash.MakeSeed(),
 		targets:     map[targetKey]*target{},
 		vsSpec:      map[string]string{},
@@ -201,18 +205,23 @@ func (p *Prober) Run(ctx context.Context, changed func()) {
 	e, err := p.newEngine()
 	if err != nil {
 		// Without probes every real stays presumed healthy, as with
-		// check type None; say so loudly.
+		// check type None; say so loudly, and wake the agent so /status,
+		// readiness and the Node's Events say so at once.
 		p.log.Error("health checks cannot run: reals stay presumed healthy", "err", err)
+		p.failed(fmt.Errorf("start health-check engine: %w", err))
+		changed()
 		<-ctx.Done()
 		return
 	}
 	defer e.close()
 	p.mu.Lock()
 	p.changed, p.kick = changed, e.kick
+	p.engine = EngineStatus{Running: true, Since: time.Now()}
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
 		p.kick = nil
+		p.engine.Running = false
 		p.mu.Unlock()
 	}()
 	stop := context.AfterFunc(ctx, e.kick)
@@ -236,13 +245,41 @@ func (p *Prober) Run(ctx context.Context, changed func()) {
 		}
 		p.record(e.take())
 		if err := e.wait(wait); err != nil {
-			p.log.Error("health checks stopped", "err", err)
+			p.log.Error("health checks stopped: reals stay presumed healthy", "err", err)
+			p.failed(fmt.Errorf("health-check engine: %w", err))
+			changed()
 			return
 		}
 		if ctx.Err() == nil {
 			p.record(e.take())
 		}
 	}
+}
+
+// EngineStatus says whether the health-check engine runs. While it does not,
+// reals keep the verdict they had (new ones presumed healthy): the agent
+// reports it in /status, in readiness and as a Node Event.
+type EngineStatus struct {
+	// Running is true while the engine probes.
+	Running bool
+	// Error says why the engine could not start, or stopped ("" while it
+	// runs, or before Run).
+	Error string
+	// Since is when the engine started, or failed.
+	Since time.Time
+}
+
+// Engine reports the health-check engine's state.
+func (p *Prober) Engine() EngineStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.engine
+}
+
+func (p *Prober) failed(err error) {
+	p.mu.Lock()
+	p.engine = EngineStatus{Error: err.Error(), Since: time.Now()}
+	p.mu.Unlock()
 }
 
 // nextDue returns a target whose probe is due, or nearly (marked in flight

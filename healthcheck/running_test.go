@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -39,13 +41,34 @@ func TestEngineRunningGauge(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
-			go func() { p.Run(ctx, func() {}); close(done) }()
+			woken := make(chan struct{}, 1)
+			changed := func() {
+				select {
+				case woken <- struct{}{}:
+				default:
+				}
+			}
+			go func() { p.Run(ctx, changed); close(done) }()
 			if tc.fail {
-				// Run logs the failure and waits for ctx: give it time to
-				// (wrongly) report running.
-				time.Sleep(200 * time.Millisecond)
+				// Run wakes the agent at once, so /status and readiness
+				// say so, and then waits for ctx.
+				select {
+				case <-woken:
+				case <-time.After(5 * time.Second):
+					t.Fatal("an engine that cannot start did not wake the agent (changed not called)")
+				}
+				es := p.Engine()
+				if es.Running || !strings.Contains(es.Error, "too many open files") || es.Since.IsZero() {
+					t.Errorf("Engine() = %+v, want not running, the cause and when", es)
+				}
 			} else {
-				waitFor(t, 2*time.Second, "engine_running 1", func() bool { return testutil.ToFloat64(p.running) == 1 })
+				poll.Until(t, 2*time.Second, "engine_running 1", func() (bool, string) {
+					v := testutil.ToFloat64(p.running)
+					return v == 1, fmt.Sprint(v)
+				})
+				if es := p.Engine(); !es.Running || es.Error != "" {
+					t.Errorf("Engine() = %+v while it probes, want running, no error", es)
+				}
 			}
 			if v := testutil.ToFloat64(p.running); v != tc.running {
 				t.Errorf("while Run runs: engine_running %v, want %v", v, tc.running)
@@ -54,6 +77,9 @@ func TestEngineRunningGauge(t *testing.T) {
 			<-done
 			if v := testutil.ToFloat64(p.running); v != 0 {
 				t.Errorf("after Run returned: engine_running %v, want 0", v)
+			}
+			if es := p.Engine(); es.Running {
+				t.Errorf("after Run returned: Engine() = %+v, want not running", es)
 			}
 		})
 	}

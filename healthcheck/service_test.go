@@ -1,9 +1,12 @@
 package healthcheck
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/poll"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
@@ -32,14 +35,14 @@ spec:
 `), &rt); err != nil {
 		t.Fatal(err)
 	}
-	ep := func(a netip.AddrPort, ready, serving, terminating bool) translate.Endpoint {
-		return translate.Endpoint{IP: a.Addr(), Ready: ready, Serving: serving, Terminating: terminating,
+	ep := func(a netip.AddrPort, ready, serving, terminating bool) model.Endpoint {
+		return model.Endpoint{IP: a.Addr(), Ready: ready, Serving: serving, Terminating: terminating,
 			Ports: map[string]int32{"http": int32(a.Port())}}
 	}
-	lookup := func(ns, name string) (translate.ServiceEndpoints, bool) {
-		return translate.ServiceEndpoints{
-			Ports: []translate.ServicePort{{Name: "http", Port: 80}},
-			Endpoints: []translate.Endpoint{
+	lookup := func(ns, name string) (model.ServiceEndpoints, bool) {
+		return model.ServiceEndpoints{
+			Ports: []model.ServicePort{{Name: "http", Port: 80}},
+			Endpoints: []model.Endpoint{
 				ep(ready.addr, true, true, false),
 				ep(notReady.addr, false, false, false),
 				ep(terminating.addr, false, true, true),
@@ -59,13 +62,14 @@ spec:
 	p.Apply(s)
 	runProber(t, p)
 	key := s.Services[0].Key()
-	waitFor(t, 3*time.Second, "the dead endpoint probed down", func() bool {
-		for _, r := range p.Apply(s).Services[0].Reals {
+	poll.Until(t, 3*time.Second, "the dead endpoint probed down", func() (bool, string) {
+		reals := p.Apply(s).Services[0].Reals
+		for _, r := range reals {
 			if r.Endpoint() == dead {
-				return !r.Healthy
+				return !r.Healthy, fmt.Sprintf("%+v", r)
 			}
 		}
-		return false
+		return false, fmt.Sprintf("%s not among the reals %+v", dead, reals)
 	})
 	got := map[netip.AddrPort]model.Real{}
 	for _, r := range p.Apply(s).Services[0].Reals {

@@ -30,6 +30,20 @@ type Report struct {
 	APV           []APVDevice    `json:"apv,omitempty"`
 	// APVEvents is the CloudEvents sink of the APV scan, when configured.
 	APVEvents *APVEvents `json:"apvEvents,omitempty"`
+	// HealthCheck is the health-check engine; absent when the agent runs
+	// none.
+	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+}
+
+// HealthCheck says whether the health-check engine probes reals. While it
+// does not, reals keep their last verdict (new reals are presumed
+// healthy), the agent is not ready, and Degraded says why.
+type HealthCheck struct {
+	Running bool `json:"running"`
+	// Error says why the engine could not start or stopped.
+	Error string `json:"error,omitempty"`
+	// Since is when the engine started, or failed.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Neighbor is one BGP session. State uses GoBGP's words in lower case

@@ -2,14 +2,12 @@ package status
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/arraynetworks/edgeagent/internal/golden"
+)
 
 func TestWriteTableGolden(t *testing.T) {
 	r := Report{
@@ -45,17 +43,7 @@ func TestWriteTableGolden(t *testing.T) {
 	if err := WriteTable(&buf, r); err != nil {
 		t.Fatal(err)
 	}
-	golden := "testdata/table.golden"
-	if *update {
-		os.WriteFile(golden, buf.Bytes(), 0o644)
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(want, buf.Bytes()) {
-		t.Fatalf("table differs from %s (rerun with -update and review):\n%s", golden, buf.String())
-	}
+	golden.Assert(t, "testdata/table.golden", buf.Bytes())
 }
 
 // With the nftables backend the dataplane line names the table and counts

@@ -38,7 +38,7 @@ func (r Result) Key() string { return r.Namespace + "/" + r.Name }
 // Options are the agent-wide inputs to translation.
 type Options struct {
 	Pools     []model.Pool
-	Endpoints EndpointsLookup
+	Endpoints model.EndpointsLookup
 }
 
 // Build translates every route and resolves conflicts: when two routes claim
@@ -47,7 +47,7 @@ type Options struct {
 // namespace/name, so every agent reaches the same verdict.
 func Build(routes []*v1alpha1.LBRoute, opts Options) (model.State, []Result) {
 	if opts.Endpoints == nil {
-		opts.Endpoints = NoEndpoints
+		opts.Endpoints = model.NoEndpoints
 	}
 	sorted := slices.Clone(routes)
 	slices.SortStableFunc(sorted, func(a, b *v1alpha1.LBRoute) int {
@@ -92,7 +92,7 @@ func Build(routes []*v1alpha1.LBRoute, opts Options) (model.State, []Result) {
 // Route validates and translates one LBRoute on its own (no conflict check).
 func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 	if opts.Endpoints == nil {
-		opts.Endpoints = NoEndpoints
+		opts.Endpoints = model.NoEndpoints
 	}
 	res := Result{Namespace: rt.Namespace, Name: rt.Name}
 	v := validator{}
@@ -135,7 +135,7 @@ func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 	}
 
 	res.Accepted = true
-	var sep ServiceEndpoints
+	var sep model.ServiceEndpoints
 	if spec.Service != nil {
 		sep, res.ServiceFound = opts.Endpoints(rt.Namespace, spec.Service.Name)
 	}
@@ -182,7 +182,7 @@ func staticReals(rs []v1alpha1.RealServer, p port) []model.Real {
 // terminating-but-serving ones marked Terminating so the dataplane drains
 // them. Endpoints of the other IP family than the VIP are skipped: the kernel
 // cannot DNAT across families.
-func serviceReals(sep ServiceEndpoints, p port, vip netip.Addr) []model.Real {
+func serviceReals(sep model.ServiceEndpoints, p port, vip netip.Addr) []model.Real {
 	name, num := resolveTargetPort(sep, p)
 	seen := map[netip.AddrPort]bool{}
 	var out []model.Real
@@ -222,7 +222,7 @@ func serviceReals(sep ServiceEndpoints, p port, vip netip.Addr) []model.Real {
 // endpoint, or a fixed number. A numeric targetPort is the pod port; a name
 // is a Service port name; with none, the Service port equal to the LBRoute
 // port (same protocol) is used, and failing that the port number itself.
-func resolveTargetPort(sep ServiceEndpoints, p port) (string, uint16) {
+func resolveTargetPort(sep model.ServiceEndpoints, p port) (string, uint16) {
 	if p.targetNum != 0 {
 		return "", p.targetNum
 	}

@@ -2,7 +2,6 @@ package translate_test
 
 import (
 	"encoding/json"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,14 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/golden"
+
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/translate"
 	"github.com/arraynetworks/edgeagent/watcher"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func decodeAll(t *testing.T, doc string) []*v1alpha1.LBRoute {
 	t.Helper()
@@ -62,19 +61,7 @@ func TestExamplesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "examples.golden.json")
-	if *update {
-		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./translate -update)", err)
-	}
-	if strings.TrimSpace(string(want)) != strings.TrimSpace(string(got)) {
-		t.Fatalf("desired state differs from %s (rerun with -update and review the diff):\n%s", golden, got)
-	}
+	golden.Assert(t, filepath.Join("testdata", "examples.golden.json"), append(got, '\n'))
 }
 
 func TestConflictOlderWins(t *testing.T) {
@@ -129,16 +116,16 @@ spec:
   service: {name: api}
 `)
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
-	sep := translate.ServiceEndpoints{
-		Ports: []translate.ServicePort{{Name: "https", Port: 443}, {Name: "http", Port: 80}},
-		Endpoints: []translate.Endpoint{
+	sep := model.ServiceEndpoints{
+		Ports: []model.ServicePort{{Name: "https", Port: 443}, {Name: "http", Port: 80}},
+		Endpoints: []model.Endpoint{
 			{IP: a("10.244.1.10"), Ready: true, Serving: true, Ports: map[string]int32{"https": 8443, "http": 8080}},
 			{IP: a("10.244.2.10"), Ready: false, Serving: true, Terminating: true, Ports: map[string]int32{"https": 8443, "http": 8080}},
 			{IP: a("10.244.3.10"), Ready: false, Serving: false, Ports: map[string]int32{"https": 8443, "http": 8080}},
 			{IP: a("fd00::10"), Ready: true, Serving: true, Ports: map[string]int32{"https": 8443, "http": 8080}},
 		},
 	}
-	lookup := func(ns, name string) (translate.ServiceEndpoints, bool) {
+	lookup := func(ns, name string) (model.ServiceEndpoints, bool) {
 		return sep, ns == "shop" && name == "api"
 	}
 	state, results := translate.Build(routes, translate.Options{

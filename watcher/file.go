@@ -19,7 +19,6 @@ import (
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -49,7 +48,7 @@ type FileSource struct {
 
 	mu     sync.Mutex
 	files  map[string]map[string]*v1alpha1.LBRoute // file → key → last good object
-	errs   map[string][]status.SourceError         // file → problems now
+	errs   map[string][]SourceError                // file → problems now
 	sums   map[string][sha256.Size]byte            // file → content last fully loaded
 	dirty  bool                                    // the running Reload changed something
 	synced bool
@@ -93,7 +92,7 @@ func NewFileSource(opts FileOptions) (*FileSource, error) {
 		log:      cmp.Or(opts.Logger, slog.Default()),
 		files:    map[string]map[string]*v1alpha1.LBRoute{},
 		sums:     map[string][sha256.Size]byte{},
-		errs:     map[string][]status.SourceError{},
+		errs:     map[string][]SourceError{},
 		badFiles: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeagent_source_bad_objects",
 			Help: "LBRoute documents or objects in the source directory that are currently rejected.",
@@ -181,7 +180,7 @@ func (s *FileSource) Reload() bool {
 	s.synced = true
 	if err != nil {
 		// Keep what we have: a transient read error must not withdraw VIPs.
-		s.errs[s.dir] = []status.SourceError{{Source: s.dir, Error: err.Error()}}
+		s.errs[s.dir] = []SourceError{{Source: s.dir, Error: err.Error()}}
 		s.log.Error("read source dir", "dir", s.dir, "err", err)
 		return true
 	}
@@ -243,7 +242,7 @@ func (s *FileSource) loadFile(path string) {
 			s.forget(path)
 			return
 		}
-		s.errs[path] = []status.SourceError{{Source: name, Error: err.Error()}}
+		s.errs[path] = []SourceError{{Source: name, Error: err.Error()}}
 		s.dirty = true
 		return
 	}
@@ -256,28 +255,28 @@ func (s *FileSource) loadFile(path string) {
 	}
 	s.sums[path] = sum
 	s.dirty = true
-	var errs []status.SourceError
+	var errs []SourceError
 	good := map[string]*v1alpha1.LBRoute{}
 	for _, d := range Decode(data, DefaultNamespace) {
 		if d.Err != nil {
-			errs = append(errs, status.SourceError{Source: fmt.Sprintf("%s[%d]", name, d.Index), Error: d.Err.Error()})
+			errs = append(errs, SourceError{Source: fmt.Sprintf("%s[%d]", name, d.Index), Error: d.Err.Error()})
 			continue
 		}
 		key := d.Route.Namespace + "/" + d.Route.Name
 		if s.validate != nil {
 			if ps := s.validate(d.Route); len(ps) > 0 {
 				for _, p := range ps {
-					errs = append(errs, status.SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: p.String()})
+					errs = append(errs, SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: p.String()})
 				}
 				continue
 			}
 		}
 		if other := s.owner(key, path); other != "" {
-			errs = append(errs, status.SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: "also defined in " + filepath.Base(other)})
+			errs = append(errs, SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: "also defined in " + filepath.Base(other)})
 			continue
 		}
 		if _, dup := good[key]; dup {
-			errs = append(errs, status.SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: "defined twice in the file"})
+			errs = append(errs, SourceError{Source: fmt.Sprintf("%s: %s", name, key), Error: "defined twice in the file"})
 			continue
 		}
 		good[key] = d.Route
@@ -383,7 +382,7 @@ func (s *FileSource) Snapshot() Snapshot {
 	for _, es := range s.errs {
 		snap.Errors = append(snap.Errors, es...)
 	}
-	slices.SortFunc(snap.Errors, func(a, b status.SourceError) int {
+	slices.SortFunc(snap.Errors, func(a, b SourceError) int {
 		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Error, b.Error))
 	})
 	return snap

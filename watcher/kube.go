@@ -10,8 +10,7 @@ import (
 	"sync"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
-	"github.com/arraynetworks/edgeagent/status"
-	"github.com/arraynetworks/edgeagent/translate"
+	"github.com/arraynetworks/edgeagent/model"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -312,7 +311,7 @@ func (k *Kube) Snapshot() Snapshot {
 		case *v1alpha1.LBRoute:
 			s.Routes = append(s.Routes, o)
 		case *unstructured.Unstructured:
-			s.Errors = append(s.Errors, status.SourceError{
+			s.Errors = append(s.Errors, SourceError{
 				Source: "lbroute/" + o.GetNamespace() + "/" + o.GetName(),
 				Error:  o.GetAnnotations()[decodeErrorAnnotation],
 			})
@@ -329,14 +328,14 @@ func (k *Kube) Snapshot() Snapshot {
 }
 
 // Endpoints resolves a Service to its ports and EndpointSlice endpoints.
-func (k *Kube) Endpoints(ns, name string) (translate.ServiceEndpoints, bool) {
+func (k *Kube) Endpoints(ns, name string) (model.ServiceEndpoints, bool) {
 	svc, err := k.svcLister.Services(ns).Get(name)
 	if err != nil {
-		return translate.ServiceEndpoints{}, false
+		return model.ServiceEndpoints{}, false
 	}
-	var out translate.ServiceEndpoints
+	var out model.ServiceEndpoints
 	for _, p := range svc.Spec.Ports {
-		out.Ports = append(out.Ports, translate.ServicePort{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol)})
+		out.Ports = append(out.Ports, model.ServicePort{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol)})
 	}
 	objs, _ := k.slices.GetIndexer().ByIndex(sliceByServiceIndex, ns+"/"+name)
 	for _, obj := range objs {
@@ -352,7 +351,7 @@ func (k *Kube) Endpoints(ns, name string) (translate.ServiceEndpoints, bool) {
 // SliceEndpoints converts one EndpointSlice. Unset conditions take the
 // defaults the EndpointSlice API documents: ready unless said otherwise,
 // serving as ready, not terminating.
-func SliceEndpoints(es *discoveryv1.EndpointSlice) []translate.Endpoint {
+func SliceEndpoints(es *discoveryv1.EndpointSlice) []model.Endpoint {
 	if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 		return nil
 	}
@@ -367,7 +366,7 @@ func SliceEndpoints(es *discoveryv1.EndpointSlice) []translate.Endpoint {
 		}
 		ports[n] = *p.Port
 	}
-	var out []translate.Endpoint
+	var out []model.Endpoint
 	for _, ep := range es.Endpoints {
 		ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
 		serving := ready
@@ -380,7 +379,7 @@ func SliceEndpoints(es *discoveryv1.EndpointSlice) []translate.Endpoint {
 			if err != nil {
 				continue
 			}
-			out = append(out, translate.Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating, Ports: ports})
+			out = append(out, model.Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating, Ports: ports})
 		}
 	}
 	return out

@@ -13,6 +13,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
+	"github.com/arraynetworks/edgeagent/internal/poll"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/translate"
 	corev1 "k8s.io/api/core/v1"
@@ -119,15 +120,7 @@ func (e *env) startKube(t *testing.T, opts KubeOptions) (*Kube, *atomic.Int64) {
 
 func eventually(t *testing.T, d time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not within %v: %v", d, err)
+	poll.Every(50*time.Millisecond).Until(t, d, "the condition", poll.NoError(f))
 }
 
 func (e *env) createRoute(t *testing.T, rt *v1alpha1.LBRoute) *v1alpha1.LBRoute {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/internal/poll"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/arraynetworks/edgeagent/translate"
@@ -254,19 +255,14 @@ func TestStatusNoWriteStormOnResync(t *testing.T) {
 		t.Helper()
 		var last int64 = -1
 		stableSince := time.Now()
-		deadline := time.Now().Add(90 * time.Second)
-		for time.Now().Before(deadline) {
+		poll.Every(100*time.Millisecond).Until(t, 90*time.Second, "status writes to settle", func() (bool, string) {
 			cur := a.w.Writes()
 			if cur != last {
 				last, stableSince = cur, time.Now()
 			}
-			if cur >= want && time.Since(stableSince) > time.Second {
-				return cur
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Fatalf("writes did not settle: %d (want >= %d)", last, want)
-		return 0
+			return cur >= want && time.Since(stableSince) > time.Second, fmt.Sprintf("%d writes (want >= %d, unchanged for 1s)", cur, want)
+		})
+		return last
 	}
 	a := e.startAgent(t, "edge-storm", true, StatusOptions{})
 	eventually(t, 30*time.Second, func() error {

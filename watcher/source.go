@@ -10,6 +10,7 @@ import (
 	"net/netip"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/arraynetworks/edgeagent/translate"
 )
@@ -18,12 +19,20 @@ import (
 type Snapshot struct {
 	Routes []*v1alpha1.LBRoute
 	// Endpoints resolves service-form LBRoutes; nil means no Services known.
-	Endpoints translate.EndpointsLookup
+	Endpoints model.EndpointsLookup
 	// Errors are inputs that could not be read (bad files, undecodable
 	// objects); the rest of the snapshot is still good.
-	Errors []status.SourceError
+	Errors []SourceError
 	// NodePeers are BGP peers discovered from Kubernetes Nodes.
 	NodePeers []NodePeer
+}
+
+// SourceError is an input that could not be read: a file (standalone) or
+// an object that could not be decoded. The agent shows them in /status.
+type SourceError struct {
+	// Source names the input ("routes.yaml[1]", "lbroute/ns/name").
+	Source string
+	Error  string
 }
 
 // NodePeer is a Node the agent should peer with.

@@ -17,6 +17,7 @@
 package cesink
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/arraynetworks/edgeagent/apv"
+	"github.com/arraynetworks/edgeagent/config"
 )
 
 // CloudEvent types, one per finding category (apv.Category).
@@ -111,14 +113,12 @@ func New(o Options) (*Sink, error) {
 		return nil, fmt.Errorf("apv.events.sinkURL %q: must be an http:// or https:// URL", o.URL)
 	}
 	if o.QueueSize <= 0 {
-		o.QueueSize = 1000
+		o.QueueSize = config.DefaultAPVEventQueueSize
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
+		o.Timeout = config.DefaultAPVEventTimeout
 	}
-	if o.Retries == 0 {
-		o.Retries = 3
-	}
+	o.Retries = cmp.Or(o.Retries, config.DefaultAPVEventRetries)
 	if o.retryBase <= 0 {
 		o.retryBase = time.Second
 	}

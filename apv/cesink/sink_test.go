@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -68,14 +70,11 @@ func (r *receiver) events() []cloudevents.Event {
 	return append([]cloudevents.Event(nil), r.got...)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+// delivered holds once r has n events and s counts n delivered.
+func delivered(r *receiver, s *Sink, n int) func() (bool, string) {
+	return func() (bool, string) {
+		got, st := len(r.events()), s.Status()
+		return got == n && st.Delivered == uint64(n), fmt.Sprintf("receiver has %d events, sink status %+v", got, st)
 	}
 }
 
@@ -106,7 +105,7 @@ func TestDeliversTypedEventsToAReceiver(t *testing.T) {
 		s.Event(e)
 	}
 	// The receiver holds an event before the sender has its answer.
-	waitFor(t, "5 events delivered", func() bool { return len(r.events()) == 5 && s.Status().Delivered == 5 })
+	poll.Until(t, 10*time.Second, "5 events delivered", delivered(r, s, 5))
 	want := []struct{ typ, source, subject, reason string }{
 		{TypeTLS, "/apv/apv-a", "shop_tls", apv.ReasonCertificateExpiring},
 		{TypeSLB, "/apv/apv-a", "ea_rt_10.244.2.11_8080", apv.ReasonRealDown},
@@ -153,18 +152,21 @@ func TestRetriesThenCountsFailure(t *testing.T) {
 	run(t, s)
 	r.nack.Store(2)
 	s.Event(apv.Event{Device: "apv-a", Type: apv.Warning, Reason: apv.ReasonLinkDown, Object: "port2"})
-	waitFor(t, "delivery after two refusals", func() bool { return len(r.events()) == 1 && s.Status().Delivered == 1 })
+	poll.Until(t, 10*time.Second, "delivery after two refusals", delivered(r, s, 1))
 	if v := testutil.ToFloat64(s.retries); v != 2 {
 		t.Errorf("retries = %v, want 2", v)
 	}
 	r.nack.Store(3) // all three attempts refused
 	s.Event(apv.Event{Device: "apv-a", Type: apv.Warning, Reason: apv.ReasonLinkDown, Object: "port3"})
-	waitFor(t, "a counted failure", func() bool { return s.Status().Failed == 1 })
+	poll.Until(t, 10*time.Second, "a counted failure", func() (bool, string) {
+		st := s.Status()
+		return st.Failed == 1, fmt.Sprintf("%+v", st)
+	})
 	if st := s.Status(); st.LastError == "" || st.Delivered != 1 {
 		t.Errorf("status = %+v", st)
 	}
 	s.Event(apv.Event{Device: "apv-a", Type: apv.Normal, Reason: apv.ReasonLinkUp, Object: "port3"})
-	waitFor(t, "the next event", func() bool { return len(r.events()) == 2 && s.Status().Delivered == 2 })
+	poll.Until(t, 10*time.Second, "the next event", delivered(r, s, 2))
 	if st := s.Status(); st.LastError != "" {
 		t.Errorf("lastError after a delivery = %q", st.LastError)
 	}
@@ -194,9 +196,9 @@ func TestDeadSinkNeverBlocks(t *testing.T) {
 	if st.Dropped < 1000-4-1 {
 		t.Fatalf("dropped %d of 1000 with a queue of 4", st.Dropped)
 	}
-	waitFor(t, "queued events to fail", func() bool {
+	poll.Until(t, 10*time.Second, "queued events to fail", func() (bool, string) {
 		st := s.Status()
-		return st.Failed+st.Dropped == 1000 && st.Queued == 0
+		return st.Failed+st.Dropped == 1000 && st.Queued == 0, fmt.Sprintf("%+v", st)
 	})
 	if v := testutil.ToFloat64(s.results.WithLabelValues("failed")); v == 0 {
 		t.Error("failures not counted")

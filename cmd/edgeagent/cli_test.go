@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/spf13/pflag"
@@ -242,18 +244,13 @@ spec: {vsIP: 10.200.0.10, ports: [{port: 80}, {port: 53, protocol: UDP}], realSe
 		}
 	})
 
+	// Every 20 ms: how soon a file change shows is logged.
 	waitFor := func(what string, ok func(status.Report) bool) time.Duration {
 		t.Helper()
-		start := time.Now()
-		for time.Since(start) < 15*time.Second {
-			if r, err := getStatus(ns, admin); err == nil && ok(r) {
-				return time.Since(start)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		r, err := getStatus(ns, admin)
-		t.Fatalf("timed out waiting for %s; last status %+v (%v)", what, r, err)
-		return 0
+		return poll.Every(20*time.Millisecond).Until(t, 15*time.Second, what, func() (bool, string) {
+			r, err := getStatus(ns, admin)
+			return err == nil && ok(r), fmt.Sprintf("status %+v (%v)", r, err)
+		})
 	}
 	waitFor("two virtual services", func(r status.Report) bool {
 		return r.Ready && r.Node == "test-edge" && r.Mode == "standalone" && len(r.VirtualServices) == 2

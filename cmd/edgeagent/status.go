@@ -44,7 +44,7 @@ func newStatusCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "json or table")
-	cmd.Flags().StringVar(&addr, "admin-address", "127.0.0.1:9561", "the agent's admin address")
+	cmd.Flags().StringVar(&addr, "admin-address", config.DefaultAdminAddress, "the agent's admin address")
 	cmd.Flags().StringVarP(&configFile, "config", "c", "", "read the admin address from this config file")
 	return cmd
 }

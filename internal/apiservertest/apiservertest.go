@@ -200,7 +200,7 @@ func New(binDir, dir string, opts Options) (*Server, error) {
 		s.addr = "127.0.0.1"
 	}
 	if net.ParseIP(s.addr) == nil {
-		return nil, fmt.Errorf("apiservertest: address %q is not an IP", s.addr)
+		return nil, fmt.Errorf("apiserver address %q is not an IP", s.addr)
 	}
 	ok := false
 	defer func() {

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/testreq"
 )
 
@@ -316,7 +318,7 @@ func (b *Bed) StopBird(n int, kill9 bool) {
 	if out, err := exec.Command("kill", sig, pid).CombinedOutput(); err != nil {
 		b.t.Fatalf("kill %s %s: %v %s", sig, pid, err, out)
 	}
-	Poll(b.t, 10*time.Second, "BIRD to exit", func() (bool, string) {
+	poll.Until(b.t, 10*time.Second, "BIRD to exit", func() (bool, string) {
 		st, err := os.ReadFile("/proc/" + pid + "/stat")
 		return err != nil || strings.Contains(string(st), ") Z "), ""
 	})
@@ -327,23 +329,6 @@ func (b *Bed) StartBird() {
 	b.t.Helper()
 	if out, err := b.run("up"); err != nil {
 		b.t.Fatalf("testbed up: %v\n%s", err, out)
-	}
-}
-
-// Poll calls cond until it reports true or timeout passes, then fails the
-// test with what and cond's last detail.
-func Poll(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, detail)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -26,14 +26,16 @@ package alerting
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/arraynetworks/edgeagent/internal/poll"
 
 	"github.com/arraynetworks/edgeagent/apv/apvemu"
 	"github.com/arraynetworks/edgeagent/internal/agentproc"
@@ -206,7 +208,7 @@ func (s *suite) startAPV(t *testing.T) {
 func (s *suite) metricsRelay(t *testing.T) string {
 	sock := filepath.Join(s.dir, "metrics.sock")
 	s.socat(t, "UNIX-LISTEN:"+sock+",fork,reuseaddr,unlink-early", "TCP:"+metricsAddr)
-	testbed.Poll(t, 10*time.Second, "socat to listen on "+sock, func() (bool, string) {
+	poll.Until(t, 10*time.Second, "socat to listen on "+sock, func() (bool, string) {
 		_, err := os.Stat(sock)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -268,7 +270,7 @@ spec:
 	}
 	s.kubectl(t, "apply", "-f", route)
 	s.agent = agentproc.Start(s.t, s.bed, "edge", path)
-	testbed.Poll(t, patience, "both BGP sessions established and the VIP advertised", func() (bool, string) {
+	poll.Until(t, patience, "both BGP sessions established and the VIP advertised", func() (bool, string) {
 		rep, err := s.agent.Status()
 		if err != nil {
 			return false, err.Error()
@@ -285,7 +287,7 @@ spec:
 		}
 		return up == 2 && adv, fmt.Sprintf("%+v %+v", rep.Neighbors, rep.VirtualServices)
 	})
-	testbed.Poll(t, patience, "the APV to carry the virtual service", func() (bool, string) {
+	poll.Until(t, patience, "the APV to carry the virtual service", func() (bool, string) {
 		run := strings.Join(s.emu.Running(), "\n")
 		return strings.Contains(run, vsName), run
 	})
@@ -304,13 +306,13 @@ func (s *suite) waitSteady(t *testing.T) {
 		`edgeagent_healthcheck_duration_seconds_count`,
 		`edgeagent_status_writes_total`,
 	} {
-		testbed.Poll(t, patience, "Prometheus to have "+q, func() (bool, string) {
+		poll.Until(t, patience, "Prometheus to have "+q, func() (bool, string) {
 			rs, err := s.stack.query(ctx, q)
 			return err == nil && len(rs) > 0, fmt.Sprint(err)
 		})
 	}
 	quiet := time.Time{}
-	testbed.Poll(t, patience, "no pending or firing alert for 5s", func() (bool, string) {
+	poll.Until(t, patience, "no pending or firing alert for 5s", func() (bool, string) {
 		as, err := s.stack.activeAlerts(ctx)
 		if err != nil || len(as) > 0 {
 			quiet = time.Time{}
@@ -338,27 +340,20 @@ func (s *suite) dashboardQueries(t *testing.T) {
 	checked := 0
 	for _, q := range qs {
 		expr := dashboard.Expand(q.Expr, "30s")
-		var last string
-		ok := false
-		// A rate needs two samples in its window, a histogram one
-		// observation: a few seconds at most after waitSteady.
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-			rs, err := s.stack.query(ctx, expr)
-			if err != nil {
-				t.Errorf("panel %q: query does not run: %v", q.Panel, err)
-				break
-			}
-			if len(rs) > 0 {
-				ok = true
-				break
-			}
-			last = "no series"
-		}
-		if ok {
+		// One subtest per panel: a dead panel fails alone and the others
+		// are still checked.
+		t.Run(q.Panel, func(t *testing.T) {
+			// A rate needs two samples in its window, a histogram one
+			// observation: a few seconds at most after waitSteady.
+			poll.Every(500*time.Millisecond).Until(t, 30*time.Second, fmt.Sprintf("panel %q to return a series for %s (a dead panel)", q.Panel, expr), func() (bool, string) {
+				rs, err := s.stack.query(ctx, expr)
+				if err != nil {
+					t.Fatalf("panel %q: query does not run: %v", q.Panel, err)
+				}
+				return len(rs) > 0, "no series"
+			})
 			checked++
-		} else if last != "" {
-			t.Errorf("panel %q: %s for %s (a dead panel)", q.Panel, last, expr)
-		}
+		})
 	}
 	s.record("dashboard: %d of %d panel queries parse and return series", checked, len(qs))
 }
@@ -372,7 +367,7 @@ func (s *suite) scenario(t *testing.T, name, want string, expect map[string]map[
 	t0 := time.Now()
 	fault()
 	arrived := map[string]time.Time{}
-	testbed.Poll(t, patience, fmt.Sprintf("%v firing at the %s receiver", keys(expect), want), func() (bool, string) {
+	poll.Until(t, patience, fmt.Sprintf("%v firing at the %s receiver", keys(expect), want), func() (bool, string) {
 		for _, n := range s.stack.receivers.since(t0) {
 			if n.Receiver == want && n.Status == "firing" && matches(n.Labels, expect) != "" {
 				if _, seen := arrived[matches(n.Labels, expect)]; !seen {
@@ -390,7 +385,7 @@ func (s *suite) scenario(t *testing.T, name, want string, expect map[string]map[
 	t1 := time.Now()
 	heal()
 	resolved := map[string]time.Time{}
-	testbed.Poll(t, patience, fmt.Sprintf("%v resolved at the %s receiver", keys(expect), want), func() (bool, string) {
+	poll.Until(t, patience, fmt.Sprintf("%v resolved at the %s receiver", keys(expect), want), func() (bool, string) {
 		for _, n := range s.stack.receivers.since(t1) {
 			if a := matches(n.Labels, expect); n.Receiver == want && n.Status == "resolved" && a != "" {
 				if _, seen := resolved[a]; !seen {
@@ -423,7 +418,7 @@ func (s *suite) scenario(t *testing.T, name, want string, expect map[string]map[
 // few Alertmanager intervals more.
 func (s *suite) waitQuiet(t *testing.T) {
 	ctx := context.Background()
-	testbed.Poll(t, patience, "no active alerts", func() (bool, string) {
+	poll.Until(t, patience, "no active alerts", func() (bool, string) {
 		as, err := s.stack.activeAlerts(ctx)
 		return err == nil && len(as) == 0, fmt.Sprint(as, err)
 	})
@@ -449,12 +444,7 @@ func matches(labels map[string]string, expect map[string]map[string]string) stri
 }
 
 func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(m))
 }
 
 // bgpPeerDown stops BIRD on calico2: its session drops, the alert goes to
@@ -466,7 +456,7 @@ func (s *suite) bgpPeerDown(t *testing.T) {
 		func() { s.bed.StopBird(2, false) },
 		func() {
 			s.bed.StartBird()
-			testbed.Poll(t, patience, "calico2's session re-established", func() (bool, string) {
+			poll.Until(t, patience, "calico2's session re-established", func() (bool, string) {
 				n := s.agent.Neighbor(peer)
 				return n.State == "established", fmt.Sprintf("%+v", n)
 			})

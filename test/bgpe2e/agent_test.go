@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/agentproc"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 )
@@ -91,19 +93,19 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 	a := startAgent(t, bed, cfg)
 
 	routeFile := writeRoute(t, cfg, "web", "10.200.0.10", bed)
-	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP via the edge", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "BIRD to have the VIP via the edge", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return ok && strings.Contains(out, "via "+edge), out
 	})
-	testbed.Poll(t, 10*time.Second, "FRR to have the VIP via the edge", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR to have the VIP via the edge", func() (bool, string) {
 		out, ok := bed.FRRRoute("10.200.0.10/32")
 		return ok && strings.Contains(out, edge), out
 	})
-	testbed.Poll(t, 10*time.Second, "the pod block in the edge kernel, proto 237", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the pod block in the edge kernel, proto 237", func() (bool, string) {
 		out := edgeRoutes(bed)
 		return strings.Contains(out, "10.244.1.0/24 via "+calico), out
 	})
-	testbed.Poll(t, 10*time.Second, "status: both neighbors established", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "status: both neighbors established", func() (bool, string) {
 		c, f := a.Neighbor(calico), a.Neighbor(frr)
 		return c.State == "established" && f.State == "established" && c.Accepted == 1 && c.Advertised == 1,
 			fmt.Sprintf("calico %+v frr %+v", c, f)
@@ -115,7 +117,7 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 	if len(rep.LearnedRoutes) != 1 || rep.LearnedRoutes[0].Prefix != "10.244.1.0/24" {
 		t.Errorf("learnedRoutes = %+v", rep.LearnedRoutes)
 	}
-	testbed.Poll(t, 10*time.Second, "curl from the client to the VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "curl from the client to the VIP", func() (bool, string) {
 		out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
 		return err == nil && strings.TrimSpace(out) == "pod1", out
 	})
@@ -123,11 +125,11 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 	if err := os.Remove(routeFile); err != nil {
 		t.Fatal(err)
 	}
-	testbed.Poll(t, 10*time.Second, "BIRD to withdraw the VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to withdraw the VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return !ok, out
 	})
-	testbed.Poll(t, 10*time.Second, "FRR to withdraw the VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR to withdraw the VIP", func() (bool, string) {
 		out, ok := bed.FRRRoute("10.200.0.10/32")
 		return !ok, out
 	})
@@ -140,15 +142,15 @@ func TestAgentAdvertisesVIPAndLearnsPodRoutes(t *testing.T) {
 	writeRoute(t, cfg, "web", "10.200.0.10", bed)
 	bed.StopBird(1, false)
 	bed.StartBird()
-	testbed.Poll(t, 20*time.Second, "BIRD session back", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "BIRD session back", func() (bool, string) {
 		n := a.Neighbor(calico)
 		return n.State == "established", fmt.Sprintf("%+v", n)
 	})
-	testbed.Poll(t, 10*time.Second, "BIRD to have the VIP again", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to have the VIP again", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return ok, out
 	})
-	testbed.Poll(t, 10*time.Second, "the learned route back", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the learned route back", func() (bool, string) {
 		out := edgeRoutes(bed)
 		return strings.Contains(out, "10.244.1.0/24 via "+calico), out
 	})
@@ -165,7 +167,7 @@ func TestAgentMD5WithFRR(t *testing.T) {
 	cfg := writeConfig(t, bed, dir, "not-the-secret")
 	a := startAgent(t, bed, cfg)
 	writeRoute(t, cfg, "web", "10.200.0.10", bed)
-	testbed.Poll(t, 30*time.Second, "status to say why FRR is down", func() (bool, string) {
+	poll.Until(t, 30*time.Second, "status to say why FRR is down", func() (bool, string) {
 		n := a.Neighbor(frr)
 		return n.State != "established" && strings.Contains(n.LastError, "MD5"), fmt.Sprintf("%+v", n)
 	})
@@ -175,11 +177,11 @@ func TestAgentMD5WithFRR(t *testing.T) {
 
 	cfg = writeConfig(t, bed, dir, "edge-secret")
 	a = startAgent(t, bed, cfg)
-	testbed.Poll(t, 20*time.Second, "FRR session established with the right password", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "FRR session established with the right password", func() (bool, string) {
 		n := a.Neighbor(frr)
 		return n.State == "established", fmt.Sprintf("%+v", n)
 	})
-	testbed.Poll(t, 10*time.Second, "FRR to have the VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "FRR to have the VIP", func() (bool, string) {
 		out, ok := bed.FRRRoute("10.200.0.10/32")
 		return ok, out
 	})
@@ -195,11 +197,11 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 	cfg := writeConfig(t, bed, t.TempDir(), "")
 	a := startAgent(t, bed, cfg)
 	writeRoute(t, cfg, "web", "10.200.0.10", bed)
-	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "BIRD to have the VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return ok, out
 	})
-	testbed.Poll(t, 10*time.Second, "curl from the client to the VIP", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "curl from the client to the VIP", func() (bool, string) {
 		out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
 		return err == nil && strings.TrimSpace(out) == "pod1", out
 	})
@@ -240,7 +242,7 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 	}()
 
 	a.Kill()
-	testbed.Poll(t, 10*time.Second, "BIRD to notice", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to notice", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return !strings.Contains(s, "Established"), s
 	})
@@ -252,13 +254,13 @@ func TestAgentKill9GracefulRestart(t *testing.T) {
 	// Graceful restart needs the session back before BIRD's restart time
 	// (120 s) runs out; how fast is a benchmark figure
 	// (docs/benchmarks/bgp.md), not an assertion here.
-	testbed.Poll(t, 60*time.Second, "BIRD session re-established well within its restart time", func() (bool, string) {
+	poll.Until(t, 60*time.Second, "BIRD session re-established well within its restart time", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return strings.Contains(s, "Established"), s
 	})
 	took := time.Since(restart)
 	t.Logf("Established %s after the restart (process start included)", took.Round(time.Millisecond))
-	testbed.Poll(t, 10*time.Second, "BIRD to end the graceful restart (our End-of-RIB)", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to end the graceful restart (our End-of-RIB)", func() (bool, string) {
 		return !bed.BirdGRActive(1, bed.EdgeProtocol()), ""
 	})
 	t.Logf("graceful restart over %s after the restart", time.Since(restart).Round(time.Millisecond))
@@ -307,9 +309,9 @@ func TestAgentSIGTERM(t *testing.T) {
 	}
 
 	a := startAgent(t, bed, cfg)
-	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP", inBird)
+	poll.Until(t, 20*time.Second, "BIRD to have the VIP", inBird)
 	term(a)
-	testbed.Poll(t, 10*time.Second, "BIRD to notice", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD to notice", func() (bool, string) {
 		s := bed.BirdProtocolState(1, bed.EdgeProtocol())
 		return !strings.Contains(s, "Established"), s
 	})
@@ -318,15 +320,15 @@ func TestAgentSIGTERM(t *testing.T) {
 	}
 
 	a = startAgent(t, bed, cfg, "--withdraw-on-exit")
-	testbed.Poll(t, 20*time.Second, "the agent's session back", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "the agent's session back", func() (bool, string) {
 		n := a.Neighbor(bed.Env["CALICO1_IP"])
 		return n.State == "established" && n.Advertised == 1, fmt.Sprintf("%+v", n)
 	})
-	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP again", inBird)
+	poll.Until(t, 20*time.Second, "BIRD to have the VIP again", inBird)
 	term(a)
 	// BIRD reads the withdrawal asynchronously; with graceful restart it
 	// would keep the VIP for 120 s, so a few seconds tell the two apart.
-	testbed.Poll(t, 3*time.Second, "BIRD to drop the VIP after --withdraw-on-exit", func() (bool, string) {
+	poll.Until(t, 3*time.Second, "BIRD to drop the VIP after --withdraw-on-exit", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, "10.200.0.10/32")
 		return !ok, out
 	})

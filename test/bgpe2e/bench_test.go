@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -50,7 +52,7 @@ func BenchmarkLBRouteFileToBIRD(b *testing.B) {
 	cfg := writeConfig(b, bed, b.TempDir(), "")
 	a := startAgent(b, bed, cfg)
 	writeRoute(b, cfg, "r0", vipAddr(0), bed)
-	testbed.Poll(b, 20*time.Second, "first VIP in BIRD", func() (bool, string) {
+	poll.Until(b, 20*time.Second, "first VIP in BIRD", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, vipAddr(0)+"/32")
 		return ok, out
 	})
@@ -127,12 +129,12 @@ spec:
 	for b.Loop() {
 		start := time.Now()
 		a := startAgent(b, bed, cfg)
-		testbed.Poll(b, 60*time.Second, "10,000 VIPs in BIRD", func() (bool, string) {
+		poll.Until(b, 60*time.Second, "10,000 VIPs in BIRD", func() (bool, string) {
 			out, _ := bed.Birdc(1, "show", "route", "protocol", bed.EdgeProtocol(), "count")
 			return strings.Contains(out, "10000 of"), out
 		})
 		ready := time.Since(start)
-		testbed.Poll(b, 60*time.Second, "1,000 learned routes in the edge kernel", func() (bool, string) {
+		poll.Until(b, 60*time.Second, "1,000 learned routes in the edge kernel", func() (bool, string) {
 			n := strings.Count(edgeRoutes(bed), "\n")
 			return n == 1001, fmt.Sprint(n) // 1,000 from FRR + calico1's block
 		})

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/agentproc"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 )
@@ -54,7 +56,7 @@ protocol kernel {
 		out, _ := bed.Exec("edge", append([]string{"birdc", "-s", sock}, args...)...)
 		return out
 	}
-	testbed.Poll(t, 10*time.Second, "the edge's BIRD to install the block (proto bird metric 32)", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the edge's BIRD to install the block (proto bird metric 32)", func() (bool, string) {
 		out, _ := bed.Exec("edge", "ip", "route", "show", block)
 		return strings.Contains(out, "proto bird metric 32"), out
 	})
@@ -62,7 +64,7 @@ protocol kernel {
 	cfg := writeConfig(t, bed, t.TempDir(), "")
 	a := startAgent(t, bed, cfg)
 	writeRoute(t, cfg, "web", "10.200.0.10", bed)
-	testbed.Poll(t, 20*time.Second, "the agent's route beside BIRD's", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "the agent's route beside BIRD's", func() (bool, string) {
 		out, _ := bed.Exec("edge", "ip", "route", "show", block)
 		return strings.Contains(out, "via "+calico1+" dev eth0 proto 237 metric 1024") && strings.Contains(out, "proto bird metric 32"), out
 	})
@@ -73,7 +75,7 @@ protocol kernel {
 	if out := routeGet(); !strings.Contains(out, "via "+calico2) {
 		t.Fatalf("ip route get %s = %q: BIRD's route (via %s) must stay in use", podIP, out, calico2)
 	}
-	testbed.Poll(t, 10*time.Second, "/status: the learned route is BIRD's fallback", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "/status: the learned route is BIRD's fallback", func() (bool, string) {
 		rep, err := a.Status()
 		if err != nil || len(rep.LearnedRoutes) != 1 {
 			return false, fmt.Sprintf("%+v %v", rep.LearnedRoutes, err)
@@ -85,29 +87,29 @@ protocol kernel {
 	if !strings.Contains(out, "fallback: the kernel prefers bird metric 32") {
 		t.Errorf("edgeagent status does not say the route is a fallback:\n%s", out)
 	}
-	testbed.Poll(t, 10*time.Second, "the client reaches the pod through the VIP (over BIRD's path)", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the client reaches the pod through the VIP (over BIRD's path)", func() (bool, string) {
 		out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
 		return err == nil && strings.TrimSpace(out) == "pod1", out
 	})
 
 	// BIRD withdraws its route (calico-node stopped, the block moved ...).
 	birdc("disable", "pods")
-	testbed.Poll(t, 10*time.Second, "ip route get to use the agent's route once BIRD's is gone", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "ip route get to use the agent's route once BIRD's is gone", func() (bool, string) {
 		out := routeGet()
 		return strings.Contains(out, "via "+calico1), out
 	})
-	testbed.Poll(t, 10*time.Second, "/status: no longer shadowed", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "/status: no longer shadowed", func() (bool, string) {
 		rep, err := a.Status()
 		return err == nil && len(rep.LearnedRoutes) == 1 && rep.LearnedRoutes[0].ShadowedBy == "", fmt.Sprintf("%+v %v", rep.LearnedRoutes, err)
 	})
-	testbed.Poll(t, 10*time.Second, "the client still reaches the pod", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the client still reaches the pod", func() (bool, string) {
 		out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://10.200.0.10/")
 		return err == nil && strings.TrimSpace(out) == "pod1", out
 	})
 	// And BIRD coming back takes precedence again, without the agent
 	// touching its own route.
 	birdc("enable", "pods")
-	testbed.Poll(t, 10*time.Second, "BIRD's route back in use", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "BIRD's route back in use", func() (bool, string) {
 		out := routeGet()
 		return strings.Contains(out, "via "+calico2), out
 	})

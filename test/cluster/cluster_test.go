@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -155,22 +157,22 @@ func TestDaemonSetUnderKubelet(t *testing.T) {
 	}
 
 	applyLBRoute(t, c, dir, bed)
-	testbed.Poll(t, 60*time.Second, "BIRD to learn the VIP from the edge", func() (bool, string) {
+	poll.Until(t, 60*time.Second, "BIRD to learn the VIP from the edge", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, vip+"/32")
 		return ok && strings.Contains(out, "via "+edgeIP), out
 	})
-	testbed.Poll(t, 30*time.Second, "the client to reach the pods through the VIP", func() (bool, string) {
+	poll.Until(t, 30*time.Second, "the client to reach the pods through the VIP", func() (bool, string) {
 		out, err := bed.Exec("client", "curl", "-s", "--max-time", "2", "http://"+vip+"/")
 		return err == nil && strings.HasPrefix(strings.TrimSpace(out), "pod"), out
 	})
-	testbed.Poll(t, 60*time.Second, "kubectl get lbr: READY=True", func() (bool, string) {
+	poll.Until(t, 60*time.Second, "kubectl get lbr: READY=True", func() (bool, string) {
 		out, _ := c.Kubectl(context.Background(), "-n", "shop", "get", "lbr", "web", "--no-headers")
 		f := strings.Fields(out)
 		// NAME VS VIP PORTS GROUP RS POLICY READY AGE
 		return len(f) >= 8 && f[7] == "True", out
 	})
 	t.Log(c.MustKubectl("-n", "shop", "get", "lbr", "-o", "wide"))
-	testbed.Poll(t, 60*time.Second, "the APV emulator to hold the virtual service (credentials from the Secret)", func() (bool, string) {
+	poll.Until(t, 60*time.Second, "the APV emulator to hold the virtual service (credentials from the Secret)", func() (bool, string) {
 		s := emu.saved()
 		return strings.Contains(s, "slb virtual") && strings.Contains(s, vip), s
 	})
@@ -245,7 +247,7 @@ func startAPVEmulator(t *testing.T, bed *testbed.Bed, dir string) *emulator {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Process.Kill(); p.Wait() })
-	testbed.Poll(t, 10*time.Second, "the APV emulator to listen", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "the APV emulator to listen", func() (bool, string) {
 		return strings.Contains(e.out.String(), "listening"), e.out.String()
 	})
 	return e
@@ -555,7 +557,7 @@ func rollout(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed, v2 string) 
 	if pod.Name == old.Name {
 		t.Fatal("the rollout kept the old pod")
 	}
-	testbed.Poll(t, 30*time.Second, "BIRD's session with the new agent established", func() (bool, string) {
+	poll.Until(t, 30*time.Second, "BIRD's session with the new agent established", func() (bool, string) {
 		// A new session: entered its state after the image change.
 		st, since := bed.BirdSession(1, bed.EdgeProtocol())
 		return strings.Contains(st, "Established") && since.After(start.Add(-time.Second)) && time.Since(since) < time.Minute,
@@ -597,7 +599,7 @@ func readiness(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed) {
 	}
 	start := time.Now()
 	mustExec(t, bed, "edge", "sysctl", "-w", "net.ipv4.ip_forward=0")
-	testbed.Poll(t, 90*time.Second, "the pod to turn not Ready", func() (bool, string) {
+	poll.Until(t, 90*time.Second, "the pod to turn not Ready", func() (bool, string) {
 		r := ready()
 		return r == "False", r
 	})
@@ -606,7 +608,7 @@ func readiness(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed) {
 	if rep.Ready || rep.Dataplane == nil || len(rep.Dataplane.Failures) == 0 || rep.Dataplane.Failures[0].Step != "sysctl" {
 		t.Errorf("status while not ready: ready %v dataplane %+v", rep.Ready, rep.Dataplane)
 	}
-	testbed.Poll(t, 30*time.Second, "a DataplaneFailing Warning on the Node", func() (bool, string) {
+	poll.Until(t, 30*time.Second, "a DataplaneFailing Warning on the Node", func() (bool, string) {
 		out, _ := c.Kubectl(context.Background(), "get", "events", "-n", "default", "--field-selector", "involvedObject.kind=Node,involvedObject.name=edge-1,reason=DataplaneFailing")
 		return strings.Contains(out, "read-only file system"), out
 	})
@@ -614,7 +616,7 @@ func readiness(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed) {
 	t.Logf("edgeagent status while forwarding is off:\n%s", table)
 	start = time.Now()
 	mustExec(t, bed, "edge", "sysctl", "-w", "net.ipv4.ip_forward=1")
-	testbed.Poll(t, 90*time.Second, "the pod to be Ready again", func() (bool, string) {
+	poll.Until(t, 90*time.Second, "the pod to be Ready again", func() (bool, string) {
 		r := ready()
 		return r == "True", r
 	})
@@ -628,7 +630,7 @@ func readiness(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed) {
 // backend), no edge-vip0 and no proto-237 route.
 func uninstall(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed, overlay, dir, image string) {
 	c.MustKubectl("delete", "lbr", "--all", "-A")
-	testbed.Poll(t, 30*time.Second, "BIRD to lose the VIP", func() (bool, string) {
+	poll.Until(t, 30*time.Second, "BIRD to lose the VIP", func() (bool, string) {
 		out, ok := bed.BirdRoute(1, vip+"/32")
 		return !ok, out
 	})
@@ -651,7 +653,7 @@ images:
 `, relTo(t, co, filepath.Join(root(), "deploy", "cleanup")), strings.TrimPrefix(name, "index.docker.io/"), tag)), 0o644)
 	c.MustKubectl("apply", "-k", co)
 	c.MustKubectl("-n", ns, "rollout", "status", "ds/edgeagent-cleanup", "--timeout=120s")
-	testbed.Poll(t, 60*time.Second, "the cleanup pod to be Ready on the edge node", func() (bool, string) {
+	poll.Until(t, 60*time.Second, "the cleanup pod to be Ready on the edge node", func() (bool, string) {
 		out, _ := c.Kubectl(context.Background(), "-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=edgeagent-cleanup",
 			"-o", `jsonpath={range .items[*]}{.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
 		return strings.TrimSpace(out) == "edge-1 True", out

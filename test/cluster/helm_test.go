@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/clustertest"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/internal/testreq"
@@ -88,7 +90,7 @@ extraEnv:
 	pod := agentPod(t, c)
 	waitAgent := func(pod string) {
 		t.Helper()
-		testbed.Poll(t, 90*time.Second, "the chart's agent: both sessions established and the APV reachable", func() (bool, string) {
+		poll.Until(t, 90*time.Second, "the chart's agent: both sessions established and the APV reachable", func() (bool, string) {
 			out, err := c.Kubectl(context.Background(), "-n", ns, "exec", pod, "-c", "edgeagent", "--", "edgeagent", "status", "-o", "json")
 			if err != nil {
 				return false, err.Error()
@@ -113,7 +115,7 @@ extraEnv:
 	t1 := time.Now()
 	run("upgrade", "edgeagent", chart, "-f", values, "--set", "config.dataplane.resyncInterval=6s")
 	c.MustKubectl("-n", ns, "rollout", "status", "ds/edgeagent", "--timeout=180s")
-	testbed.Poll(t, 60*time.Second, "the old pod gone after the upgrade", func() (bool, string) {
+	poll.Until(t, 60*time.Second, "the old pod gone after the upgrade", func() (bool, string) {
 		out, _ := c.Kubectl(context.Background(), "-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=edgeagent", "-o", "name")
 		return !strings.Contains(out, pod.Name) && strings.TrimSpace(out) != "", out
 	})
@@ -130,7 +132,7 @@ extraEnv:
 
 	t2 := time.Now()
 	run("uninstall", "edgeagent", "--wait")
-	testbed.Poll(t, 120*time.Second, "the agent's pods and DaemonSet gone", func() (bool, string) {
+	poll.Until(t, 120*time.Second, "the agent's pods and DaemonSet gone", func() (bool, string) {
 		out, _ := c.Kubectl(context.Background(), "-n", ns, "get", "ds,pods,configmap,serviceaccount", "-l", "app.kubernetes.io/name=edgeagent", "-o", "name")
 		return strings.TrimSpace(out) == "", out
 	})

@@ -28,6 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/agentproc"
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
@@ -186,7 +188,7 @@ func (s *suite) neighbors() map[string]string {
 // returns how long that took from the agent's start.
 func (s *suite) waitEstablished(t *testing.T, timeout time.Duration) time.Duration {
 	t.Helper()
-	testbed.Poll(t, timeout, "every BGP session established", func() (bool, string) {
+	poll.Until(t, timeout, "every BGP session established", func() (bool, string) {
 		m := s.neighbors()
 		for _, k := range []string{"CALICO1_IP", "CALICO2_IP", "FRR_IP"} {
 			if m[s.bed.Env[k]] != "established" {
@@ -202,7 +204,7 @@ func (s *suite) waitEstablished(t *testing.T, timeout time.Duration) time.Durati
 // returns the time since the agent's start.
 func (s *suite) waitBirdEstablished(t *testing.T, n int, timeout time.Duration) time.Duration {
 	t.Helper()
-	testbed.Poll(t, timeout, fmt.Sprintf("calico%d's session with the edge established", n), func() (bool, string) {
+	poll.Until(t, timeout, fmt.Sprintf("calico%d's session with the edge established", n), func() (bool, string) {
 		st := s.bed.BirdProtocolState(n, s.bed.EdgeProtocol())
 		return strings.Contains(st, "Established"), st
 	})
@@ -223,7 +225,7 @@ func (s *suite) vs(rep status.Report, vip string) (status.VirtualService, bool) 
 func (s *suite) waitServing(t *testing.T, vip string, pods ...string) {
 	t.Helper()
 	seen := map[string]bool{}
-	testbed.Poll(t, 30*time.Second, "the client served through "+vip+" by "+strings.Join(pods, ", "), func() (bool, string) {
+	poll.Until(t, 30*time.Second, "the client served through "+vip+" by "+strings.Join(pods, ", "), func() (bool, string) {
 		out, err := s.bed.Exec("client", "curl", "-sS", "--max-time", "2", "http://"+vip+"/")
 		if err == nil {
 			seen[strings.TrimSpace(out)] = true
@@ -320,7 +322,7 @@ func endToEnd(t *testing.T, backend string) {
 		t.Fatalf("/status dataplane: %+v, %v; want backend %s", rep.Dataplane, err, s.backend)
 	}
 	for _, n := range []int{1, 2} {
-		testbed.Poll(t, 10*time.Second, fmt.Sprintf("calico%d to have both VIPs", n), func() (bool, string) {
+		poll.Until(t, 10*time.Second, fmt.Sprintf("calico%d to have both VIPs", n), func() (bool, string) {
 			o1, ok1 := s.bed.BirdRoute(n, vipWeb+"/32")
 			o2, ok2 := s.bed.BirdRoute(n, vipWeb2+"/32")
 			return ok1 && ok2, o1 + o2

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arraynetworks/edgeagent/internal/testbed"
+	"github.com/arraynetworks/edgeagent/internal/poll"
 )
 
 // badRoute is one malformed LBRoute. Exactly one of crd and reason is set:
@@ -174,7 +174,7 @@ func (s *suite) malformed(t *testing.T) {
 		}
 	}
 	var got map[string]lbrCondition
-	testbed.Poll(t, 30*time.Second, "Accepted=False on every route the agent refuses", func() (bool, string) {
+	poll.Until(t, 30*time.Second, "Accepted=False on every route the agent refuses", func() (bool, string) {
 		out, err := s.api.Kubectl(t.Context(), "get", "lbr", "-n", "bad", "-o", "json")
 		if err != nil {
 			return false, err.Error()

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 )
 
@@ -52,7 +54,7 @@ func captureEdge(t *testing.T, bed *testbed.Bed) nsState {
 	// Fresh links' IPv6 link-local addresses are "tentative" (and have no
 	// local route yet) until duplicate address detection ends: wait, or
 	// the comparison would report the kernel's progress as a difference.
-	testbed.Poll(t, 10*time.Second, "IPv6 duplicate address detection to end in the edge namespace", func() (bool, string) {
+	poll.Until(t, 10*time.Second, "IPv6 duplicate address detection to end in the edge namespace", func() (bool, string) {
 		out, _ := bed.Exec("edge", "ip", "-6", "addr", "show", "tentative")
 		return strings.TrimSpace(out) == "", out
 	})

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/poll"
+
 	"github.com/arraynetworks/edgeagent/internal/agentproc"
 	"github.com/arraynetworks/edgeagent/internal/testbed"
 	"github.com/arraynetworks/edgeagent/status"
@@ -75,7 +77,7 @@ func (e *env) startAgent() {
 	t := e.t
 	e.agent = agentproc.Start(t, e.bed, "edge", e.config)
 	// The pod routes come from BGP: wait until the edge can reach both pods.
-	testbed.Poll(t, 30*time.Second, "the pod blocks learned into the edge kernel", func() (bool, string) {
+	poll.Until(t, 30*time.Second, "the pod blocks learned into the edge kernel", func() (bool, string) {
 		out, _ := e.bed.Exec("edge", "ip", "route", "show", "proto", "237")
 		return strings.Contains(out, "10.244.1.0/24") && strings.Contains(out, "10.244.2.0/24"), out
 	})
@@ -140,7 +142,7 @@ func (s *server) start() {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	testbed.Poll(t, 10*time.Second, fmt.Sprintf("pod%d server listening", s.pod), func() (bool, string) {
+	poll.Until(t, 10*time.Second, fmt.Sprintf("pod%d server listening", s.pod), func() (bool, string) {
 		out, err := s.e.bed.Exec(fmt.Sprintf("pod%d", s.pod), "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", s.ip(), podPort))
 		return err == nil, out
 	})
@@ -208,8 +210,8 @@ func TestDeadPodLeavesChainsAndClientSeesNoErrors(t *testing.T) {
 	pod1, pod2 := e.server(1), e.server(2)
 	const vip = "10.200.0.10"
 	e.route("web", vip, 1, 2)
-	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP", func() (bool, string) { return e.birdHas(vip), "" })
-	testbed.Poll(t, 20*time.Second, "both pods answering through the VIP", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "BIRD to have the VIP", func() (bool, string) { return e.birdHas(vip), "" })
+	poll.Until(t, 20*time.Second, "both pods answering through the VIP", func() (bool, string) {
 		seen := map[string]bool{}
 		for range 6 {
 			out, _ := e.curl(vip)
@@ -248,7 +250,7 @@ func TestDeadPodLeavesChainsAndClientSeesNoErrors(t *testing.T) {
 	pod1.stop()
 	stopped := time.Now()
 	var removed time.Time
-	testbed.Poll(t, 15*time.Second, "pod1 out of the edge's chains", func() (bool, string) {
+	poll.Until(t, 15*time.Second, "pod1 out of the edge's chains", func() (bool, string) {
 		nat := e.nat()
 		removed = time.Now()
 		return !inChains(nat, pod1.ip()) && inChains(nat, pod2.ip()), nat
@@ -288,7 +290,7 @@ func TestDeadPodLeavesChainsAndClientSeesNoErrors(t *testing.T) {
 
 	// Back after rise successes.
 	pod1.start()
-	testbed.Poll(t, rise*interval+timeout+5*time.Second, "pod1 back in the chains", func() (bool, string) {
+	poll.Until(t, rise*interval+timeout+5*time.Second, "pod1 back in the chains", func() (bool, string) {
 		return inChains(e.nat(), pod1.ip()), ""
 	})
 }
@@ -301,7 +303,7 @@ func TestAllPodsDownWithdrawsVIP(t *testing.T) {
 	const vip, other = "10.200.0.20", "10.200.0.21"
 	e.route("web", vip, 1, 2)
 	e.route("other", other, 1) // another VIP on pod1: its announcement must not move
-	testbed.Poll(t, 20*time.Second, "BIRD to have both VIPs", func() (bool, string) { return e.birdHas(vip) && e.birdHas(other), "" })
+	poll.Until(t, 20*time.Second, "BIRD to have both VIPs", func() (bool, string) { return e.birdHas(vip) && e.birdHas(other), "" })
 
 	pod2.stop()
 	time.Sleep(fall*interval + timeout + time.Second)
@@ -310,8 +312,8 @@ func TestAllPodsDownWithdrawsVIP(t *testing.T) {
 	}
 	pod1.stop()
 	stopped := time.Now()
-	testbed.Poll(t, 15*time.Second, "BIRD to lose the VIP", func() (bool, string) { return !e.birdHas(vip), "" })
-	testbed.Poll(t, 5*time.Second, "BIRD to lose the other VIP (its only pod stopped too)", func() (bool, string) { return !e.birdHas(other), "" })
+	poll.Until(t, 15*time.Second, "BIRD to lose the VIP", func() (bool, string) { return !e.birdHas(vip), "" })
+	poll.Until(t, 5*time.Second, "BIRD to lose the other VIP (its only pod stopped too)", func() (bool, string) { return !e.birdHas(other), "" })
 	took := time.Since(stopped)
 	if limit := fall*interval + timeout + 2*time.Second; took > limit {
 		t.Errorf("VIP withdrawn %v after the last pod stopped, want within %v", took, limit)
@@ -322,7 +324,7 @@ func TestAllPodsDownWithdrawsVIP(t *testing.T) {
 	time.Sleep(holdTime)
 	pod2.start()
 	started := time.Now()
-	testbed.Poll(t, 15*time.Second, "BIRD to have the VIP again", func() (bool, string) { return e.birdHas(vip), "" })
+	poll.Until(t, 15*time.Second, "BIRD to have the VIP again", func() (bool, string) { return e.birdHas(vip), "" })
 	took = time.Since(started)
 	if min, limit := (rise-1)*interval, rise*interval+timeout+2*time.Second; took < min || took > limit {
 		t.Errorf("VIP back in BIRD %v after a pod returned, want between %v (rise) and %v", took, min, limit)
@@ -338,7 +340,7 @@ func TestFlappingPodDoesNotFlapRoute(t *testing.T) {
 	pod := e.server(1)
 	const vip = "10.200.0.30"
 	e.routeRiseFall("flappy", vip, 1, 1, 1)
-	testbed.Poll(t, 20*time.Second, "BIRD to have the VIP", func() (bool, string) { return e.birdHas(vip), "" })
+	poll.Until(t, 20*time.Second, "BIRD to have the VIP", func() (bool, string) { return e.birdHas(vip), "" })
 	// The agent damps nothing during its first hold time (probes that ran
 	// before BGP installed the pod routes must not hold a VIP down):
 	// flap only once that is over.
@@ -405,7 +407,7 @@ func TestFlappingPodDoesNotFlapRoute(t *testing.T) {
 		refuse(false)
 	}
 	// Let the last held change settle, then stop watching.
-	testbed.Poll(t, holdTime+10*time.Second, "the VIP back in BIRD after the flapping", func() (bool, string) { return e.birdHas(vip), "" })
+	poll.Until(t, holdTime+10*time.Second, "the VIP back in BIRD after the flapping", func() (bool, string) { return e.birdHas(vip), "" })
 	time.Sleep(holdTime)
 	close(stopWatch)
 	<-watchDone

@@ -1,4 +1,4 @@
-package translate
+package model
 
 import "net/netip"
 
