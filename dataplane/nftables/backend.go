@@ -350,8 +350,8 @@ func (b *Backend) apply() error {
 	b.st.Elements = b.have.elems.count()
 	b.st.SelectorRules = len(b.have.rules)
 	b.smu.Unlock()
-	b.log.Debug("wrote nftables batch", "rebuild", p.rebuild, "element_adds", p.adds(), "element_deletes", p.dels(),
-		"sets_added", len(p.addSets), "sets_deleted", len(p.delSets), "rules_added", len(p.addRules), "rules_deleted", len(p.delRules))
+	b.log.Debug("wrote nftables batch", "rebuild", p.rebuild, "elementAdds", p.adds(), "elementDeletes", p.dels(),
+		"setsAdded", len(p.addSets), "setsDeleted", len(p.delSets), "rulesAdded", len(p.addRules), "rulesDeleted", len(p.delRules))
 	return nil
 }
 

@@ -1,18 +1,15 @@
 package nftables
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
+	"github.com/arraynetworks/edgeagent/internal/golden"
 	"github.com/arraynetworks/edgeagent/internal/lbbed"
 	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/arraynetworks/edgeagent/model"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // TestTableGolden programs one service of every kind into a namespace and
 // compares the table as nft lists it with testdata/table.nft: the layout
@@ -35,22 +32,7 @@ func TestTableGolden(t *testing.T) {
 		lbbed.Service("g", "down6", "fd00:200::2", 53, model.UDP, model.RoundRobin),
 	)
 	got := summariseSlots(ruleset(t, ns))
-	const file = "testdata/table.nft"
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("table differs from %s (-want +got):\n%s", file, lineDiff(string(want), got))
-	}
+	golden.AssertString(t, "testdata/table.nft", got)
 }
 
 // summariseSlots replaces the elements of the slot maps with their count.
