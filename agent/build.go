@@ -155,6 +155,9 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, reg p
 			return nil, errComponent("dataplane", fmt.Errorf("dataplane.iptablesMode: %w", err))
 		}
 		dpo.IPTablesMode = mode
+		if dpo.Backend, err = dataplane.ParseBackend(cfg.Dataplane.Backend); err != nil {
+			return nil, errComponent("dataplane", fmt.Errorf("dataplane.backend: %w", err))
+		}
 		dp = dataplane.New(dpo)
 		opts.Dataplane = dp
 	}
@@ -258,10 +261,16 @@ func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cleanup: dataplane.iptablesMode: %w", err)
 	}
-	dp := dataplane.New(dataplane.Options{Interface: cfg.Dataplane.VIPInterface, IPTablesMode: mode, Logger: log})
+	backend, err := dataplane.ParseBackend(cfg.Dataplane.Backend)
+	if err != nil {
+		return fmt.Errorf("cleanup: dataplane.backend: %w", err)
+	}
+	// Whichever backend is configured, Cleanup removes both backends'
+	// objects: a node may hold the other one's from before a switch.
+	dp := dataplane.New(dataplane.Options{Interface: cfg.Dataplane.VIPInterface, IPTablesMode: mode, Backend: backend, Logger: log})
 	if err := dp.Cleanup(ctx); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
-	log.Info("cleanup done: VIP interface, EDGE- chains and the agent's routes removed", "interface", cfg.Dataplane.VIPInterface)
+	log.Info("cleanup done: VIP interface, EDGE- chains, table inet edgeagent and the agent's routes removed", "interface", cfg.Dataplane.VIPInterface)
 	return nil
 }

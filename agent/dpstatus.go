@@ -2,6 +2,7 @@ package agent
 
 import (
 	"maps"
+	"slices"
 
 	"github.com/arraynetworks/edgeagent/dataplane"
 	"github.com/arraynetworks/edgeagent/status"
@@ -12,6 +13,9 @@ import (
 // schema, the agent assembles it.
 func dataplaneStatus(st dataplane.Status) *status.Dataplane {
 	out := &status.Dataplane{
+		Backend:            string(st.Backend),
+		NFTablesTable:      st.Table,
+		Warnings:           slices.Clone(st.Warnings),
 		Interface:          st.Interface,
 		InterfaceKind:      st.InterfaceKind,
 		Masquerade:         st.Masquerade,

@@ -100,7 +100,7 @@ bgp:
   listenPort: 70000
   peers: [{address: 10.0.0.1, holdTime: 1s}, {address: 10.0.0.1}, {address: x}]
   importCIDRs: [10.244.0.0]
-dataplane: {vipInterface: "a-very-long-interface-name", iptablesMode: nftables, failureGracePeriod: -1s}
+dataplane: {vipInterface: "a-very-long-interface-name", iptablesMode: nftables, backend: ebpf, failureGracePeriod: -1s}
 apv: {devices: [{name: a, url: "ftp://x"}, {name: a, url: "https://y"}]}
 logLevel: loud
 `))
@@ -114,7 +114,8 @@ logLevel: loud
 	}
 	for _, f := range []string{"vipPools[0].cidr", "bgp.routerID", "bgp.listenPort", "bgp.peers[0].holdTime",
 		"bgp.peers[1].address: 10.0.0.1 is listed twice", "bgp.peers[2].address", "bgp.importCIDRs[0]",
-		"dataplane.vipInterface", `dataplane.iptablesMode: "nftables" is not auto, nft or legacy`, "dataplane.failureGracePeriod",
+		"dataplane.vipInterface", `dataplane.iptablesMode: "nftables" is not auto, nft or legacy (the nftables backend is dataplane.backend: nftables)`,
+		`dataplane.backend: "ebpf" is not iptables or nftables`, "dataplane.failureGracePeriod",
 		"apv.devices[0].url", "apv.devices[1].name", "logLevel"} {
 		if !strings.Contains(err.Error(), f) {
 			t.Errorf("error lacks %q:\n%v", f, err)

@@ -16,6 +16,7 @@ const (
 	DefaultVIPInterface       = "edge-vip0"
 	DefaultResyncInterval     = 5 * time.Minute
 	DefaultIPTablesMode       = "auto"
+	DefaultBackend            = "iptables"
 	DefaultFailureGracePeriod = 30 * time.Second
 	// DefaultReadIdleTimeout and DefaultPingTimeout apply unless kubelet's
 	// HTTP2_READ_IDLE_TIMEOUT_SECONDS / HTTP2_PING_TIMEOUT_SECONDS are set.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/model"
@@ -51,10 +52,19 @@ type Options struct {
 	// RouteMetric is the metric of the learned routes the BGP package
 	// installs through Routes (see RouteTable); 0 means DefaultRouteMetric.
 	RouteMetric uint32
-	// Rules is the rules backend; nil means the iptables backend, built
-	// from the options above (Masquerade, ConnMark, NoLocalTraffic,
-	// CommandPrefix, IPTablesMode). Another backend is configured on its
-	// own and must work on the same network namespace as Netlink.
+	// Backend chooses the rules backend built from the options above:
+	// "" or BackendIPTables (Masquerade, ConnMark, NoLocalTraffic,
+	// CommandPrefix, IPTablesMode), BackendNFTables (Masquerade, ConnMark,
+	// NoLocalTraffic, NetNS). The other one is built too, for Cleanup and
+	// for removing its leftovers once the chosen one has programmed
+	// everything (a node switching backends; see removeOther).
+	Backend Backend
+	// NetNS is the network namespace the nftables backend programs, the
+	// one Netlink works on; zero means the process's own.
+	NetNS netns.NsHandle
+	// Rules is the rules backend; nil means the one Backend names. Another
+	// backend is configured on its own and must work on the same network
+	// namespace as Netlink; it has no other backend to clean up after.
 	Rules Rules
 }
 
@@ -70,13 +80,18 @@ type Options struct {
 // small write. Reconcile is safe to call again after an error: nothing is
 // assumed applied that was not.
 type Dataplane struct {
-	opt     Options
-	log     *slog.Logger
-	links   linkHandle
-	routes  routeHandle
-	sysctl  sysctlIO
-	rules   Rules
-	metrics metrics
+	opt    Options
+	log    *slog.Logger
+	links  linkHandle
+	routes routeHandle
+	sysctl sysctlIO
+	rules  Rules
+	other  Rules
+	// otherGone: the other backend's objects were removed (or found
+	// absent) since start or the last Resync.
+	otherGone bool
+	otherErr  error
+	metrics   metrics
 	// steps are all steps of a sync, the Dataplane's and the backend's, in
 	// the order /status lists them.
 	steps []string
@@ -109,6 +124,9 @@ type seams struct {
 	routes routeHandle
 	sysctl sysctlIO
 	rules  Rules
+	// other is the backend not in use, whose objects a node switching
+	// backends still holds; nil: none.
+	other Rules
 }
 
 // New returns a dataplane; it touches the kernel only on the first
@@ -119,8 +137,8 @@ func New(opt Options) *Dataplane {
 	if h == nil {
 		h = &netlink.Handle{}
 	}
-	rules := opt.Rules
-	if rules == nil {
+	s := seams{links: h, routes: h, sysctl: newSysctlIO(opt.CommandPrefix), rules: opt.Rules}
+	if s.rules == nil {
 		// go-iptables cannot reach a namespace behind a command prefix
 		// (see goIPTables): the check runs where the agent runs in the
 		// namespace it programs.
@@ -128,9 +146,14 @@ func New(opt Options) *Dataplane {
 		if len(opt.CommandPrefix) == 0 {
 			check = newGoIPTables()
 		}
-		rules = iptablesFor(opt, execIPTables{prefix: opt.CommandPrefix}, check, h)
+		ipt := iptablesFor(opt, execIPTables{prefix: opt.CommandPrefix}, check, h)
+		nft := newNFTablesRules(opt)
+		s.rules, s.other = ipt, nft
+		if opt.Backend == BackendNFTables {
+			s.rules, s.other = nft, ipt
+		}
 	}
-	return newDataplane(opt, seams{links: h, routes: h, sysctl: newSysctlIO(opt.CommandPrefix), rules: rules})
+	return newDataplane(opt, s)
 }
 
 func withDefaults(opt Options) Options {
@@ -142,6 +165,9 @@ func withDefaults(opt Options) Options {
 	}
 	if opt.IPTablesMode == "" {
 		opt.IPTablesMode = ModeAuto
+	}
+	if opt.Backend == "" {
+		opt.Backend = BackendIPTables
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -166,6 +192,7 @@ func newDataplane(opt Options, s seams) *Dataplane {
 		routes:  s.routes,
 		sysctl:  s.sysctl,
 		rules:   s.rules,
+		other:   s.other,
 		metrics: newMetrics(opt.Registerer, steps),
 		steps:   steps,
 		failing: failing{},
@@ -173,7 +200,10 @@ func newDataplane(opt Options, s seams) *Dataplane {
 		sysctls: map[string]string{},
 		st:      Status{Interface: opt.Interface, Masquerade: opt.Masquerade},
 	}
-	d.publishMode(s.rules.Status())
+	rs := s.rules.Status()
+	d.st.Backend, d.st.Table = rs.Backend, rs.Table
+	d.metrics.backend.WithLabelValues(string(rs.Backend)).Set(1)
+	d.publishMode(rs)
 	return d
 }
 
@@ -249,6 +279,32 @@ func (d *Dataplane) sync(ctx context.Context, s model.State, o *outcomes) {
 	}
 	d.refresh = rulesFailed || addErr != nil || d.link == nil
 	d.publish()
+}
+
+// removeOther removes what the backend not in use left in the kernel: a
+// node that switches backends (the agent restarted with the other
+// dataplane.backend) holds the previous one's objects. They go only once
+// the backend in use has programmed everything in this sync (every rules
+// step succeeded; applyRules calls it), so every VIP has
+// rules all along: until then the old objects keep serving. Both backends'
+// DNAT may be in the kernel for that moment; the nftables hooks run first
+// (priority dstnat-10), and a connection is NATed once, by the first that
+// matches, so nothing is translated twice. Once per start and Resync; a
+// failure is a warning in Status (the backend in use works), retried by
+// the next sync.
+func (d *Dataplane) removeOther(ctx context.Context) {
+	if d.other == nil || d.otherGone {
+		return
+	}
+	err := d.other.Cleanup(ctx)
+	if err != nil {
+		if d.otherErr == nil || d.otherErr.Error() != err.Error() {
+			d.log.Warn("cannot remove the other rules backend's objects", "backend", string(d.other.Status().Backend), "err", err)
+		}
+		d.otherErr = err
+		return
+	}
+	d.otherGone, d.otherErr = true, nil
 }
 
 // ensureInterface reads (or creates) the VIP link and its addresses when
@@ -346,8 +402,14 @@ func (d *Dataplane) applyRules(ctx context.Context, vips map[netip.Prefix]bool, 
 		wg.Go(func() { n, addErr = addVIPs(d.links, d.link, vips, used, d.addrs) })
 	}
 	res := d.rules.Apply(ctx)
-	wg.Wait()
 	o.noteAll(d.rules.Steps(), res)
+	if !o.failed(d.rules.Steps()) {
+		// While the addresses still go on (10,000 take ~2 s): the old
+		// backend's objects need only the new rules in place, and a DNAT
+		// does not need the address.
+		d.removeOther(ctx)
+	}
+	wg.Wait()
 	d.netlinkChanges += n
 	if addErr != nil {
 		d.link = nil // re-read link and addresses next time
@@ -380,6 +442,11 @@ func (d *Dataplane) publish() {
 	d.st.InterfaceKind = d.kind
 	d.st.Sysctls = maps.Clone(d.sysctls)
 	d.st.IPTablesMode, d.st.IPTablesModeReason = rs.IPTablesMode, rs.IPTablesModeReason
+	d.st.Warnings = append([]string(nil), rs.Warnings...)
+	if d.otherErr != nil {
+		d.st.Warnings = append(d.st.Warnings, fmt.Sprintf("objects of the %s backend (not in use) remain: %v", d.other.Status().Backend, d.otherErr))
+	}
+	d.metrics.warnings.Set(float64(len(d.st.Warnings)))
 }
 
 // publishMode sets the iptables-mode metric once the backend has chosen.
@@ -405,6 +472,7 @@ func (d *Dataplane) Resync() {
 	defer d.mu.Unlock()
 	d.link = nil
 	d.refresh = true
+	d.otherGone = false
 	d.rules.Resync()
 }
 
@@ -428,15 +496,20 @@ func (d *Dataplane) Status() Status {
 	return d.st.clone()
 }
 
-// Cleanup removes exactly what the agent creates: the rules backend's
-// objects (for iptables: every jump into an EDGE- chain and every EDGE-
-// chain, both families), the VIP interface, and every route with the
-// agent's protocol number. Running it again finds nothing to do. Sysctls
-// are left as they are.
+// Cleanup removes exactly what the agent creates: both rules backends'
+// objects, whichever is in use (iptables: every jump into an EDGE- chain
+// and every EDGE- chain, both families; nftables: the table inet
+// edgeagent), the VIP interface, and every route with the agent's protocol
+// number. Running it again finds nothing to do. Sysctls are left as they
+// are.
 func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	errs := []error{d.rules.Cleanup(ctx), d.removeInterface(), d.removeRoutes()}
+	errs := []error{d.rules.Cleanup(ctx)}
+	if d.other != nil {
+		errs = append(errs, d.other.Cleanup(ctx))
+	}
+	errs = append(errs, d.removeInterface(), d.removeRoutes())
 	// Whatever was believed applied is gone: start from the kernel again.
 	d.link, d.addrs = nil, nil
 	d.refresh = true

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -127,7 +128,9 @@ type probeResult struct {
 	Name string `json:"name,omitempty"`
 	Peer string `json:"peer,omitempty"`
 	Ns   int64  `json:"ns"`
-	Err  string `json:"err,omitempty"`
+	// At is when the request started (Unix nanoseconds).
+	At  int64  `json:"at"`
+	Err string `json:"err,omitempty"`
 }
 
 func probe() {
@@ -135,8 +138,16 @@ func probe() {
 	n, _ := strconv.Atoi(os.Getenv("EDGE_N"))
 	sport, _ := strconv.Atoi(os.Getenv("EDGE_SPORT"))
 	srcs := strings.Split(os.Getenv("EDGE_SRCS"), ",")
+	// EDGE_FOR: keep going for that long instead of EDGE_N requests.
+	until := time.Time{}
+	if d, err := time.ParseDuration(os.Getenv("EDGE_FOR")); err == nil {
+		until, n = time.Now().Add(d), math.MaxInt
+	}
 	enc := json.NewEncoder(os.Stdout)
 	for i := range n {
+		if !until.IsZero() && time.Now().After(until) {
+			break
+		}
 		src := srcs[i%len(srcs)]
 		r := probeResult{Src: src}
 		d := net.Dialer{Timeout: 2 * time.Second}
@@ -149,6 +160,7 @@ func probe() {
 			}
 		}
 		start := time.Now()
+		r.At = start.UnixNano()
 		c, err := d.Dial(proto, addr)
 		if err == nil {
 			c.SetDeadline(time.Now().Add(2 * time.Second))
@@ -253,6 +265,8 @@ func hold() {
 	answer()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		// A fresh deadline: the last one may have passed while idle.
+		c.SetDeadline(time.Now().Add(2 * time.Second))
 		if _, err := c.Write([]byte("again\n")); err != nil {
 			enc.Encode(probeResult{Err: err.Error()})
 			continue

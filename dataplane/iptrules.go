@@ -336,7 +336,7 @@ func (r *iptablesRules) Rejected() map[string]error {
 }
 
 func (r *iptablesRules) Status() RulesStatus {
-	st := RulesStatus{Services: len(r.applied), IPTablesModeReason: r.modeReason}
+	st := RulesStatus{Backend: BackendIPTables, Services: len(r.applied), IPTablesModeReason: r.modeReason, Writes: r.restores}
 	if r.mode != ModeAuto {
 		st.IPTablesMode = r.mode
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/vishvananda/netns"
 
 	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/arraynetworks/edgeagent/model"
@@ -27,6 +28,8 @@ type bed struct {
 	client, edge *testns.NS
 	reals        []*testns.NS
 	srcs         []string // client source addresses
+	// backend is the rules backend b.dataplane builds.
+	backend Backend
 }
 
 func newBed(t *testing.T, nReals int) *bed {
@@ -62,8 +65,70 @@ func newBed(t *testing.T, nReals int) *bed {
 }
 
 func (b *bed) dataplane(t *testing.T, masquerade bool) *Dataplane {
-	return New(Options{Masquerade: masquerade, Netlink: b.edge.Handle(),
-		CommandPrefix: []string{"ip", "netns", "exec", b.edge.Name}})
+	return New(b.options(t, masquerade))
+}
+
+// options are the Options of a Dataplane on the edge namespace with the
+// bed's backend.
+func (b *bed) options(t *testing.T, masquerade bool) Options {
+	return Options{Backend: b.backend, Masquerade: masquerade, Netlink: b.edge.Handle(), NetNS: edgeNetNS(t, b.edge),
+		CommandPrefix: []string{"ip", "netns", "exec", b.edge.Name}}
+}
+
+// edgeNetNS opens the namespace for the nftables backend (it programs the
+// namespace by netlink, as the iptables backend does through the command
+// prefix); closed when the test ends.
+func edgeNetNS(t *testing.T, ns *testns.NS) netns.NsHandle {
+	t.Helper()
+	h, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", ns.Name, err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// backends are the rules backends every kernel test runs against.
+var backends = []Backend{BackendIPTables, BackendNFTables}
+
+// forEachBackend runs test once per rules backend, on a fresh bed of
+// nReals reals.
+func forEachBackend(t *testing.T, nReals int, test func(t *testing.T, b *bed)) {
+	for _, be := range backends {
+		t.Run(string(be), func(t *testing.T) {
+			b := newBed(t, nReals)
+			b.backend = be
+			test(t, b)
+		})
+	}
+}
+
+// writes counts the kernel transactions d's rules backend wrote
+// (iptables-restore runs, nftables batches).
+func writes(d *Dataplane) int { return d.rules.Status().Writes }
+
+// rulesState is what the bed's backend holds in the kernel: the iptables
+// rules of both families (without counters), or the agent's nftables
+// table.
+func (b *bed) rulesState(t *testing.T) string {
+	t.Helper()
+	if b.backend == BackendNFTables {
+		return nftState(t, b.edge)
+	}
+	return iptablesState(t, b.edge)
+}
+
+// nftState lists the agent's table ("" when absent).
+func nftState(t *testing.T, ns *testns.NS) string {
+	t.Helper()
+	out, err := ns.Run("nft", "list", "table", "inet", "edgeagent")
+	if err != nil {
+		if strings.Contains(out, "No such file or directory") {
+			return ""
+		}
+		t.Fatalf("nft list table: %v: %s", err, out)
+	}
+	return out
 }
 
 // realV4 is real i's (1-based) IPv4 endpoint.
@@ -120,13 +185,29 @@ func assertCycle(t *testing.T, what string, got []string, want map[string]int) {
 	}
 }
 
-func TestPolicies(t *testing.T) {
-	b := newBed(t, 3)
+func TestPolicies(t *testing.T) { forEachBackend(t, 3, testPolicies) }
+
+func testPolicies(t *testing.T, b *bed) {
 	// A hardened edge: forwarding dropped unless accepted; EDGE-FORWARD
-	// must let load-balanced connections through.
+	// must let load-balanced connections through. The nftables backend
+	// cannot override another table's drop (a drop in any base chain is
+	// final): it says so in Status, and the test then lifts the drop.
 	b.edge.MustRun("iptables", "-P", "FORWARD", "DROP")
 	b.edge.MustRun("ip6tables", "-P", "FORWARD", "DROP")
 	d := b.dataplane(t, true)
+	if b.backend == BackendNFTables {
+		reconcile(t, d)
+		if w := d.Status().Warnings; len(w) == 0 || !strings.Contains(strings.Join(w, "\n"), "policy drop at the forward hook") || testutil.ToFloat64(d.metrics.warnings) == 0 {
+			t.Fatalf("nftables under a forward drop: warnings %q, want the drop named (and counted in edgeagent_dataplane_warnings)", w)
+		}
+		b.edge.MustRun("iptables", "-P", "FORWARD", "ACCEPT")
+		b.edge.MustRun("ip6tables", "-P", "FORWARD", "ACCEPT")
+		d.Resync()
+		reconcile(t, d)
+		if w := d.Status().Warnings; len(w) != 0 {
+			t.Fatalf("warnings after the drop went: %q", w)
+		}
+	}
 	wrr := vs("p", "wrr", "10.200.0.11", 80, model.TCP, model.WeightedRoundRobin, realV4(1), realV4(2), realV4(3))
 	wrr.Reals[0].Weight, wrr.Reals[1].Weight, wrr.Reals[2].Weight = 3, 2, 1
 	reconcile(t, d,
@@ -209,7 +290,7 @@ const peerNetnsNoise = "Error: Peer netns reference is invalid."
 func kernelSnapshot(t *testing.T, ns *testns.NS) string {
 	t.Helper()
 	var b strings.Builder
-	for _, cmd := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"ip", "-o", "link", "show"}, {"ip", "-o", "addr", "show"}, {"ip", "route", "show", "table", "all"}} {
+	for _, cmd := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"ip", "-o", "link", "show"}, {"ip", "-o", "addr", "show"}, {"ip", "route", "show", "table", "all"}, {"nft", "list", "tables"}} {
 		out := ns.MustRun(cmd[0], cmd[1:]...)
 		for _, l := range strings.Split(out, "\n") {
 			// Link-local IPv6 addresses and routes come and go with DAD on
@@ -238,8 +319,9 @@ func iptablesState(t *testing.T, ns *testns.NS) string {
 	return b.String()
 }
 
-func TestLifecycle(t *testing.T) {
-	b := newBed(t, 3)
+func TestLifecycle(t *testing.T) { forEachBackend(t, 3, testLifecycle) }
+
+func testLifecycle(t *testing.T, b *bed) {
 	e := b.edge
 	ctx := context.Background()
 	// Someone else's state: rules in all four tables, an address on another
@@ -249,6 +331,7 @@ func TestLifecycle(t *testing.T) {
 	e.MustRun("ip6tables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "9999", "-j", "RETURN")
 	e.MustRun("ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "9998", "-j", "ACCEPT")
 	e.MustRun("ip", "addr", "add", "10.97.1.100/32", "dev", "e0")
+	e.MustRun("nft", "add table inet foreign; add chain inet foreign in { type filter hook input priority 5; }; add rule inet foreign in tcp dport 9997 accept")
 	e.MustRun("sysctl", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	before := kernelSnapshot(t, e)
 	foreignOK := func(step string) {
@@ -262,6 +345,9 @@ func TestLifecycle(t *testing.T) {
 		if out := e.MustRun("ip", "addr", "show", "e0"); !strings.Contains(out, "10.97.1.100/32") {
 			t.Fatalf("%s: foreign address gone: %s", step, out)
 		}
+		if out := e.MustRun("nft", "list", "table", "inet", "foreign"); !strings.Contains(out, "tcp dport 9997 accept") {
+			t.Fatalf("%s: foreign nftables rule gone: %s", step, out)
+		}
 	}
 	one := []string{""}
 	hit := func(addr string, n int) map[string]int {
@@ -269,8 +355,9 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	d := New(Options{Masquerade: true, Netlink: e.Handle(), Registerer: reg,
-		CommandPrefix: []string{"ip", "netns", "exec", e.Name}})
+	opt := b.options(t, true)
+	opt.Registerer = reg
+	d := New(opt)
 	web := vs("l", "web", "10.200.0.20", 80, model.TCP, model.RoundRobin, realV4(1), realV4(2))
 	dns := vs("l", "dns", "10.200.0.20", 53, model.UDP, model.RoundRobin, realV4(1))
 	// A service that cannot be rendered is left out without failing the
@@ -288,6 +375,12 @@ func TestLifecycle(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "edgeagent_dataplane_sync_duration_seconds", "edgeagent_dataplane_sync_errors_total"); err != nil || n != 2 {
 		t.Fatalf("sync metrics registered: %d, %v", n, err)
+	}
+	if n := testutil.ToFloat64(d.metrics.backend.WithLabelValues(string(b.backend))); n != 1 {
+		t.Fatalf("edgeagent_dataplane_backend{backend=%q} = %v, want 1", b.backend, n)
+	}
+	if st := d.Status(); st.Backend != b.backend {
+		t.Fatalf("status backend = %q, want %q", st.Backend, b.backend)
 	}
 	if got := hit("10.200.0.20:80", 4); got["r1"] != 2 || got["r2"] != 2 {
 		t.Fatalf("web with r1,r2: %v", got)
@@ -315,21 +408,27 @@ func TestLifecycle(t *testing.T) {
 		if got := hit("10.200.0.21:8080", 6); got["r2"] != 4 || got["r3"] != 2 {
 			t.Fatalf("api wrr 2:1: %v", got)
 		}
-		before := d.ipt().restores
+		before := writes(d)
 		web.Policy = model.SourceHash
 		reconcile(t, d, web, dns, api)
-		if d.ipt().restores != before+1 {
-			t.Fatalf("a policy change took %d restores", d.ipt().restores-before)
+		if writes(d) != before+1 {
+			t.Fatalf("a policy change took %d kernel transactions", writes(d)-before)
 		}
 		if got := hit("10.200.0.20:80", 6); len(got) != 1 {
 			t.Fatalf("sh from one source must hit one real: %v", got)
 		}
-		// Only the changed service's chain was rewritten.
-		lines := d.ipt().lines
-		web.Policy = model.RoundRobin
-		reconcile(t, d, web, dns, api)
-		if n := d.ipt().lines - lines; n > 8 {
-			t.Fatalf("changing one service wrote %d lines", n)
+		// Only the changed service's chain was rewritten (iptables); the
+		// nftables backend replaces its slots (4,093 for sh).
+		if b.backend == BackendIPTables {
+			lines := d.ipt().lines
+			web.Policy = model.RoundRobin
+			reconcile(t, d, web, dns, api)
+			if n := d.ipt().lines - lines; n > 8 {
+				t.Fatalf("changing one service wrote %d lines", n)
+			}
+		} else {
+			web.Policy = model.RoundRobin
+			reconcile(t, d, web, dns, api)
 		}
 		reconcile(t, d, web, dns) // api removed
 		if out := e.MustRun("ip", "addr", "show", "edge-vip0"); strings.Contains(out, "10.200.0.21") {
@@ -371,7 +470,8 @@ func TestLifecycle(t *testing.T) {
 				t.Fatalf("without masquerade the real must see the client: %+v", r)
 			}
 		}
-		reconcile(t, d.reset(), web, dns)
+		d.Resync() // the other instance rewrote the rules
+		reconcile(t, d, web, dns)
 		for _, r := range runProbe(t, b.client.Name, "tcp", "10.200.0.20:80", 3, one, 0) {
 			if strings.HasPrefix(r.Peer, "10.97.1.2:") {
 				t.Fatalf("masquerade back on, but the real sees the client: %+v", r)
@@ -390,22 +490,25 @@ func TestLifecycle(t *testing.T) {
 		rej6 := vs("l", "rej6", "fd00:200::21", 53, model.UDP, model.RoundRobin)
 		all := []model.VirtualService{web, dns, six, rnd, wrr, rej6}
 		reconcile(t, d, all...)
-		snap := kernelSnapshot(t, e)
+		snap, rules := kernelSnapshot(t, e), b.rulesState(t)
 		d2 := b.dataplane(t, true)
 		reconcile(t, d2, all...)
-		if d2.ipt().restores != 0 || d2.ipt().lines != 0 || d2.netlinkChanges != 0 {
-			t.Fatalf("second instance changed the kernel: %d restores, %d lines, %d netlink/sysctl changes", d2.ipt().restores, d2.ipt().lines, d2.netlinkChanges)
+		if writes(d2) != 0 || d2.netlinkChanges != 0 {
+			t.Fatalf("second instance changed the kernel: %d rules transactions, %d netlink/sysctl changes", writes(d2), d2.netlinkChanges)
 		}
 		if after := kernelSnapshot(t, e); after != snap {
 			t.Fatalf("kernel changed on adoption:\n%s", lineDiff(snap, after))
+		}
+		if after := b.rulesState(t); after != rules {
+			t.Fatalf("rules changed on adoption:\n%s", lineDiff(rules, after))
 		}
 		if len(d2.Programmed()) != len(all) {
 			t.Fatalf("adopted Programmed = %v", d2.Programmed())
 		}
 		// And a repeated sync is free too.
 		reconcile(t, d2, all...)
-		if d2.ipt().restores != 0 {
-			t.Fatal("repeated sync ran iptables-restore")
+		if writes(d2) != 0 {
+			t.Fatal("repeated sync wrote to the kernel")
 		}
 		d = d2
 	})
@@ -431,18 +534,6 @@ func TestLifecycle(t *testing.T) {
 	foreignOK("after cleanup")
 }
 
-// reset forgets the believed kernel state, as a restart does.
-func (d *Dataplane) reset() *Dataplane {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.link, d.addrs = nil, nil
-	d.refresh = true
-	r := d.ipt()
-	r.kernel, r.applied, r.want = map[Family]kernelRules{}, map[string]Frontend{}, nil
-	r.refresh = true
-	return d
-}
-
 // ipt is the dataplane's iptables backend.
 func (d *Dataplane) ipt() *iptablesRules { return d.rules.(*iptablesRules) }
 
@@ -464,7 +555,10 @@ func lineDiff(a, b string) string {
 }
 
 func TestUDPConntrackOfDepartedReal(t *testing.T) {
-	b := newBed(t, 2)
+	forEachBackend(t, 2, testUDPConntrackOfDepartedReal)
+}
+
+func testUDPConntrackOfDepartedReal(t *testing.T, b *bed) {
 	d := b.dataplane(t, true)
 	dns := vs("u", "dns", "10.200.0.30", 53, model.UDP, model.RoundRobin, realV4(1), realV4(2))
 	reconcile(t, d, dns)
@@ -539,24 +633,30 @@ func TestFailedRestoreKeepsRules(t *testing.T) {
 	}
 }
 
-func TestResyncRepairsTampering(t *testing.T) {
-	b := newBed(t, 1)
+func TestResyncRepairsTampering(t *testing.T) { forEachBackend(t, 1, testResyncRepairsTampering) }
+
+func testResyncRepairsTampering(t *testing.T, b *bed) {
 	e := b.edge
 	d := b.dataplane(t, true)
 	web := vs("r", "web", "10.200.0.50", 80, model.TCP, model.RoundRobin, realV4(1))
 	reconcile(t, d, web)
-	want := iptablesState(t, e)
-	restores := d.ipt().restores
-	// Someone flushes the service chain and removes the VIP.
-	e.MustRun("iptables", "-t", "nat", "-F", ChainPrefix+"VS-"+hash16(web.Key()))
+	want := b.rulesState(t)
+	before := writes(d)
+	// Someone flushes the service's rules (its chain; its slots) and
+	// removes the VIP.
+	if b.backend == BackendNFTables {
+		e.MustRun("nft", "flush", "map", "inet", "edgeagent", "slots4")
+	} else {
+		e.MustRun("iptables", "-t", "nat", "-F", ChainPrefix+"VS-"+hash16(web.Key()))
+	}
 	e.MustRun("ip", "addr", "del", "10.200.0.50/32", "dev", "edge-vip0")
 	reconcile(t, d, web)
-	if d.ipt().restores != restores {
-		t.Fatalf("without Resync the dataplane trusts what it applied; yet it ran %d restores", d.ipt().restores-restores)
+	if writes(d) != before {
+		t.Fatalf("without Resync the dataplane trusts what it applied; yet it wrote %d transactions", writes(d)-before)
 	}
 	d.Resync()
 	reconcile(t, d, web)
-	if got := iptablesState(t, e); got != want {
+	if got := b.rulesState(t); got != want {
 		t.Fatalf("Resync did not repair the rules:\n%s", lineDiff(want, got))
 	}
 	if out := e.MustRun("ip", "addr", "show", "edge-vip0"); !strings.Contains(out, "10.200.0.50/32") {
@@ -567,8 +667,9 @@ func TestResyncRepairsTampering(t *testing.T) {
 	}
 }
 
-func TestTCPDrainOfIneligibleReal(t *testing.T) {
-	b := newBed(t, 2)
+func TestTCPDrainOfIneligibleReal(t *testing.T) { forEachBackend(t, 2, testTCPDrainOfIneligibleReal) }
+
+func testTCPDrainOfIneligibleReal(t *testing.T, b *bed) {
 	d := b.dataplane(t, true)
 	web := vs("t", "web", "10.200.0.60", 80, model.TCP, model.RoundRobin, realV4(1), realV4(2))
 	reconcile(t, d, web)

@@ -316,6 +316,9 @@ func renderPolicy(nat Table, chain, key string, policy model.Policy, proto strin
 // always lands on the same real, clients spread over all reals by weight, and
 // unlike HMARK it does not overwrite the packet mark. More than 32 reals are
 // split into groups, each its own chain hashed again with another seed.
+// Over IPv6 the kernel hashes only the address's top 32 bits
+// (xt_cluster_hash_ipv6), so clients inside one /32 share a real; the
+// nftables backend hashes the whole address (docs/dataplane.md).
 func renderSourceHash(nat Table, chain, key string, level int, proto string, reals []model.Real,
 	add func(c, cond, target string), dnat func(model.Real) string) {
 	seed := seed32(fmt.Sprintf("%s#%d", key, level))

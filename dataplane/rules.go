@@ -82,6 +82,8 @@ type RulesPlan struct {
 
 // RulesStatus describes a rules backend for /status and the metrics.
 type RulesStatus struct {
+	// Backend names the backend.
+	Backend Backend
 	// Services counts the programmed services; Rules the rules (or, for a
 	// backend without per-service rules, the elements) the backend holds
 	// in the kernel.
@@ -92,4 +94,13 @@ type RulesStatus struct {
 	// iptables) and why it was chosen.
 	IPTablesMode       IPTablesMode
 	IPTablesModeReason string
+	// Table is the nftables backend's table ("inet edgeagent"); empty for
+	// the iptables backend.
+	Table string
+	// Writes counts the kernel transactions the backend wrote since it
+	// was built (iptables-restore runs, nftables batches).
+	Writes int
+	// Warnings are conditions that keep traffic from flowing which the
+	// backend cannot fix without touching what is not its own.
+	Warnings []string
 }

@@ -9,6 +9,10 @@ import (
 // Status describes the dataplane: the agent shows it in /status (as the
 // dataplane object) and `edgeagent status`.
 type Status struct {
+	// Backend is the rules backend in use; Table its nftables table
+	// (nftables only).
+	Backend       Backend
+	Table         string
 	Interface     string
 	InterfaceKind string // KindDummy or KindBridge; "" until the link is read
 	Masquerade    bool
@@ -27,6 +31,10 @@ type Status struct {
 	// fails).
 	Failures     []Failure
 	FailingSince time.Time
+	// Warnings are conditions that keep traffic from flowing which the
+	// agent does not fix (a foreign forward-hook chain with policy drop),
+	// and leftovers of the other backend it could not remove.
+	Warnings []string
 }
 
 // Failure is one step of the sync that fails.
@@ -41,6 +49,7 @@ type Failure struct {
 func (s Status) clone() Status {
 	s.Sysctls = maps.Clone(s.Sysctls)
 	s.Failures = append([]Failure(nil), s.Failures...)
+	s.Warnings = append([]string(nil), s.Warnings...)
 	return s
 }
 

@@ -628,6 +628,9 @@ type fakeRules struct {
 	services  []model.VirtualService
 	applies   int
 	resyncs   int
+	// cleanups counts Cleanup calls, which return cleanupErr.
+	cleanups   int
+	cleanupErr error
 }
 
 func (f *fakeRules) Steps() []string { return []string{"nftables"} }
@@ -674,7 +677,52 @@ func (f *fakeRules) Rejected() map[string]error {
 func (f *fakeRules) Status() RulesStatus {
 	return RulesStatus{Services: len(f.services), Rules: 7 * len(f.services)}
 }
-func (f *fakeRules) Cleanup(context.Context) error { return nil }
+func (f *fakeRules) Cleanup(context.Context) error {
+	f.cleanups++
+	return f.cleanupErr
+}
+
+// The backend not in use is cleaned up only after a sync in which the one
+// in use programmed everything (a node switching backends keeps serving
+// from the old objects until then), once per start and Resync; a failure
+// is a warning in Status, retried by the next sync, and not a step
+// failure.
+func TestRemoveOtherBackend(t *testing.T) {
+	k := newFakeKernel()
+	r, other := &fakeRules{}, &fakeRules{}
+	d := newDataplane(withDefaults(Options{}), seams{links: k.nl, routes: k.nl, sysctl: k.sys, rules: r, other: other})
+	a := vs("n", "a", "10.200.0.171", 80, model.TCP, model.RoundRobin, realV4(1))
+	r.steps = map[string]error{"nftables": errInjected}
+	if err := d.Reconcile(context.Background(), model.State{Services: []model.VirtualService{a}}); !errors.Is(err, errInjected) {
+		t.Fatalf("Reconcile = %v", err)
+	}
+	if other.cleanups != 0 {
+		t.Fatal("the other backend was cleaned up while the one in use failed")
+	}
+	r.steps = nil
+	other.cleanupErr = errInjected
+	syncFake(t, d, a)
+	if other.cleanups != 1 || len(failingSteps(d)) != 0 {
+		t.Fatalf("cleanups %d, failing %v", other.cleanups, failingSteps(d))
+	}
+	if w := d.Status().Warnings; len(w) != 1 || !strings.Contains(w[0], "remain") || testutil.ToFloat64(d.metrics.warnings) != 1 {
+		t.Fatalf("warnings %q (metric %v), want the leftovers named", w, testutil.ToFloat64(d.metrics.warnings))
+	}
+	other.cleanupErr = nil
+	syncFake(t, d, a)
+	syncFake(t, d, a)
+	if other.cleanups != 2 || len(d.Status().Warnings) != 0 || testutil.ToFloat64(d.metrics.warnings) != 0 {
+		t.Fatalf("cleanups %d (want the retry, then none), warnings %q", other.cleanups, d.Status().Warnings)
+	}
+	d.Resync()
+	syncFake(t, d, a)
+	if other.cleanups != 3 {
+		t.Fatalf("cleanups %d: a resync looks again", other.cleanups)
+	}
+	if err := d.Cleanup(context.Background()); err != nil || other.cleanups != 4 {
+		t.Fatalf("Cleanup = %v, other cleanups %d: cleanup removes both backends' objects", err, other.cleanups)
+	}
+}
 
 // Another rules backend plugs in through Options.Rules: its steps are the
 // Dataplane's, addresses follow its plan and come off only when its steps

@@ -5,7 +5,9 @@
 #   conntrack, ipset, socat, curl, python3 (pod HTTP servers in the test bed),
 #   ethtool (veth NAPI settings of hack/bench/healthcheck.sh),
 #   containerd, runc and the CNI plugins (the real-cluster suite, test/cluster:
-#   hack/cluster/cluster.sh), dpkg-deb (hack/image.sh), openssl (its PKI).
+#   hack/cluster/cluster.sh), dpkg-deb (hack/image.sh), openssl (its PKI),
+#   nftables (the nft CLI: the nftables backend's tests read and tamper with its
+#   table through it; the agent itself writes by netlink and needs no nft binary).
 set -euo pipefail
 
 need=()
@@ -25,6 +27,7 @@ have runc || need+=(runc)
 [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
 have openssl || need+=(openssl)
 have dpkg-deb || need+=(dpkg)
+have nft || need+=(nftables)
 
 if ((${#need[@]} == 0)); then
   exit 0

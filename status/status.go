@@ -137,6 +137,14 @@ type Dataplane struct {
 	Rules         int               `json:"rules"`
 	LastSync      time.Time         `json:"lastSync,omitzero"`
 	LastError     string            `json:"lastError,omitempty"`
+	// Backend is the rules backend in use (dataplane.backend: iptables or
+	// nftables); NFTablesTable its table, for nftables.
+	Backend       string `json:"backend,omitempty"`
+	NFTablesTable string `json:"nftablesTable,omitempty"`
+	// Warnings are conditions that keep traffic from flowing which the
+	// agent does not fix (a foreign forward-hook chain with policy drop),
+	// and leftovers of the backend not in use that could not be removed.
+	Warnings []string `json:"warnings,omitempty"`
 	// IPTablesMode is the iptables backend in use (nft or legacy), and
 	// IPTablesModeReason why it was chosen (detected or configured).
 	IPTablesMode       string `json:"iptablesMode,omitempty"`

@@ -50,9 +50,16 @@ func WriteTable(w io.Writer, r Report) error {
 	}
 
 	if dp := r.Dataplane; dp != nil {
-		fmt.Fprintf(tw, "\nDataplane: %s (%s), iptables %s (%s), %d rules\n", dp.Interface, dp.InterfaceKind, dp.IPTablesMode, dp.IPTablesModeReason, dp.Rules)
+		if dp.Backend == "nftables" {
+			fmt.Fprintf(tw, "\nDataplane: %s (%s), backend nftables (table %s), %d elements\n", dp.Interface, dp.InterfaceKind, dp.NFTablesTable, dp.Rules)
+		} else {
+			fmt.Fprintf(tw, "\nDataplane: %s (%s), backend iptables, iptables %s (%s), %d rules\n", dp.Interface, dp.InterfaceKind, dp.IPTablesMode, dp.IPTablesModeReason, dp.Rules)
+		}
 		for _, f := range dp.Failures {
 			fmt.Fprintf(tw, "  FAILING since %s\t%s\t%s\n", f.Since.UTC().Format(time.RFC3339), f.Step, f.Error)
+		}
+		for _, w := range dp.Warnings {
+			fmt.Fprintf(tw, "  WARNING\t%s\n", w)
 		}
 	}
 

@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ func TestWriteTableGolden(t *testing.T) {
 			{Prefix: "10.244.2.0/24", NextHops: []string{"10.99.0.12"}, Metric: 1024, ShadowedBy: "bird metric 32 dev tunl0"},
 		},
 		Dataplane: &Dataplane{
-			Interface: "edge-vip0", InterfaceKind: "dummy", Rules: 12, IPTablesMode: "nft",
+			Backend: "iptables", Interface: "edge-vip0", InterfaceKind: "dummy", Rules: 12, IPTablesMode: "nft",
 			IPTablesModeReason: "kubelet's KUBE-IPTABLES-HINT chain is in the nft ipv4 mangle table",
 			Failures:           []DataplaneFailure{{Step: "sysctl", Error: "set sysctl net.ipv4.ip_forward=1 (it is 0): read-only file system", Since: time.Unix(1700000000, 0)}},
 			FailingSince:       time.Unix(1700000000, 0),
@@ -43,4 +44,23 @@ func TestWriteTableGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden.Assert(t, "testdata/table.golden", buf.Bytes())
+}
+
+// With the nftables backend the dataplane line names the table and counts
+// elements, and warnings are listed under it.
+func TestWriteTableNFTables(t *testing.T) {
+	r := Report{Dataplane: &Dataplane{Backend: "nftables", NFTablesTable: "inet edgeagent", Interface: "edge-vip0",
+		InterfaceKind: "dummy", Rules: 50000, Warnings: []string{"table inet filter chain forward has policy drop at the forward hook"}}}
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Dataplane: edge-vip0 (dummy), backend nftables (table inet edgeagent), 50000 elements\n",
+		"  WARNING  table inet filter chain forward has policy drop at the forward hook\n",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
 }

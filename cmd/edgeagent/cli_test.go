@@ -146,6 +146,27 @@ apv:
 	}
 }
 
+// dataplane.backend is checked by validate, with the field and the values
+// it takes; both values are accepted.
+func TestValidateDataplaneBackend(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ value, want string }{
+		{"nftables", ""},
+		{"iptables", ""},
+		{"nft", `: config: dataplane.backend: "nft" is not iptables or nftables`},
+	} {
+		cfg := filepath.Join(dir, tc.value+".yaml")
+		os.WriteFile(cfg, []byte("nodeName: edge-1\ndataplane: {backend: "+tc.value+"}\n"), 0o644)
+		out, code := runCLI(t, "validate", cfg)
+		if tc.want == "" && code != 0 {
+			t.Errorf("backend %s: exit %d\n%s", tc.value, code, out)
+		}
+		if tc.want != "" && (code != 1 || !strings.Contains(out, cfg+tc.want)) {
+			t.Errorf("backend %s: exit %d, output:\n%s\nwant %q", tc.value, code, out, cfg+tc.want)
+		}
+	}
+}
+
 func TestValidatePoolsFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yaml")
@@ -309,7 +330,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 	var ov overrides
 	ov.register(fs)
 	if err := fs.Parse([]string{"--node-name", "from-flag", "--bgp-peer", "10.0.0.9:64999:1179", "--healthcheck-concurrency", "7", "--bgp-node-peers", "edge=true",
-		"--dataplane-iptables-mode", "legacy", "--dataplane-failure-grace-period", "45s", "--bgp-import-metric", "2000"}); err != nil {
+		"--dataplane-iptables-mode", "legacy", "--dataplane-backend", "nftables", "--dataplane-failure-grace-period", "45s", "--bgp-import-metric", "2000"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := loadConfig(cfg, fs, &ov)
@@ -328,7 +349,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 		t.Errorf("healthCheck %+v", c.HealthCheck)
 	case c.BGP.NodePeers == nil || c.BGP.NodePeers.LabelSelector != "edge=true":
 		t.Errorf("nodePeers %+v", c.BGP.NodePeers)
-	case c.Dataplane.IPTablesMode != "legacy" || c.Dataplane.FailureGracePeriod.Duration != 45*time.Second:
+	case c.Dataplane.IPTablesMode != "legacy" || c.Dataplane.Backend != "nftables" || c.Dataplane.FailureGracePeriod.Duration != 45*time.Second:
 		t.Errorf("dataplane %+v", c.Dataplane)
 	case c.BGP.ImportMetric != 2000:
 		t.Errorf("bgp.importMetric %d", c.BGP.ImportMetric)

@@ -35,6 +35,7 @@ type overrides struct {
 	k8sNamespace, nodePeerSelector              string
 	autoLBRoute, neighborStatus                 bool
 	iptablesMode                                string
+	backend                                     string
 	failureGrace                                time.Duration
 	importMetric                                uint32
 }
@@ -65,6 +66,7 @@ func (o *overrides) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", config.DefaultLogLevel, "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", config.DefaultLogFormat, "text or json")
 	fs.DurationVar(&o.resync, "dataplane-resync-interval", config.DefaultResyncInterval, "how often the dataplane re-reads the kernel to repair what others removed (negative: never)")
+	fs.StringVar(&o.backend, "dataplane-backend", config.DefaultBackend, "rules backend: iptables or nftables")
 	fs.StringVar(&o.iptablesMode, "dataplane-iptables-mode", config.DefaultIPTablesMode, "iptables backend: auto (match the node's), nft or legacy")
 	fs.DurationVar(&o.failureGrace, "dataplane-failure-grace-period", config.DefaultFailureGracePeriod, "how long the dataplane may keep failing before /readyz reports not ready")
 	fs.Uint32Var(&o.importMetric, "bgp-import-metric", config.DefaultImportMetric, "kernel metric of learned routes (above other routing daemons', so theirs win)")
@@ -170,6 +172,9 @@ func (o *overrides) apply(fs *pflag.FlagSet, c *config.Config) error {
 	}
 	if set("dataplane-resync-interval") {
 		c.Dataplane.ResyncInterval.Duration = o.resync
+	}
+	if set("dataplane-backend") {
+		c.Dataplane.Backend = o.backend
 	}
 	if set("dataplane-iptables-mode") {
 		c.Dataplane.IPTablesMode = o.iptablesMode

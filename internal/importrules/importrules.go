@@ -38,12 +38,15 @@ var Rules = map[string][]string{
 	// written as LBRouteReports, LBRoute status and EdgeNodeStatus.
 	"kubestatus": {"api/applyconfiguration/api/v1alpha1", "api/v1alpha1", "model", "status", "watcher"},
 	// The reconcilers return their own status types; the agent converts.
-	"dataplane":   {"config", "model"},
-	"bgp":         {"config", "model"},
-	"apv":         {"config", "model"},
-	"apv/cesink":  {"apv", "config", "model"},
-	"apv/apvemu":  {},
-	"healthcheck": {"config", "model", "version"},
+	"dataplane": {"config", "model"},
+	// The nftables rules backend, behind dataplane's Rules seam.
+	"dataplane/nftables": {"model", "dataplane/slots"},
+	"dataplane/slots":    {},
+	"bgp":                {"config", "model"},
+	"apv":                {"config", "model"},
+	"apv/cesink":         {"apv", "config", "model"},
+	"apv/apvemu":         {},
+	"healthcheck":        {"config", "model", "version"},
 	// The edges.
 	"api/v1alpha1": {},
 	"version":      {},

@@ -57,6 +57,10 @@ func New(t testing.TB, tag string) *NS {
 		_ = exec.Command("ip", "netns", "del", name).Run()
 	})
 	ns.MustRun("ip", "link", "set", "lo", "up")
+	// No duplicate address detection: a test's links are its own, and an
+	// address (a link-local one too) that stays tentative for a second or
+	// two after the link comes up drops the test's first IPv6 packets.
+	ns.MustRun("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 	return ns
 }
 

@@ -59,8 +59,10 @@ type suite struct {
 	apiNS  string // the apiserver's network namespace
 	dir    string
 	config string
-	agent  *agentproc.Agent
-	before nsState
+	// backend is the config's dataplane.backend.
+	backend string
+	agent   *agentproc.Agent
+	before  nsState
 	// goodVIPs are the VIPs of the accepted routes so far.
 	goodVIPs []string
 	// figures for the summary at the end
@@ -154,10 +156,11 @@ bgp:
 %s  importCIDRs: [10.244.0.0/16]
 apiserver: {readIdleTimeout: %s, pingTimeout: %s}
 kubernetes: {namespace: edgeagent-system}
+dataplane: {backend: %s}
 adminAddress: "127.0.0.1:19661"
 metricsAddress: "127.0.0.1:19660"
 logLevel: debug
-`, s.api.Kubeconfig, peers, readIdleTimeout, pingTimeout)
+`, s.api.Kubeconfig, peers, readIdleTimeout, pingTimeout, s.backend)
 	s.config = filepath.Join(s.dir, "edgeagent.yaml")
 	if err := os.WriteFile(s.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -270,11 +273,19 @@ func (s *suite) requests(ls loops) int64 {
 	return n
 }
 
+// TestEndToEnd runs the suite once with each rules backend
+// (dataplane.backend), each on a bed and apiserver of its own.
 func TestEndToEnd(t *testing.T) {
 	testns.RequireRoot(t)
 	apiservertest.RequireBinaries(t)
+	for _, backend := range []string{"iptables", "nftables"} {
+		t.Run(backend, func(t *testing.T) { endToEnd(t, backend) })
+	}
+}
+
+func endToEnd(t *testing.T, backend string) {
 	began := time.Now()
-	s := &suite{t: t, dir: t.TempDir()}
+	s := &suite{t: t, dir: t.TempDir(), backend: backend}
 	if err := os.Chmod(s.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +318,9 @@ func TestEndToEnd(t *testing.T) {
 	s.record("first start: every session established %s after the process started", took.Round(time.Millisecond))
 	s.waitServing(t, vipWeb, "pod1", "pod2")
 	s.waitServing(t, vipWeb2, "pod2")
+	if rep, err := s.agent.Status(); err != nil || rep.Dataplane == nil || rep.Dataplane.Backend != s.backend {
+		t.Fatalf("/status dataplane: %+v, %v; want backend %s", rep.Dataplane, err, s.backend)
+	}
 	for _, n := range []int{1, 2} {
 		poll.Until(t, 10*time.Second, fmt.Sprintf("calico%d to have both VIPs", n), func() (bool, string) {
 			o1, ok1 := s.bed.BirdRoute(n, vipWeb+"/32")
@@ -330,5 +344,5 @@ func TestEndToEnd(t *testing.T) {
 			break // each scenario starts from the state the previous one left
 		}
 	}
-	t.Logf("suite took %s; figures:\n  %s", time.Since(began).Round(time.Second), strings.Join(s.results, "\n  "))
+	t.Logf("suite (backend %s) took %s; figures:\n  %s", s.backend, time.Since(began).Round(time.Second), strings.Join(s.results, "\n  "))
 }

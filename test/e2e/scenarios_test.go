@@ -292,8 +292,12 @@ func (s *suite) cleanup(t *testing.T) {
 	// SIGTERM leaves the agent's state for its successor: the comparison
 	// below is only meaningful if there was something to clean.
 	left := captureEdge(t, s.bed)
-	if left["links"] == s.before["links"] || left["iptables"] == s.before["iptables"] {
-		t.Errorf("after SIGTERM the edge namespace holds no VIP interface or no rules of the agent:\n%s\n%s", left["links"], left["iptables"])
+	rules := "iptables"
+	if s.backend == "nftables" {
+		rules = "nftables"
+	}
+	if left["links"] == s.before["links"] || left[rules] == s.before[rules] {
+		t.Errorf("after SIGTERM the edge namespace holds no VIP interface or no rules of the agent (%s):\n%s\n%s", rules, left["links"], left[rules])
 	}
 	out, err := s.bed.Exec("edge", s.binary(), "cleanup", "--config", s.config)
 	if err != nil {
@@ -307,5 +311,5 @@ func (s *suite) cleanup(t *testing.T) {
 			t.Errorf("%s differs after cleanup:\n--- before\n%s\n--- after\n%s", k, v, after[k])
 		}
 	}
-	s.record("edgeagent cleanup: edge namespace identical to before the first start (iptables, ip6tables, links, addresses, routes, rules, forwarding sysctls): %v", same)
+	s.record("edgeagent cleanup: edge namespace identical to before the first start (iptables, ip6tables, nftables tables, links, addresses, routes, rules, forwarding sysctls): %v", same)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -77,6 +78,8 @@ func captureEdge(t *testing.T, bed *testbed.Bed) nsState {
 	st["iptables"] = normIptables(st["iptables"])
 	run("ip6tables", "ip6tables-save")
 	st["ip6tables"] = normIptables(st["ip6tables"])
+	run("nftables", "nft", "list", "tables")
+	st["nftables"] = normNFTables(st["nftables"])
 	run("links", "ip", "-o", "link", "show")
 	run("addresses", "ip", "-o", "addr", "show")
 	run("routes", "ip", "route", "show", "table", "all")
@@ -85,4 +88,21 @@ func captureEdge(t *testing.T, bed *testbed.Bed) nsState {
 	run("rules6", "ip", "-6", "rule", "show")
 	run("sysctls", "sysctl", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 	return st
+}
+
+// normNFTables keeps the nftables tables that are not iptables-nft's (those
+// are in the iptables keys, where empty ones count as absent): the agent's
+// table inet edgeagent, and anyone else's.
+func normNFTables(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 3 && (f[1] == "ip" || f[1] == "ip6") && slices.Contains([]string{"filter", "nat", "mangle", "raw", "security"}, f[2]) {
+			continue
+		}
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
