@@ -21,6 +21,7 @@ import (
 
 	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/healthcheck"
+	"github.com/arraynetworks/edgeagent/kubestatus"
 	"github.com/arraynetworks/edgeagent/model"
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/arraynetworks/edgeagent/translate"
@@ -35,7 +36,7 @@ type Options struct {
 	Config    *config.Config
 	Mode      string // "standalone" or "kubernetes"
 	Source    watcher.Source
-	Reporter  watcher.Reporter
+	Reporter  kubestatus.Reporter
 	Dataplane Dataplane
 	Speaker   Speaker
 	Appliance Appliance
@@ -328,7 +329,7 @@ func (a *Agent) announceable(state model.State) []model.VIPRoute {
 	})
 }
 
-func (a *Agent) routeReports() []watcher.RouteReport {
+func (a *Agent) routeReports() []kubestatus.RouteReport {
 	a.mu.Lock()
 	results, state := a.results, a.state
 	a.mu.Unlock()
@@ -343,9 +344,9 @@ func (a *Agent) routeReports() []watcher.RouteReport {
 		k := vs.Namespace + "/" + vs.Route
 		byRoute[k] = append(byRoute[k], vs)
 	}
-	out := make([]watcher.RouteReport, 0, len(results))
+	out := make([]kubestatus.RouteReport, 0, len(results))
 	for _, r := range results {
-		rep := watcher.RouteReport{Result: r}
+		rep := kubestatus.RouteReport{Result: r}
 		vss := byRoute[r.Key()]
 		if len(vss) > 0 {
 			rep.Programmed, rep.Advertised = true, true

@@ -288,15 +288,15 @@ func (a *agentT) stop() {
 // report translates the snapshot like the agent and reports every route
 // of namespace ns, with programmed/advertised/healthy as given per route
 // name (default: programmed, advertised, all reals healthy).
-func (a *agentT) report(ns string, override map[string]watcher.RouteReport) {
+func (a *agentT) report(ns string, override map[string]RouteReport) {
 	s := a.k.Snapshot()
 	_, results := translate.Build(s.Routes, translate.Options{Pools: testPools, Endpoints: s.Endpoints})
-	reports := make([]watcher.RouteReport, 0, len(results))
+	reports := make([]RouteReport, 0, len(results))
 	for _, r := range results {
 		if r.Namespace != ns {
 			continue // other tests' routes: the shared apiserver holds them too
 		}
-		rep := watcher.RouteReport{Result: r}
+		rep := RouteReport{Result: r}
 		if r.Accepted && len(r.Services) > 0 {
 			rep.Programmed, rep.Advertised = true, a.w.opts.Advertises
 			if len(r.Services) > 0 {

@@ -9,7 +9,6 @@ import (
 
 	acv1alpha1 "github.com/arraynetworks/edgeagent/api/applyconfiguration/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
-	"github.com/arraynetworks/edgeagent/watcher"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -82,7 +81,7 @@ type routeState struct {
 // report records the agent's verdicts and queues the slices that changed;
 // it returns the routes whose verdict changed (for the leader). It
 // updates in place: a report of 10,000 unchanged routes allocates little.
-func (n *nodeReporter) report(reports []watcher.RouteReport) []string {
+func (n *nodeReporter) report(reports []RouteReport) []string {
 	var changed []string
 	n.mu.Lock()
 	n.round++

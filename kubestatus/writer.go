@@ -79,7 +79,7 @@ type Options struct {
 	Logger           *slog.Logger
 }
 
-// Writer is the Kubernetes Reporter (watcher.Reporter) of one agent.
+// Writer is the Kubernetes Reporter (Reporter) of one agent.
 type Writer struct {
 	k    *watcher.Kube
 	c    *client
@@ -101,7 +101,7 @@ type Writer struct {
 	failures prometheus.Counter
 }
 
-var _ watcher.Reporter = (*Writer)(nil)
+var _ Reporter = (*Writer)(nil)
 
 // New makes a Writer on the source's clients and caches.
 func New(k *watcher.Kube, opts Options) (*Writer, error) {
@@ -226,10 +226,10 @@ func (w *Writer) Lead(ctx context.Context) error {
 	return l.run(ctx)
 }
 
-// ReportRoutes implements watcher.Reporter. It is cheap: it compares with
+// ReportRoutes implements Reporter. It is cheap: it compares with
 // what was last reported and queues the slices (and, on the leader, the
 // routes) whose status changed.
-func (w *Writer) ReportRoutes(_ context.Context, reports []watcher.RouteReport) {
+func (w *Writer) ReportRoutes(_ context.Context, reports []RouteReport) {
 	changed := w.node.report(reports)
 	if l := w.leading(); l != nil {
 		for _, k := range changed {
@@ -238,14 +238,14 @@ func (w *Writer) ReportRoutes(_ context.Context, reports []watcher.RouteReport) 
 	}
 }
 
-// ReportNeighbors implements watcher.Reporter.
+// ReportNeighbors implements Reporter.
 func (w *Writer) ReportNeighbors(_ context.Context, neighbors []status.Neighbor) {
 	w.nb.report(neighbors)
 }
 
 // entryOf is one route's entry in this node's report and the verdict the
 // leader needs of it.
-func entryOf(r watcher.RouteReport) (v1alpha1.ReportedRoute, Verdict) {
+func entryOf(r RouteReport) (v1alpha1.ReportedRoute, Verdict) {
 	res := r.Result
 	e := v1alpha1.ReportedRoute{
 		Namespace: res.Namespace, Name: res.Name, Generation: res.Generation,

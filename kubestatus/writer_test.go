@@ -10,7 +10,6 @@ import (
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/status"
-	"github.com/arraynetworks/edgeagent/watcher"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -101,7 +100,7 @@ func TestStatusTwoNodesFolded(t *testing.T) {
 		x.waitRoutes(t, ns, 1)
 	}
 	a.report(ns, nil)
-	b.report(ns, map[string]watcher.RouteReport{"shared": {Programmed: true, Advertised: false, Reals: 2, HealthyReals: 1}})
+	b.report(ns, map[string]RouteReport{"shared": {Programmed: true, Advertised: false, Reals: 2, HealthyReals: 1}})
 
 	eventually(t, 15*time.Second, func() error {
 		rt := e.getRoute(t, ns, "shared")
@@ -120,7 +119,7 @@ func TestStatusTwoNodesFolded(t *testing.T) {
 	settle(t, a.w, 1)
 	w0 := leaderWrites()
 	// b changes its view; the leader writes the route once.
-	b.report(ns, map[string]watcher.RouteReport{"shared": {Programmed: false, Advertised: false, Reals: 2, HealthyReals: 0}})
+	b.report(ns, map[string]RouteReport{"shared": {Programmed: false, Advertised: false, Reals: 2, HealthyReals: 0}})
 	eventually(t, 10*time.Second, func() error {
 		rt := e.getRoute(t, ns, "shared")
 		if m := msg(rt, ConditionProgrammed); m != "programmed on 1 of 2 nodes" {
@@ -253,7 +252,7 @@ func TestStatusNodeLeavesIsPruned(t *testing.T) {
 	a.waitRoutes(t, ns, 1)
 	b.waitRoutes(t, ns, 1)
 	a.report(ns, nil)
-	b.report(ns, map[string]watcher.RouteReport{"r": {Programmed: false, Reals: 1}})
+	b.report(ns, map[string]RouteReport{"r": {Programmed: false, Reals: 1}})
 	eventually(t, 15*time.Second, func() error {
 		rt := e.getRoute(t, ns, "r")
 		if m := msg(rt, ConditionProgrammed); m != "programmed on 1 of 2 nodes" || len(rt.Status.Nodes) != 1 {
@@ -287,8 +286,8 @@ func TestStatusReportReslices(t *testing.T) {
 	ns := e.namespace(t)
 	node := e.node(t, "edge-slices")
 	a := e.startAgent(t, node, false, Options{})
-	mk := func(n int) []watcher.RouteReport {
-		var out []watcher.RouteReport
+	mk := func(n int) []RouteReport {
+		var out []RouteReport
 		for i := range n {
 			out = append(out, reportOf3(ns, fmt.Sprintf("r%04d", i)))
 		}
@@ -324,8 +323,8 @@ func TestStatusReportReslices(t *testing.T) {
 	check(100, 1)
 }
 
-func reportOf3(ns, name string) watcher.RouteReport {
-	var r watcher.RouteReport
+func reportOf3(ns, name string) RouteReport {
+	var r RouteReport
 	r.Result.Namespace, r.Result.Name, r.Result.Generation, r.Result.Accepted = ns, name, 1, true
 	r.Programmed, r.Reals, r.HealthyReals = true, 3, 3
 	return r

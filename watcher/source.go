@@ -1,8 +1,8 @@
 // Package watcher feeds the agent its inputs: LBRoutes (and, in a cluster,
 // the Services and EndpointSlices they point at, Namespaces and Nodes), from
 // either a watched directory of YAML files (standalone mode) or client-go
-// informers. It never touches the kernel; it hands out snapshots and, in a
-// cluster, writes what the agent reports back into LBRoute status.
+// informers. It never touches the kernel and writes no status: it hands out
+// snapshots (package kubestatus writes what the agent reports).
 package watcher
 
 import (
@@ -11,8 +11,6 @@ import (
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
 	"github.com/arraynetworks/edgeagent/model"
-	"github.com/arraynetworks/edgeagent/status"
-	"github.com/arraynetworks/edgeagent/translate"
 )
 
 // Snapshot is a consistent view of a source's inputs to translation.
@@ -52,24 +50,4 @@ type Source interface {
 	// agent does not reconcile, so that a restart never removes state only
 	// because the source has not caught up yet.
 	Synced() bool
-}
-
-// RouteReport is what the agent did with one LBRoute, for status writing.
-type RouteReport struct {
-	Result       translate.Result
-	Programmed   bool
-	Advertised   bool
-	Reals        int
-	HealthyReals int
-	// Message says what went wrong with the route on this node besides a
-	// rejection (the dataplane refused one of its services, ...).
-	Message string
-}
-
-// Reporter takes the agent's verdicts back to where LBRoutes came from
-// (LBRoute status and Events in a cluster). Implementations must be cheap
-// to call often: they skip no-op writes and rate-limit.
-type Reporter interface {
-	ReportRoutes(ctx context.Context, reports []RouteReport)
-	ReportNeighbors(ctx context.Context, neighbors []status.Neighbor)
 }
