@@ -143,11 +143,13 @@ func Build() (dashboard.Dashboard, error) {
 		WithPanel(n.series("Reconciles and sync errors", "Reconciles per second by result; dataplane sync errors per second.", "ops",
 			q{`sum by (instance, result) (rate(edgeagent_reconcile_total{` + sel + `}[$__rate_interval]))`, "reconcile {{result}} {{instance}}"},
 			q{`rate(edgeagent_dataplane_sync_errors_total{` + sel + `}[$__rate_interval])`, "sync errors {{instance}}"})).
-		WithPanel(n.series("Dataplane steps failing", "1 while a step of the kernel sync fails (interface, addresses, sysctl, iptables-ipv4, iptables-ipv6).", "none",
+		WithPanel(n.series("Dataplane steps failing", "1 while a step of the kernel sync fails (interface, addresses, sysctl, iptables-ipv4, iptables-ipv6, nftables).", "none",
 			q{`max by (instance, step) (edgeagent_dataplane_step_failing{` + sel + `})`, "{{instance}} {{step}}"}).Min(0).Max(1)).
-		WithPanel(n.series("iptables rules and backend", "Rules the agent keeps in its EDGE- chains; 1 for the iptables backend in use.", "none",
+		WithPanel(n.series("Rules, backends and warnings", "Rules (iptables) or set and map elements (nftables) the agent keeps; 1 for the rules backend and the iptables backend in use; dataplane warnings (/status dataplane.warnings).", "none",
 			q{`edgeagent_dataplane_rules{` + sel + `}`, "rules {{instance}}"},
-			q{`max by (instance, mode) (edgeagent_dataplane_iptables_mode{` + sel + `})`, "backend {{mode}} {{instance}}"}))
+			q{`max by (instance, backend) (edgeagent_dataplane_backend{` + sel + `})`, "backend {{backend}} {{instance}}"},
+			q{`max by (instance, mode) (edgeagent_dataplane_iptables_mode{` + sel + `})`, "iptables {{mode}} {{instance}}"},
+			q{`edgeagent_dataplane_warnings{` + sel + `}`, "warnings {{instance}}"}))
 
 	b = b.WithRow(row("Apiserver connection")).
 		WithPanel(n.series("Connected / stale", "1 while the agent holds an apiserver connection; stale 1 while its view of the cluster may be out of date.", "none",
