@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/arraynetworks/edgeagent/dataplane/slots"
 	"github.com/arraynetworks/edgeagent/model"
 )
 
@@ -108,14 +109,14 @@ func TestSlots(t *testing.T) {
 		{[]uint64{100, 1}, 32, []int{31, 1}},
 		{[]uint64{97, 89, 100, 1}, 256, []int{86, 79, 89, 2}},
 	} {
-		got := fitSlots(c.w, c.limit)
+		got := slots.Apportion(c.w, c.limit)
 		if !slices.Equal(got, c.want) {
-			t.Errorf("fitSlots(%v, %d) = %v, want %v", c.w, c.limit, got, c.want)
+			t.Errorf("slots.Apportion(%v, %d) = %v, want %v", c.w, c.limit, got, c.want)
 		}
 	}
-	order := smoothOrder([]int{3, 2, 1})
+	order := slots.Smooth([]int{3, 2, 1})
 	if n := len(order); n != 6 || strings.Count(fmtInts(order), "0") != 3 || order[0] == order[1] && order[1] == order[2] {
-		t.Fatalf("smoothOrder = %v", order)
+		t.Fatalf("slots.Smooth = %v", order)
 	}
 }
 

@@ -11,10 +11,10 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/arraynetworks/edgeagent/dataplane/slots"
 	"github.com/arraynetworks/edgeagent/model"
 )
 
@@ -297,16 +297,16 @@ func renderPolicy(nat Table, chain, key string, policy model.Policy, proto strin
 				w[i] = uint64(weight(r))
 			}
 		}
-		slots := smoothOrder(fitSlots(w, max(maxWRRSlots, len(w))))
+		order := slots.Smooth(slots.Apportion(w, max(maxWRRSlots, len(w))))
 		// An nth cascade: rule k matches 1 of every (S-k) packets reaching
 		// it, so each cycle of S new connections visits every slot once and
 		// each real gets exactly its share.
-		for k, ri := range slots {
-			if k == len(slots)-1 {
+		for k, ri := range order {
+			if k == len(order)-1 {
 				add(chain, "", dnat(reals[ri]))
 				break
 			}
-			add(chain, fmt.Sprintf("-m statistic --mode nth --every %d --packet 0", len(slots)-k), dnat(reals[ri]))
+			add(chain, fmt.Sprintf("-m statistic --mode nth --every %d --packet 0", len(order)-k), dnat(reals[ri]))
 		}
 	}
 }
@@ -349,7 +349,7 @@ func renderSourceHash(nat Table, chain, key string, level int, proto string, rea
 	for i, t := range targets {
 		w[i] = t.weight
 	}
-	counts := fitSlots(w, clusterMaxNodes)
+	counts := slots.Apportion(w, clusterMaxNodes)
 	total := 0
 	for _, c := range counts {
 		total += c
@@ -392,85 +392,6 @@ func clusterNodeForm(rule string) string {
 		}
 		return fmt.Sprintf("--cluster-local-node %d", bits.TrailingZeros64(v)+1)
 	})
-}
-
-// fitSlots turns weights into whole slot counts: divided by their greatest
-// common divisor when the sum fits in limit, else apportioned over limit
-// slots (largest remainder, at least one slot each).
-func fitSlots(w []uint64, limit int) []int {
-	g := uint64(0)
-	for _, x := range w {
-		g = gcd(g, x)
-	}
-	sum := uint64(0)
-	for _, x := range w {
-		sum += x / g
-	}
-	out := make([]int, len(w))
-	if sum <= uint64(limit) {
-		for i, x := range w {
-			out[i] = int(x / g)
-		}
-		return out
-	}
-	if limit < len(w) {
-		limit = len(w)
-	}
-	// Every target gets one slot; the rest go by largest remainder.
-	total := float64(0)
-	for _, x := range w {
-		total += float64(x)
-	}
-	free := limit - len(w)
-	rem := make([]float64, len(w))
-	used := 0
-	for i, x := range w {
-		share := float64(x) / total * float64(free)
-		out[i] = 1 + int(math.Floor(share))
-		rem[i] = share - math.Floor(share)
-		used += out[i]
-	}
-	idx := make([]int, len(w))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return rem[idx[a]] > rem[idx[b]] })
-	for k := 0; used < limit; k++ {
-		out[idx[k%len(idx)]]++
-		used++
-	}
-	return out
-}
-
-// smoothOrder interleaves slot counts into one cycle (nginx's smooth
-// weighted round robin), so a real with weight 3 of 4 is not hit three times
-// in a row.
-func smoothOrder(counts []int) []int {
-	total := 0
-	for _, c := range counts {
-		total += c
-	}
-	cur := make([]int, len(counts))
-	out := make([]int, 0, total)
-	for range total {
-		best := 0
-		for i, c := range counts {
-			cur[i] += c
-			if cur[i] > cur[best] {
-				best = i
-			}
-		}
-		cur[best] -= total
-		out = append(out, best)
-	}
-	return out
-}
-
-func gcd(a, b uint64) uint64 {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
 }
 
 // weight treats an unset weight as 1.

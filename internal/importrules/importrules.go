@@ -39,7 +39,7 @@ var Rules = map[string][]string{
 	// the cluster through the watcher's informers.
 	"kubestatus": {"api/applyconfiguration/api/v1alpha1", "api/v1alpha1", "model", "status", "translate", "watcher"},
 	// The reconcilers return their own status types; the agent converts.
-	"dataplane": {"config", "model"},
+	"dataplane": {"config", "model", "dataplane/slots"},
 	// The nftables rules backend, behind dataplane's Rules seam.
 	"dataplane/nftables": {"model", "dataplane/slots"},
 	"dataplane/slots":    {},
