@@ -76,6 +76,10 @@ type Agent struct {
 	// flowcontrol.Backoff under the one key backoffKey).
 	backoff *flowcontrol.Backoff
 
+	// recMu serialises Reconcile; memo is the translations it reuses.
+	recMu sync.Mutex
+	memo  *translate.Memo
+
 	mu       sync.Mutex
 	state    model.State
 	results  []translate.Result
@@ -102,6 +106,7 @@ func New(opts Options) *Agent {
 		opts:    opts,
 		log:     cmp.Or(opts.Logger, slog.Default()),
 		errs:    map[string]error{},
+		memo:    translate.NewMemo(),
 		pools:   opts.Config.Pools(),
 		trigger: make(chan struct{}, 1),
 		damper:  newDamper(opts.Config.HealthCheck.HoldTime.Duration, opts.NoStartupGrace),
@@ -227,11 +232,14 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if !a.opts.Source.Synced() {
 		return nil
 	}
+	a.recMu.Lock()
+	defer a.recMu.Unlock()
 	start := time.Now()
 	snap := a.opts.Source.Snapshot()
 	state, results := translate.Build(snap.Routes, translate.Options{
 		Pools:     a.pools,
 		Endpoints: snap.Endpoints,
+		Memo:      a.memo,
 	})
 	if a.opts.Prober != nil {
 		state = a.opts.Prober.Apply(state)

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -150,7 +151,10 @@ type VirtualService struct {
 // It is stable for a given LBRoute entry and used in metrics, status and
 // kernel object names.
 func (vs *VirtualService) Key() string {
-	return fmt.Sprintf("%s/%s/%s/%d", vs.Namespace, vs.Route, vs.Protocol, vs.Port)
+	// Concatenation, not Sprintf: keys are made for every service on every
+	// reconcile (sorting, maps), and Sprintf was a third of a reconcile's
+	// CPU at 10,000 services.
+	return vs.Namespace + "/" + vs.Route + "/" + string(vs.Protocol) + "/" + strconv.FormatUint(uint64(vs.Port), 10)
 }
 
 // Frontend is the (VIP, port, protocol) the virtual service listens on.
@@ -186,11 +190,44 @@ type State struct {
 	Services []VirtualService
 }
 
-// Sort orders services by key so that renders and diffs are deterministic.
+// Sort orders services by key so that renders and diffs are deterministic,
+// and each service's reals by endpoint. Reals are sorted only when they are
+// not in order already, so a state built from reals that are shared with an
+// earlier state (translate's memo) is never written to.
 func (s *State) Sort() {
-	slices.SortFunc(s.Services, func(a, b VirtualService) int { return strings.Compare(a.Key(), b.Key()) })
+	SortServices(s.Services)
 	for i := range s.Services {
-		slices.SortFunc(s.Services[i].Reals, func(a, b Real) int { return a.Endpoint().Compare(b.Endpoint()) })
+		SortReals(s.Services[i].Reals)
+	}
+}
+
+// SortServices orders services by key, making each key once.
+func SortServices(vss []VirtualService) {
+	if len(vss) < 2 {
+		return
+	}
+	keys := make([]string, len(vss))
+	idx := make([]int, len(vss))
+	for i := range vss {
+		keys[i], idx[i] = vss[i].Key(), i
+	}
+	if slices.IsSortedFunc(idx, func(a, b int) int { return strings.Compare(keys[a], keys[b]) }) {
+		return
+	}
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
+	sorted := make([]VirtualService, len(vss))
+	for i, j := range idx {
+		sorted[i] = vss[j]
+	}
+	copy(vss, sorted)
+}
+
+// SortReals orders reals by endpoint (ip:port), in place when they are not
+// in order already.
+func SortReals(rs []Real) {
+	byEndpoint := func(a, b Real) int { return a.Endpoint().Compare(b.Endpoint()) }
+	if !slices.IsSortedFunc(rs, byEndpoint) {
+		slices.SortFunc(rs, byEndpoint)
 	}
 }
 

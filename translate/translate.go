@@ -32,6 +32,8 @@ type Result struct {
 	Services []model.VirtualService
 	// ServiceFound is false for a service-form route whose Service is unknown.
 	ServiceFound bool
+
+	resourceVersion string // of the object translated (Memo)
 }
 
 // Key is "namespace/name".
@@ -41,6 +43,37 @@ func (r Result) Key() string { return r.Namespace + "/" + r.Name }
 type Options struct {
 	Pools     []model.Pool
 	Endpoints model.EndpointsLookup
+	// Memo, when set, carries translations from one Build to the next.
+	Memo *Memo
+}
+
+// Memo remembers each route's translation between Builds, so that a change
+// to one route among thousands translates that route only. An entry is
+// reused only for the very object it was made from (the informer replaces an
+// object on every update and never modifies one) at the same
+// resourceVersion and generation, and only for the static form: a
+// service-form route also depends on its Service's endpoints, which change
+// without the route. Entries of routes gone are dropped by the next Build.
+// A Memo belongs to one caller at a time, and its Options (pools) must not
+// change between Builds.
+type Memo struct {
+	byRoute map[*v1alpha1.LBRoute]Result
+}
+
+// NewMemo returns an empty memo.
+func NewMemo() *Memo { return &Memo{byRoute: map[*v1alpha1.LBRoute]Result{}} }
+
+// route translates rt, from the memo when it can.
+func (m *Memo) route(rt *v1alpha1.LBRoute, opts Options, next map[*v1alpha1.LBRoute]Result) Result {
+	if m == nil || rt.Spec.Service != nil {
+		return Route(rt, opts)
+	}
+	res, ok := m.byRoute[rt]
+	if !ok || res.Generation != rt.Generation || res.resourceVersion != rt.ResourceVersion {
+		res = Route(rt, opts)
+	}
+	next[rt] = res
+	return res
 }
 
 // Build translates every route and resolves conflicts: when two routes claim
@@ -59,11 +92,15 @@ func Build(routes []*v1alpha1.LBRoute, opts Options) (model.State, []Result) {
 		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
 
+	var next map[*v1alpha1.LBRoute]Result
+	if opts.Memo != nil {
+		next = make(map[*v1alpha1.LBRoute]Result, len(opts.Memo.byRoute))
+	}
 	owner := map[model.Frontend]string{}
 	var state model.State
 	results := make([]Result, 0, len(sorted))
 	for _, rt := range sorted {
-		res := Route(rt, opts)
+		res := opts.Memo.route(rt, opts, next)
 		if res.Accepted {
 			var conflicts model.Problems
 			for _, vs := range res.Services {
@@ -86,17 +123,36 @@ func Build(routes []*v1alpha1.LBRoute, opts Options) (model.State, []Result) {
 		}
 		results = append(results, res)
 	}
+	if opts.Memo != nil {
+		opts.Memo.byRoute = next
+	}
 	state.Sort()
-	slices.SortFunc(results, func(a, b Result) int { return strings.Compare(a.Key(), b.Key()) })
+	sortResults(results)
 	return state, results
 }
 
+// sortResults orders results by key ("namespace/name"), making each key once.
+func sortResults(rs []Result) {
+	keys := make([]string, len(rs))
+	idx := make([]int, len(rs))
+	for i := range rs {
+		keys[i], idx[i] = rs[i].Key(), i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
+	sorted := make([]Result, len(rs))
+	for i, j := range idx {
+		sorted[i] = rs[j]
+	}
+	copy(rs, sorted)
+}
+
 // Route validates and translates one LBRoute on its own (no conflict check).
+// Each service's reals are in endpoint order.
 func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 	if opts.Endpoints == nil {
 		opts.Endpoints = model.NoEndpoints
 	}
-	res := Result{Namespace: rt.Namespace, Name: rt.Name, Generation: rt.Generation}
+	res := Result{Namespace: rt.Namespace, Name: rt.Name, Generation: rt.Generation, resourceVersion: rt.ResourceVersion}
 	v := validator{}
 	spec := &rt.Spec
 
@@ -153,6 +209,7 @@ func Route(rt *v1alpha1.LBRoute, opts Options) Result {
 		} else {
 			vs.Reals = staticReals(spec.RealServers, p)
 		}
+		model.SortReals(vs.Reals)
 		res.Services = append(res.Services, vs)
 	}
 	return res

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -185,5 +186,82 @@ spec: {vsIP: 10.200.0.10, ports: [{port: 80}], realServers: [{ip: 10.244.1.10}],
 	}
 	if !h.Accepts(204) || h.Accepts(500) {
 		t.Errorf("default expected status must be 200-399")
+	}
+}
+
+// TestMemoSameAsWithout builds a sequence of snapshots twice, with one Memo
+// carried through and without, and wants the same state and verdicts every
+// time: an update (a new object), a conflict that appears and goes, a route
+// deleted, a service-form route whose endpoints change under an unchanged
+// object, and an object changed in place at a new resourceVersion.
+func TestMemoSameAsWithout(t *testing.T) {
+	routes := decodeAll(t, `apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: a, namespace: x, resourceVersion: "1"}
+spec: {vsIP: 10.200.0.1, ports: [{port: 80}], realServers: [{ip: 10.244.1.12}, {ip: 10.244.1.10}]}
+---
+apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: b, namespace: x, resourceVersion: "1"}
+spec: {vsIP: 10.200.0.2, ports: [{port: 80}], realServers: [{ip: 10.244.1.11}]}
+---
+apiVersion: apv.arraynetworks.com/v1alpha1
+kind: LBRoute
+metadata: {name: svc, namespace: x, resourceVersion: "1"}
+spec: {vsIP: 10.200.0.3, ports: [{port: 80}], service: {name: svc}}
+`)
+	now := time.Now()
+	for i, rt := range routes {
+		rt.CreationTimestamp = metav1.NewTime(now.Add(time.Duration(i) * time.Minute))
+	}
+	ready := 1
+	lookup := func(ns, name string) (model.ServiceEndpoints, bool) {
+		sep := model.ServiceEndpoints{Ports: []model.ServicePort{{Name: "http", Port: 80}}}
+		for i := range ready {
+			sep.Endpoints = append(sep.Endpoints, model.Endpoint{IP: netip.AddrFrom4([4]byte{10, 244, 9, byte(1 + i)}), Ready: true, Serving: true, Ports: map[string]int32{"http": 8080}})
+		}
+		return sep, true
+	}
+	opts := translate.Options{Pools: []model.Pool{{CIDR: netip.MustParsePrefix("10.200.0.0/24")}}, Endpoints: lookup}
+	memo := translate.NewMemo()
+	check := func(step string, snap []*v1alpha1.LBRoute) (model.State, []translate.Result) {
+		t.Helper()
+		wantState, wantResults := translate.Build(snap, opts)
+		o := opts
+		o.Memo = memo
+		state, results := translate.Build(snap, o)
+		if !reflect.DeepEqual(state, wantState) || !reflect.DeepEqual(results, wantResults) {
+			t.Fatalf("%s: with the memo\n%+v\n%+v\nwithout\n%+v\n%+v", step, state, results, wantState, wantResults)
+		}
+		return state, results
+	}
+	state, _ := check("first", routes)
+	if got := state.Services[0].Reals; got[0].IP.String() != "10.244.1.10" {
+		t.Fatalf("reals not in endpoint order: %+v", got)
+	}
+	check("again", routes)
+
+	// b moves onto a's VIP: a new object, refused (older a keeps it).
+	b2 := routes[1].DeepCopy()
+	b2.ResourceVersion, b2.Spec.VSIP = "2", "10.200.0.1"
+	snap := []*v1alpha1.LBRoute{routes[0], b2, routes[2]}
+	if _, rs := check("conflict", snap); rs[1].Accepted {
+		t.Fatalf("b on a's VIP accepted: %+v", rs[1])
+	}
+	// a goes: b, unchanged, is now accepted.
+	snap = []*v1alpha1.LBRoute{b2, routes[2]}
+	if _, rs := check("a deleted", snap); !rs[0].Accepted {
+		t.Fatalf("b refused once a is gone: %+v", rs[0])
+	}
+	// The Service's endpoints change; the route object does not.
+	ready = 3
+	if st, _ := check("endpoints", snap); len(st.Services[1].Reals) != 3 {
+		t.Fatalf("service-form route did not follow its endpoints: %+v", st.Services[1])
+	}
+	// The same pointer at a new resourceVersion (a source that reuses
+	// objects) is translated again.
+	b2.ResourceVersion, b2.Spec.RealServers = "3", append(b2.Spec.RealServers, v1alpha1.RealServer{IP: "10.244.1.20"})
+	if st, _ := check("in place", snap); len(st.Services[0].Reals) != 2 {
+		t.Fatalf("changed object served from the memo: %+v", st.Services[0])
 	}
 }

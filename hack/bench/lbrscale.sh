@@ -10,6 +10,9 @@
 # static reals created before they start. Rows:
 #
 #   1k1 1k5 1k5q500 5k5 10k3 10k10   N routes × K agents (q500: statusQPS 500)
+#   5k5nft 10k10nft   the same with dataplane.backend nftables
+#   change10k change10knft   10,000 × 3, then 10 single changes (iptables /
+#              nftables backend)
 #   ops        1,000 × 3, then: 10 single changes, a non-leader and the leader
 #              restarted, a 4th agent joining, a node leaving (Node deleted)
 #   rss10k     10,000 × 1 with a heap profile of the agent
@@ -32,11 +35,11 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --rev) rev=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
-[[ $# -gt 0 ]] || { sed -n '2,27p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,30p' "$0"; exit 2; }
 [[ $EUID -eq 0 ]] || { echo "needs root (network namespaces)" >&2; exit 1; }
 mkdir -p /var/tmp/lbrscale "$(dirname "$out")"
 
@@ -69,6 +72,10 @@ for row in "$@"; do
     5k5) args="-routes 5000 -agents 5" ;;
     10k3) args="-routes 10000 -agents 3" ;;
     10k10) args="-routes 10000 -agents 10" ;;
+    5k5nft) args="-routes 5000 -agents 5 -backend nftables" ;;
+    10k10nft) args="-routes 10000 -agents 10 -backend nftables" ;;
+    change10k) args="-routes 10000 -agents 3 -changes 10" ;;
+    change10knft) args="-routes 10000 -agents 3 -changes 10 -backend nftables" ;;
     ops) args="-routes 1000 -agents 3 -changes 10 -restart -join -leave" ;;
     rss10k) args="-routes 10000 -agents 1 -pprof" ;;
     svc10k) args="-routes 10000 -agents 1 -services -pprof" ;;

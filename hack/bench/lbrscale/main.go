@@ -78,6 +78,7 @@ type options struct {
 	Keep                bool
 	GoMemLimit          string
 	GoGC                string
+	Backend             string
 }
 
 func main() {
@@ -99,10 +100,11 @@ func main() {
 	flag.BoolVar(&o.Restart, "restart", false, "after the first report: restart a non-leader agent, then the leader, and count their writes")
 	flag.BoolVar(&o.Leave, "leave", false, "at the end: stop the last full agent, delete its Node and measure until no status counts it")
 	flag.BoolVar(&o.Pprof, "pprof", false, "after the first report, save heap profiles of agent 1 (needs /debug/pprof on its admin address) and the apiserver, and print their tops")
-	flag.BoolVar(&o.CPUProfile, "cpuprofile", false, "during the first report (once 10% of the routes are complete), save 15 s CPU profiles of the leader and the apiserver")
+	flag.BoolVar(&o.CPUProfile, "cpuprofile", false, "during the first report (once 10% of the routes are complete), save 15 s CPU profiles of the leader and the apiserver; with -changes also 10 s of agent 1 during the changes")
 	flag.BoolVar(&o.Keep, "keep", false, "leave everything running at the end (for a look around); Ctrl-C cleans up")
 	flag.StringVar(&o.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT in the agents' environment (as the DaemonSet sets it from the memory limit)")
 	flag.StringVar(&o.GoGC, "gogc", "", "GOGC in the agents' environment")
+	flag.StringVar(&o.Backend, "backend", "", "dataplane.backend of the full agents: iptables or nftables (default: the agent's default)")
 	table := flag.String("table", "", "print the table of the results in this JSON-lines file (from -out) and exit")
 	flag.Parse()
 	if *table != "" {
@@ -274,6 +276,7 @@ type result struct {
 	HeapTop          string         `json:"heapTop,omitempty"`
 	CompleteTimeline []string       `json:"timeline,omitempty"`
 	CPUTop           string         `json:"cpuTop,omitempty"`
+	ChangeCPUTop     string         `json:"changeCpuTop,omitempty"`
 	// CPU seconds from the agents' start to the first report's end.
 	APIServerCPU float64 `json:"apiserverCPUSeconds"`
 	EtcdCPU      float64 `json:"etcdCPUSeconds"`
@@ -514,17 +517,21 @@ func (r *run) agentConfig(i int, addr string) (string, error) {
 		kube = append(kube, fmt.Sprintf("statusBurst: %d", r.o.StatusBurst))
 	}
 	kube = append(kube, "namespace: edgeagent-system")
+	backend := ""
+	if r.o.Backend != "" {
+		backend = ", backend: " + r.o.Backend
+	}
 	cfg := fmt.Sprintf(`nodeName: %s
 source: {kubeconfig: %s}
 vipPools:
 - cidr: 10.200.0.0/16
 bgp: {enabled: false}
-dataplane: {vipInterface: edge-vip0, masquerade: true}
+dataplane: {vipInterface: edge-vip0, masquerade: true%s}
 kubernetes: {%s}
 metricsAddress: "%s:9560"
 adminAddress: "%s:9561"
 logLevel: info
-`, nodeName(i), r.kc, strings.Join(kube, ", "), addr, addr)
+`, nodeName(i), r.kc, backend, strings.Join(kube, ", "), addr, addr)
 	p := filepath.Join(r.dir, fmt.Sprintf("agent-%d.yaml", i))
 	return p, os.WriteFile(p, []byte(cfg), 0o644)
 }
@@ -1143,6 +1150,14 @@ func (r *run) changes(ctx context.Context, w *routeWatch, nodes int, res *result
 			res.ChangeReconcile = (sum1 - sum0) / float64(n1-n0)
 		}
 	}()
+	if r.o.CPUProfile {
+		// Agent 1's CPU while the changes run: what a single change costs.
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() {
+			res.ChangeCPUTop = r.profile(ctx, "changes-cpu", fmt.Sprintf("http://%s:9561/debug/pprof/profile?seconds=10", r.agents[0].addr), r.agentBinary())
+		})
+	}
 	for c := range r.o.Changes {
 		i := (c*7919 + 13) % r.o.Routes
 		ns, name := gen.Namespace(i), lbrgen.Name(i)
@@ -1389,6 +1404,9 @@ func printResult(out io.Writer, res *result) {
 	}
 	if res.CPUTop != "" {
 		fmt.Fprintln(out, res.CPUTop)
+	}
+	if res.ChangeCPUTop != "" {
+		fmt.Fprintln(out, res.ChangeCPUTop)
 	}
 	fmt.Fprintf(out, "load average at the end: %s; commit %s\n", res.Load, res.Commit)
 }
