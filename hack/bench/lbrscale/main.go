@@ -100,7 +100,7 @@ func main() {
 	flag.BoolVar(&o.Restart, "restart", false, "after the first report: restart a non-leader agent, then the leader, and count their writes")
 	flag.BoolVar(&o.Leave, "leave", false, "at the end: stop the last full agent, delete its Node and measure until no status counts it")
 	flag.BoolVar(&o.Pprof, "pprof", false, "after the first report, save heap profiles of agent 1 (needs /debug/pprof on its admin address) and the apiserver, and print their tops")
-	flag.BoolVar(&o.CPUProfile, "cpuprofile", false, "during the first report (once 10% of the routes are complete), save 15 s CPU profiles of the leader and the apiserver; with -changes also 10 s of agent 1 during the changes")
+	flag.BoolVar(&o.CPUProfile, "cpuprofile", false, "during the first report (once 10% of the routes are complete), save 15 s CPU profiles of the leader and the apiserver; also 10 s of agent 1 from its start and, with -changes, during the changes")
 	flag.BoolVar(&o.Keep, "keep", false, "leave everything running at the end (for a look around); Ctrl-C cleans up")
 	flag.StringVar(&o.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT in the agents' environment (as the DaemonSet sets it from the memory limit)")
 	flag.StringVar(&o.GoGC, "gogc", "", "GOGC in the agents' environment")
@@ -276,6 +276,7 @@ type result struct {
 	HeapTop          string         `json:"heapTop,omitempty"`
 	CompleteTimeline []string       `json:"timeline,omitempty"`
 	CPUTop           string         `json:"cpuTop,omitempty"`
+	StartCPUTop      string         `json:"startCpuTop,omitempty"`
 	ChangeCPUTop     string         `json:"changeCpuTop,omitempty"`
 	// CPU seconds from the agents' start to the first report's end.
 	APIServerCPU float64 `json:"apiserverCPUSeconds"`
@@ -404,6 +405,23 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 		}
 	}
 	nodeCount := o.Agents + o.Sim
+	var startProfile sync.WaitGroup
+	if o.CPUProfile {
+		// Agent 1's first seconds: listing, the first reconcile, the first
+		// report.
+		startProfile.Go(func() {
+			url := fmt.Sprintf("http://%s:9561/debug/pprof/profile?seconds=10", r.agents[0].addr)
+			for time.Since(start) < 5*time.Second {
+				if resp, err := http.Get(fmt.Sprintf("http://%s:9561/healthz", r.agents[0].addr)); err == nil {
+					resp.Body.Close()
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			res.StartCPUTop = r.profile(ctx, "start-cpu", url, r.agentBinary())
+		})
+	}
+	defer startProfile.Wait()
 	cpuDone := make(chan struct{})
 	if o.CPUProfile {
 		r.onTenth = func() { res.CPUTop = r.cpuProfiles(ctx); close(cpuDone) }
@@ -1404,6 +1422,9 @@ func printResult(out io.Writer, res *result) {
 	}
 	if res.CPUTop != "" {
 		fmt.Fprintln(out, res.CPUTop)
+	}
+	if res.StartCPUTop != "" {
+		fmt.Fprintln(out, res.StartCPUTop)
 	}
 	if res.ChangeCPUTop != "" {
 		fmt.Fprintln(out, res.ChangeCPUTop)
