@@ -321,7 +321,7 @@ func (a *Agent) announceable(state model.State) []model.VIPRoute {
 	healthy := map[netip.Addr]bool{}
 	for i := range state.Services {
 		vs := &state.Services[i]
-		healthy[vs.VIP] = healthy[vs.VIP] || len(vs.EligibleReals()) > 0
+		healthy[vs.VIP] = healthy[vs.VIP] || vs.EligibleCount() > 0
 	}
 	announce, due := a.damper.Update(time.Now(), healthy)
 	a.mu.Lock()
@@ -333,7 +333,7 @@ func (a *Agent) announceable(state model.State) []model.VIPRoute {
 		}
 		// A VIP held up although all its reals are down keeps the
 		// attributes of all its services.
-		return len(vs.EligibleReals()) > 0 || !healthy[vs.VIP]
+		return vs.EligibleCount() > 0 || !healthy[vs.VIP]
 	})
 }
 
@@ -341,30 +341,33 @@ func (a *Agent) routeReports() []kubestatus.RouteReport {
 	a.mu.Lock()
 	results, state := a.results, a.state
 	a.mu.Unlock()
-	prog, adv := a.programmed(), a.advertised()
+	var prog map[string]bool
 	var refused map[string]error
 	if a.opts.Dataplane != nil {
-		refused = a.opts.Dataplane.Rejected()
+		prog, refused = a.opts.Dataplane.Programmed(), a.opts.Dataplane.Rejected()
 	}
-	byRoute := map[string][]*model.VirtualService{}
+	adv := a.advertised()
+	type routeKey struct{ ns, name string }
+	byRoute := make(map[routeKey][]*model.VirtualService, len(results))
 	for i := range state.Services {
 		vs := &state.Services[i]
-		k := vs.Namespace + "/" + vs.Route
+		k := routeKey{vs.Namespace, vs.Route}
 		byRoute[k] = append(byRoute[k], vs)
 	}
 	out := make([]kubestatus.RouteReport, 0, len(results))
 	for _, r := range results {
 		rep := kubestatus.RouteReport{Result: r}
-		vss := byRoute[r.Key()]
+		vss := byRoute[routeKey{r.Namespace, r.Name}]
 		if len(vss) > 0 {
 			rep.Programmed, rep.Advertised = true, true
 		}
 		for _, vs := range vss {
-			rep.Programmed = rep.Programmed && prog(vs)
+			key := vs.Key()
+			rep.Programmed = rep.Programmed && prog[key]
 			rep.Advertised = rep.Advertised && adv(vs)
 			rep.Reals = max(rep.Reals, len(vs.Reals))
-			rep.HealthyReals = max(rep.HealthyReals, len(vs.EligibleReals()))
-			if err := refused[vs.Key()]; err != nil && rep.Message == "" {
+			rep.HealthyReals = max(rep.HealthyReals, vs.EligibleCount())
+			if err := refused[key]; err != nil && rep.Message == "" {
 				rep.Message = fmt.Sprintf("%d/%s: %v", vs.Port, vs.Protocol, err)
 			}
 		}

@@ -65,7 +65,7 @@ type benchSource struct {
 }
 
 func (s *benchSource) Run(ctx context.Context, changed func()) error { <-ctx.Done(); return nil }
-func (s *benchSource) Synced() bool                                   { return true }
+func (s *benchSource) Synced() bool                                  { return true }
 func (s *benchSource) Snapshot() watcher.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -80,9 +81,11 @@ type appliedVS struct {
 }
 
 type appliedReal struct {
-	name     string // "ip:port"
-	up       bool   // probe verdict
-	eligible bool   // up and not terminating
+	// ep is formatted only when the gauges are scraped: every Apply
+	// records every real.
+	ep       netip.AddrPort
+	up       bool // probe verdict
+	eligible bool // up and not terminating
 }
 
 // New returns a prober; Run starts probing.
@@ -141,8 +144,9 @@ func (p *Prober) Apply(s model.State) model.State {
 		if vs.Health.Type != model.HealthNone {
 			sk = specKey(vs.Health)
 		}
-		vsSpec[vs.Key()] = sk
-		av := appliedVS{key: vs.Key(), reals: make([]appliedReal, 0, len(vs.Reals))}
+		key := vs.Key()
+		vsSpec[key] = sk
+		av := appliedVS{key: key, reals: make([]appliedReal, 0, len(vs.Reals))}
 		for j := range vs.Reals {
 			r := &vs.Reals[j]
 			if sk != "" {
@@ -161,7 +165,7 @@ func (p *Prober) Apply(s model.State) model.State {
 				want[k] = true
 				r.Healthy = r.Healthy && t.verdict.Healthy
 			}
-			av.reals = append(av.reals, appliedReal{name: r.Endpoint().String(), up: r.Healthy, eligible: r.Eligible()})
+			av.reals = append(av.reals, appliedReal{ep: r.Endpoint(), up: r.Healthy, eligible: r.Eligible()})
 		}
 		applied = append(applied, av)
 	}
@@ -380,7 +384,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			if r.eligible {
 				n++
 			}
-			ch <- prometheus.MustNewConstMetric(realUpDesc, prometheus.GaugeValue, up, vs.key, r.name)
+			ch <- prometheus.MustNewConstMetric(realUpDesc, prometheus.GaugeValue, up, vs.key, r.ep.String())
 		}
 		ch <- prometheus.MustNewConstMetric(healthyRealsDesc, prometheus.GaugeValue, float64(n), vs.key)
 	}

@@ -162,6 +162,17 @@ func (vs *VirtualService) Frontend() Frontend {
 	return Frontend{VIP: vs.VIP, Port: vs.Port, Protocol: vs.Protocol}
 }
 
+// EligibleCount is len(vs.EligibleReals()), without making the slice.
+func (vs *VirtualService) EligibleCount() int {
+	n := 0
+	for _, r := range vs.Reals {
+		if r.Eligible() {
+			n++
+		}
+	}
+	return n
+}
+
 // EligibleReals returns the reals that may receive new connections.
 func (vs *VirtualService) EligibleReals() []Real {
 	out := make([]Real, 0, len(vs.Reals))

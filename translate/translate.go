@@ -57,23 +57,24 @@ type Options struct {
 // A Memo belongs to one caller at a time, and its Options (pools) must not
 // change between Builds.
 type Memo struct {
-	byRoute map[*v1alpha1.LBRoute]Result
+	byRoute map[*v1alpha1.LBRoute]*Result // never modified once stored
 }
 
 // NewMemo returns an empty memo.
-func NewMemo() *Memo { return &Memo{byRoute: map[*v1alpha1.LBRoute]Result{}} }
+func NewMemo() *Memo { return &Memo{byRoute: map[*v1alpha1.LBRoute]*Result{}} }
 
 // route translates rt, from the memo when it can.
-func (m *Memo) route(rt *v1alpha1.LBRoute, opts Options, next map[*v1alpha1.LBRoute]Result) Result {
+func (m *Memo) route(rt *v1alpha1.LBRoute, opts Options, next map[*v1alpha1.LBRoute]*Result) Result {
 	if m == nil || rt.Spec.Service != nil {
 		return Route(rt, opts)
 	}
 	res, ok := m.byRoute[rt]
 	if !ok || res.Generation != rt.Generation || res.resourceVersion != rt.ResourceVersion {
-		res = Route(rt, opts)
+		r := Route(rt, opts)
+		res = &r
 	}
 	next[rt] = res
-	return res
+	return *res
 }
 
 // Build translates every route and resolves conflicts: when two routes claim
@@ -85,43 +86,52 @@ func Build(routes []*v1alpha1.LBRoute, opts Options) (model.State, []Result) {
 		opts.Endpoints = model.NoEndpoints
 	}
 	sorted := slices.Clone(routes)
-	slices.SortStableFunc(sorted, func(a, b *v1alpha1.LBRoute) int {
+	// namespace/name is unique, so an unstable sort gives the one order.
+	slices.SortFunc(sorted, func(a, b *v1alpha1.LBRoute) int {
 		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
 			return c
 		}
 		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
 
-	var next map[*v1alpha1.LBRoute]Result
+	var next map[*v1alpha1.LBRoute]*Result
 	if opts.Memo != nil {
-		next = make(map[*v1alpha1.LBRoute]Result, len(opts.Memo.byRoute))
+		next = make(map[*v1alpha1.LBRoute]*Result, len(sorted))
 	}
-	owner := map[model.Frontend]string{}
-	var state model.State
 	results := make([]Result, 0, len(sorted))
+	n := 0
 	for _, rt := range sorted {
 		res := opts.Memo.route(rt, opts, next)
-		if res.Accepted {
-			var conflicts model.Problems
-			for _, vs := range res.Services {
-				if o, taken := owner[vs.Frontend()]; taken {
-					conflicts = append(conflicts, model.Problem{
-						Field:  "spec.vsIP",
-						Reason: model.ReasonVIPConflict,
-						Detail: fmt.Sprintf("%s is already used by LBRoute %s", vs.Frontend(), o),
-					})
-				}
-			}
-			if len(conflicts) > 0 {
-				res.Accepted, res.Problems, res.Services = false, conflicts, nil
-			} else {
-				for _, vs := range res.Services {
-					owner[vs.Frontend()] = res.Key()
-				}
-				state.Services = append(state.Services, res.Services...)
+		n += len(res.Services)
+		results = append(results, res)
+	}
+	// Conflicts, in age order; owner holds the index of the result that
+	// has each frontend.
+	owner := make(map[model.Frontend]int, n)
+	state := model.State{Services: make([]model.VirtualService, 0, n)}
+	for i := range results {
+		res := &results[i]
+		if !res.Accepted {
+			continue
+		}
+		var conflicts model.Problems
+		for _, vs := range res.Services {
+			if o, taken := owner[vs.Frontend()]; taken {
+				conflicts = append(conflicts, model.Problem{
+					Field:  "spec.vsIP",
+					Reason: model.ReasonVIPConflict,
+					Detail: fmt.Sprintf("%s is already used by LBRoute %s", vs.Frontend(), results[o].Key()),
+				})
 			}
 		}
-		results = append(results, res)
+		if len(conflicts) > 0 {
+			res.Accepted, res.Problems, res.Services = false, conflicts, nil
+			continue
+		}
+		for _, vs := range res.Services {
+			owner[vs.Frontend()] = i
+		}
+		state.Services = append(state.Services, res.Services...)
 	}
 	if opts.Memo != nil {
 		opts.Memo.byRoute = next
