@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -316,6 +317,13 @@ func TestSourceRoutesBothFormsAndEndpointSlices(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, check("static", "10.200.0.10 10.244.9.1:8080 10.244.9.2:8080 "))
 	eventually(t, 10*time.Second, check("bysvc", "10.200.0.11 10.244.1.10:8080 10.244.2.10:8080 "))
+	var order []string
+	for _, rt := range k.Snapshot().Routes {
+		order = append(order, rt.Namespace+"/"+rt.Name)
+	}
+	if want := []string{ns + "/bysvc", ns + "/static"}; !slices.Equal(order, want) {
+		t.Errorf("snapshot routes %v, want %v (sorted by namespace/name)", order, want)
+	}
 
 	// EndpointSlice changes: one endpoint starts terminating (still serving:
 	// drained, not cut), a new one is not ready yet (not used).

@@ -100,7 +100,7 @@ func main() {
 	flag.BoolVar(&o.Restart, "restart", false, "after the first report: restart a non-leader agent, then the leader, and count their writes")
 	flag.BoolVar(&o.Leave, "leave", false, "at the end: stop the last full agent, delete its Node and measure until no status counts it")
 	flag.BoolVar(&o.Pprof, "pprof", false, "after the first report, save heap profiles of agent 1 (needs /debug/pprof on its admin address) and the apiserver, and print their tops")
-	flag.BoolVar(&o.CPUProfile, "cpuprofile", false, "during the first report (once 10% of the routes are complete), save 15 s CPU profiles of the leader and the apiserver; also 10 s of agent 1 from its start and, with -changes, during the changes")
+	flag.BoolVar(&o.CPUProfile, "cpuprofile", false, "during the first report (once 10% of the routes are complete), save 15 s CPU profiles of the leader and the apiserver; also 30 s of the last agent from its start and, with -changes, during the changes")
 	flag.BoolVar(&o.Keep, "keep", false, "leave everything running at the end (for a look around); Ctrl-C cleans up")
 	flag.StringVar(&o.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT in the agents' environment (as the DaemonSet sets it from the memory limit)")
 	flag.StringVar(&o.GoGC, "gogc", "", "GOGC in the agents' environment")
@@ -407,12 +407,13 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 	nodeCount := o.Agents + o.Sim
 	var startProfile sync.WaitGroup
 	if o.CPUProfile {
-		// Agent 1's first seconds: listing, the first reconcile, the first
-		// report.
+		// The last agent's first 30 s (with several, a non-leader most
+		// likely): listing, the first reconcile, the first report.
+		last := r.agents[len(r.agents)-1]
 		startProfile.Go(func() {
-			url := fmt.Sprintf("http://%s:9561/debug/pprof/profile?seconds=10", r.agents[0].addr)
+			url := fmt.Sprintf("http://%s:9561/debug/pprof/profile?seconds=30", last.addr)
 			for time.Since(start) < 5*time.Second {
-				if resp, err := http.Get(fmt.Sprintf("http://%s:9561/healthz", r.agents[0].addr)); err == nil {
+				if resp, err := http.Get(fmt.Sprintf("http://%s:9561/healthz", last.addr)); err == nil {
 					resp.Body.Close()
 					break
 				}
