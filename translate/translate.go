@@ -43,7 +43,9 @@ func (r Result) Key() string { return r.Namespace + "/" + r.Name }
 type Options struct {
 	Pools     []model.Pool
 	Endpoints model.EndpointsLookup
-	// Memo, when set, carries translations from one Build to the next.
+	// Memo, when set, carries translations from one Build to the next;
+	// the results and the state then share their reals with it, so callers
+	// must not modify them (the prober marks health on a copy).
 	Memo *Memo
 }
 

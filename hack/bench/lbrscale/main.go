@@ -79,6 +79,7 @@ type options struct {
 	GoMemLimit          string
 	GoGC                string
 	Backend             string
+	ProfileDelay        time.Duration
 }
 
 func main() {
@@ -104,6 +105,7 @@ func main() {
 	flag.BoolVar(&o.Keep, "keep", false, "leave everything running at the end (for a look around); Ctrl-C cleans up")
 	flag.StringVar(&o.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT in the agents' environment (as the DaemonSet sets it from the memory limit)")
 	flag.StringVar(&o.GoGC, "gogc", "", "GOGC in the agents' environment")
+	flag.DurationVar(&o.ProfileDelay, "profile-delay", 0, "with -cpuprofile: start the last agent's 30 s profile this long after the agents start")
 	flag.StringVar(&o.Backend, "backend", "", "dataplane.backend of the full agents: iptables or nftables (default: the agent's default)")
 	table := flag.String("table", "", "print the table of the results in this JSON-lines file (from -out) and exit")
 	flag.Parse()
@@ -418,6 +420,9 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
+			}
+			if d := r.o.ProfileDelay - time.Since(start); d > 0 {
+				time.Sleep(d)
 			}
 			res.StartCPUTop = r.profile(ctx, "start-cpu", url, r.agentBinary())
 		})
