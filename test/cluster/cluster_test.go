@@ -319,7 +319,7 @@ resources:
 images:
 - name: ghcr.io/arraynetworks/edgeagent
   newName: %s
-  newTag: %s
+  newTag: %q
 patches:
 - path: config.yaml
 - target: {kind: DaemonSet, name: edgeagent}
@@ -649,7 +649,7 @@ resources:
 images:
 - name: ghcr.io/arraynetworks/edgeagent
   newName: %s
-  newTag: %s
+  newTag: %q
 `, relTo(t, co, filepath.Join(root(), "deploy", "cleanup")), strings.TrimPrefix(name, "index.docker.io/"), tag)), 0o644)
 	c.MustKubectl("apply", "-k", co)
 	c.MustKubectl("-n", ns, "rollout", "status", "ds/edgeagent-cleanup", "--timeout=120s")

@@ -55,7 +55,7 @@ func helmLifecycle(t *testing.T, c *clustertest.Cluster, bed *testbed.Bed, dir, 
 	}
 	name, tag, _ := strings.Cut(image, ":")
 	values := filepath.Join(dir, "helm-values.yaml")
-	if err := os.WriteFile(values, []byte(fmt.Sprintf(`image: {repository: %s, tag: %s}
+	if err := os.WriteFile(values, []byte(fmt.Sprintf(`image: {repository: %s, tag: %q}
 config:
   vipPools: [{cidr: 10.200.0.0/24}]
   bgp:
