@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -129,7 +128,14 @@ func NewKube(opts KubeOptions) (*Kube, error) {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = opts.NodePeerSelector }))
 		k.nodes = k.nodeFactory.Core().V1().Nodes().Informer()
 	}
-	k.routes = dynamicinformer.NewFilteredDynamicInformer(dyn, LBRouteResource, metav1.NamespaceAll, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, nil).Informer()
+	lw, err := lbrouteListWatch(opts.Config, dyn)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes source: lbroute watch: %w", err)
+	}
+	// No example object: the store holds typed LBRoutes and, for objects
+	// that do not decode, unstructured ones (lbroutewatch.go); a typed
+	// example would make the reflector drop the latter.
+	k.routes = cache.NewSharedIndexInformer(lw, nil, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	if err := k.routes.SetTransform(toLBRoute); err != nil {
 		return nil, err
 	}
@@ -459,6 +465,10 @@ const decodeErrorAnnotation = "edgeagent.internal/decode-error"
 // An object that does not decode stays unstructured with the error noted,
 // so that one bad object is reported instead of breaking the whole list.
 func toLBRoute(obj any) (any, error) {
+	if rt, ok := obj.(*v1alpha1.LBRoute); ok {
+		trimLBRoute(rt)
+		return rt, nil
+	}
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil
@@ -474,6 +484,12 @@ func toLBRoute(obj any) (any, error) {
 		u.SetManagedFields(nil)
 		return u, nil
 	}
+	trimLBRoute(&rt)
+	return &rt, nil
+}
+
+// trimLBRoute drops what the agent never reads from a cached LBRoute.
+func trimLBRoute(rt *v1alpha1.LBRoute) {
 	rt.ManagedFields = nil
 	// Every route's conditions say much the same: one copy of each string
 	// for all of them.
@@ -488,7 +504,6 @@ func toLBRoute(obj any) (any, error) {
 	// subresource takes nothing else); the auto-LBRoute controller updates
 	// only the routes it created, which carry none.
 	delete(rt.Annotations, corev1.LastAppliedConfigAnnotation)
-	return &rt, nil
 }
 
 // stripManagedFields drops managedFields from cached objects: the agent
