@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/arraynetworks/edgeagent/model"
@@ -107,7 +106,7 @@ func (d *desired) changedServices(services []model.VirtualService) ([]string, ma
 	next := map[string]*model.VirtualService{}
 	for i := range services {
 		vs := &services[i]
-		key := serviceKey(vs)
+		key := vs.Key()
 		if _, dup := next[key]; dup {
 			continue // the same key twice: the first one counts
 		}
@@ -352,12 +351,6 @@ func (d *desired) rebuild(dirty map[chainRef]bool) {
 			d.rs[fam][tableFilter][chainInput] = rules
 		}
 	}
-}
-
-// serviceKey is vs.Key() without fmt (it runs for every service on every
-// sync).
-func serviceKey(vs *model.VirtualService) string {
-	return vs.Namespace + "/" + vs.Route + "/" + string(vs.Protocol) + "/" + strconv.Itoa(int(vs.Port))
 }
 
 func bucketChain(fam Family, v byte) string { return fmt.Sprintf("%sB%d-%02x", ChainPrefix, fam, v) }

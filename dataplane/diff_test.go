@@ -140,13 +140,6 @@ func TestProbabilityRoundTrips(t *testing.T) {
 	}
 }
 
-func TestServiceKeyMatchesModel(t *testing.T) {
-	v := vs("ns-1", "route.a", "10.0.0.1", 65535, model.UDP, model.RoundRobin)
-	if serviceKey(&v) != v.Key() {
-		t.Fatalf("serviceKey %q != Key %q", serviceKey(&v), v.Key())
-	}
-}
-
 func TestDiffRemovesUnwantedJump(t *testing.T) {
 	opt := RenderOptions{Masquerade: true, NoLocalTraffic: true}
 	r := Render(nil, opt)

@@ -19,7 +19,7 @@ type VIPRoute struct {
 // When several virtual services share a VIP, the attributes of the first one
 // (by key) win; communities are merged.
 func (s *State) Announceable() []VIPRoute {
-	return s.RoutesWhere(func(vs *VirtualService) bool { return len(vs.EligibleReals()) > 0 })
+	return s.RoutesWhere(func(vs *VirtualService) bool { return vs.EligibleCount() > 0 })
 }
 
 // RoutesWhere returns one host route per VIP of the virtual services keep

@@ -61,3 +61,19 @@ func TestCloneIsDeep(t *testing.T) {
 		t.Fatal("Clone shares memory with the original")
 	}
 }
+
+// TestKeyFormat pins the key's form: it names kernel objects, metrics and
+// status entries, so both dataplane backends and the reports rely on it.
+func TestKeyFormat(t *testing.T) {
+	for _, tc := range []struct {
+		vs   VirtualService
+		want string
+	}{
+		{VirtualService{Namespace: "ns-1", Route: "route.a", Protocol: UDP, Port: 65535}, "ns-1/route.a/UDP/65535"},
+		{VirtualService{Namespace: "a", Route: "x", Protocol: TCP, Port: 80}, "a/x/TCP/80"},
+	} {
+		if got := tc.vs.Key(); got != tc.want {
+			t.Errorf("Key() = %q, want %q", got, tc.want)
+		}
+	}
+}

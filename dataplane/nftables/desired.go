@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 
 	"github.com/arraynetworks/edgeagent/model"
 )
@@ -147,7 +146,7 @@ func (d *desired) updateFull(services []model.VirtualService) []string {
 				continue
 			}
 		}
-		key := serviceKey(vs)
+		key := vs.Key()
 		slow++
 		if _, dup := next[key]; dup {
 			continue
@@ -245,7 +244,7 @@ func (d *desired) relayout(services []model.VirtualService) {
 	d.sigReals = make([]realSig, 0, n)
 	d.prevDup = false
 	for i := range services {
-		e := d.services[serviceKey(&services[i])]
+		e := d.services[services[i].Key()]
 		if e == nil {
 			e = &entry{pos: -1} // cannot happen: every input has an entry
 		}
@@ -285,12 +284,12 @@ func (d *desired) updateFast(services []model.VirtualService) (changed []string,
 	oldKeys := map[string]bool{}
 	for _, i := range diff {
 		inDiff[i] = true
-		oldKeys[serviceKey(&d.prev[i].vs)] = true
+		oldKeys[d.prev[i].vs.Key()] = true
 	}
 	newKeys := make([]string, len(diff))
 	seen := map[string]bool{}
 	for n, i := range diff {
-		key := serviceKey(&services[i])
+		key := services[i].Key()
 		if seen[key] {
 			return nil, false // twice in the input
 		}
@@ -326,7 +325,7 @@ func (d *desired) updateFast(services []model.VirtualService) (changed []string,
 	// entries at their old positions.
 	for old := range d.removed {
 		if old.pos >= 0 && old.pos < len(d.prev) && d.prev[old.pos] == old {
-			if e := d.services[serviceKey(&old.vs)]; e != nil {
+			if e := d.services[old.vs.Key()]; e != nil {
 				e.pos, d.prev[old.pos] = old.pos, e
 			}
 		}
@@ -423,12 +422,6 @@ func frontendOf(vs *model.VirtualService) model.Frontend {
 	fe := vs.Frontend()
 	fe.VIP = fe.VIP.Unmap()
 	return fe
-}
-
-// serviceKey is vs.Key() without fmt (it runs for every service on every
-// sync).
-func serviceKey(vs *model.VirtualService) string {
-	return vs.Namespace + "/" + vs.Route + "/" + string(vs.Protocol) + "/" + strconv.Itoa(int(vs.Port))
 }
 
 // sameService reports whether two services render the same elements.
