@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/arraynetworks/edgeagent/dataplane/frontends"
 	"github.com/arraynetworks/edgeagent/model"
 )
 
@@ -40,8 +41,9 @@ type desired struct {
 	jumps  []jump
 	noIPv6 error
 	gen    uint64
-	// fronts indexes every service (rendered or not) by frontend.
-	fronts map[model.Frontend]map[string]bool
+	// fronts says who owns each frontend among every service (rendered
+	// or not).
+	fronts *frontends.Index
 	// Kept up to date by add and remove: how many rendered services use
 	// each VIP, which VIPs an update touched, the services that failed to
 	// render, and how many rendered services are IPv6.
@@ -67,7 +69,7 @@ func newDesired(opt RenderOptions) *desired {
 		buckets:  map[Family]map[byte]map[string]*vsRender{IPv4: {}, IPv6: {}},
 		rejects:  map[Family]map[string]*vsRender{IPv4: {}, IPv6: {}},
 		vipRefs:  map[netip.Prefix]int{},
-		fronts:   map[model.Frontend]map[string]bool{},
+		fronts:   frontends.NewIndex(),
 		vipDirty: map[netip.Prefix]bool{},
 		errs:     map[string]error{},
 	}
@@ -81,13 +83,13 @@ func (d *desired) update(services []model.VirtualService) (map[chainRef]bool, []
 	dirty := map[chainRef]bool{}
 	todo, next := d.changedServices(services)
 	gone := d.goneServices(next)
-	todo = d.reassignFrontends(todo, gone, next)
+	todo = d.fronts.Reassign(todo, gone, next, d.applied)
 	for _, key := range gone {
 		d.remove(key, dirty)
 	}
 	for _, key := range todo {
 		vs := next[key]
-		owner := d.ownerOf(frontendOf(vs))
+		owner := d.fronts.Owner(frontends.Of(vs))
 		d.remove(key, dirty)
 		r := d.render(vs, key, owner == key, owner)
 		r.gen = d.gen
@@ -136,57 +138,13 @@ func (d *desired) goneServices(next map[string]*model.VirtualService) []string {
 	return gone
 }
 
-// reassignFrontends keeps frontend ownership: the smallest key using a
-// frontend owns it, so the verdict on a duplicate does not depend on input
-// order. Only frontends that changed hands are looked at; an unchanged
-// service that won or lost its frontend is added to todo.
-func (d *desired) reassignFrontends(todo, gone []string, next map[string]*model.VirtualService) []string {
-	touched := map[model.Frontend]bool{}
-	for _, key := range append(slices.Clone(todo), gone...) {
-		if r, ok := d.services[key]; ok {
-			fe := frontendOf(&r.vs)
-			delete(d.fronts[fe], key)
-			if len(d.fronts[fe]) == 0 {
-				delete(d.fronts, fe)
-			}
-			touched[fe] = true
-		}
+// applied is the service as last rendered (frontends.Applied).
+func (d *desired) applied(key string) (*model.VirtualService, bool, bool) {
+	r, ok := d.services[key]
+	if !ok {
+		return nil, false, false
 	}
-	for _, key := range todo {
-		fe := frontendOf(next[key])
-		if d.fronts[fe] == nil {
-			d.fronts[fe] = map[string]bool{}
-		}
-		d.fronts[fe][key] = true
-		touched[fe] = true
-	}
-	for fe := range touched {
-		owner := d.ownerOf(fe)
-		for key := range d.fronts[fe] {
-			if r, ok := d.services[key]; ok && next[key] == nil && r.owner != (key == owner) {
-				vs := r.vs
-				next[key] = &vs
-				todo = append(todo, key)
-			}
-		}
-	}
-	return todo
-}
-
-func (d *desired) ownerOf(fe model.Frontend) string {
-	owner := ""
-	for key := range d.fronts[fe] {
-		if owner == "" || key < owner {
-			owner = key
-		}
-	}
-	return owner
-}
-
-func frontendOf(vs *model.VirtualService) model.Frontend {
-	fe := vs.Frontend()
-	fe.VIP = fe.VIP.Unmap()
-	return fe
+	return &r.vs, r.owner, true
 }
 
 func (d *desired) render(vs *model.VirtualService, key string, isOwner bool, ownerKey string) *vsRender {

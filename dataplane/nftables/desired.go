@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/arraynetworks/edgeagent/dataplane/frontends"
 	"github.com/arraynetworks/edgeagent/model"
 )
 
@@ -24,8 +25,9 @@ type entry struct {
 type desired struct {
 	gen      uint64
 	services map[string]*entry
-	// fronts indexes every service (rendered or not) by frontend.
-	fronts map[model.Frontend]map[string]bool
+	// fronts says who owns each frontend among every service (rendered
+	// or not).
+	fronts *frontends.Index
 	errs   map[string]error
 	elems  elemSet
 	// dirty: set → element keys whose wanted value may have changed since
@@ -107,7 +109,7 @@ func (d *desired) setSig(i int, vs *model.VirtualService) {
 func newDesired() *desired {
 	return &desired{
 		services: map[string]*entry{},
-		fronts:   map[model.Frontend]map[string]bool{},
+		fronts:   frontends.NewIndex(),
 		errs:     map[string]error{},
 		elems:    elemSet{},
 		dirty:    map[string]map[string]bool{},
@@ -184,42 +186,13 @@ func (d *desired) updateFull(services []model.VirtualService) []string {
 // next) and removes the gone ones, settling who owns each frontend they
 // touch. It returns every key whose elements may have changed.
 func (d *desired) applyChanges(todo []string, next map[string]*model.VirtualService, gone []string) []string {
-	touched := map[model.Frontend]bool{}
-	for _, key := range append(slices.Clone(todo), gone...) {
-		if e, ok := d.services[key]; ok {
-			fe := frontendOf(&e.vs)
-			delete(d.fronts[fe], key)
-			if len(d.fronts[fe]) == 0 {
-				delete(d.fronts, fe)
-			}
-			touched[fe] = true
-		}
-	}
-	for _, key := range todo {
-		fe := frontendOf(next[key])
-		if d.fronts[fe] == nil {
-			d.fronts[fe] = map[string]bool{}
-		}
-		d.fronts[fe][key] = true
-		touched[fe] = true
-	}
-	for fe := range touched {
-		owner := d.ownerOf(fe)
-		for key := range d.fronts[fe] {
-			if e, ok := d.services[key]; ok && next[key] == nil && e.owner != (key == owner) {
-				// An unchanged service won or lost its frontend.
-				vs := e.vs
-				next[key] = &vs
-				todo = append(todo, key)
-			}
-		}
-	}
+	todo = d.fronts.Reassign(todo, gone, next, d.applied)
 	for _, key := range gone {
 		d.remove(key)
 	}
 	for _, key := range todo {
 		vs := next[key]
-		owner := d.ownerOf(frontendOf(vs))
+		owner := d.fronts.Owner(frontends.Of(vs))
 		d.remove(key)
 		e := &entry{vs: *vs, gen: d.gen, owner: owner == key, pos: -1}
 		e.vs.Reals = slices.Clone(vs.Reals)
@@ -339,14 +312,13 @@ func sameIdentity(a, b *model.VirtualService) bool {
 	return a.Port == b.Port && a.Protocol == b.Protocol && a.Route == b.Route && a.Namespace == b.Namespace
 }
 
-func (d *desired) ownerOf(fe model.Frontend) string {
-	owner := ""
-	for key := range d.fronts[fe] {
-		if owner == "" || key < owner {
-			owner = key
-		}
+// applied is the service as last rendered (frontends.Applied).
+func (d *desired) applied(key string) (*model.VirtualService, bool, bool) {
+	e, ok := d.services[key]
+	if !ok {
+		return nil, false, false
 	}
-	return owner
+	return &e.vs, e.owner, true
 }
 
 func (d *desired) add(key string, e *entry) {
@@ -416,12 +388,6 @@ func (d *desired) markAll() {
 func (d *desired) clean() {
 	d.full = false
 	d.dirty = map[string]map[string]bool{}
-}
-
-func frontendOf(vs *model.VirtualService) model.Frontend {
-	fe := vs.Frontend()
-	fe.VIP = fe.VIP.Unmap()
-	return fe
 }
 
 // sameService reports whether two services render the same elements.

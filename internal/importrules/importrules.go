@@ -39,15 +39,16 @@ var Rules = map[string][]string{
 	// the cluster through the watcher's informers.
 	"kubestatus": {"api/applyconfiguration/api/v1alpha1", "api/v1alpha1", "model", "status", "translate", "watcher"},
 	// The reconcilers return their own status types; the agent converts.
-	"dataplane": {"config", "model", "dataplane/slots"},
+	"dataplane": {"config", "model", "dataplane/frontends", "dataplane/slots"},
 	// The nftables rules backend, behind dataplane's Rules seam.
-	"dataplane/nftables": {"model", "dataplane/slots"},
-	"dataplane/slots":    {},
-	"bgp":                {"config", "model"},
-	"apv":                {"config", "model"},
-	"apv/cesink":         {"apv", "config", "model"},
-	"apv/apvemu":         {},
-	"healthcheck":        {"config", "model", "version"},
+	"dataplane/nftables":  {"model", "dataplane/frontends", "dataplane/slots"},
+	"dataplane/frontends": {"model"},
+	"dataplane/slots":     {},
+	"bgp":                 {"config", "model"},
+	"apv":                 {"config", "model"},
+	"apv/cesink":          {"apv", "config", "model"},
+	"apv/apvemu":          {},
+	"healthcheck":         {"config", "model", "version"},
 	// The edges.
 	"api/v1alpha1": {},
 	"version":      {},
