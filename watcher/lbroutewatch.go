@@ -201,7 +201,7 @@ func newLBRouteSerializer() lbrouteSerializer {
 		StreamSerializer: &runtime.StreamSerializerInfo{
 			EncodesAsText: true,
 			Serializer:    watchEnvelopes{typed},
-			Framer:        json.Framer,
+			Framer:        objectFramer{},
 		},
 	}}}
 }
