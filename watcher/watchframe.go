@@ -103,20 +103,24 @@ func (f *objectFrameReader) next() ([]byte, bool) {
 	if f.buf[f.off] != '{' {
 		return nil, false
 	}
-	depth, inString, escaped := 0, false, false
+	depth, inString := 0, false
 	for i := f.off; ; {
 		for ; i < len(f.buf); i++ {
-			c := f.buf[i]
-			switch {
-			case inString:
-				switch {
-				case escaped:
-					escaped = false
-				case c == '\\':
-					escaped = true
-				case c == '"':
+			if inString {
+				// Most of an object is strings: jump to the next quote
+				// and look back for the backslashes that would escape it.
+				q := bytes.IndexByte(f.buf[i:], '"')
+				if q < 0 {
+					i = len(f.buf) - 1
+					continue
+				}
+				i += q
+				if !escapedQuote(f.buf[f.off:i]) {
 					inString = false
 				}
+				continue
+			}
+			switch c := f.buf[i]; {
 			case c == '"':
 				inString = true
 			case c == '{' || c == '[':
@@ -161,6 +165,16 @@ func (f *objectFrameReader) fill() bool {
 		f.err = err
 	}
 	return n > 0 || err == nil
+}
+
+// escapedQuote reports whether a quote after b is escaped: preceded by an
+// odd number of backslashes.
+func escapedQuote(b []byte) bool {
+	n := 0
+	for n < len(b) && b[len(b)-1-n] == '\\' {
+		n++
+	}
+	return n%2 == 1
 }
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
