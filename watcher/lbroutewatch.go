@@ -34,10 +34,11 @@ import (
 // object to skip it, then the same Interpret, validation and decode for
 // the object. At 10,000 routes × 10 nodes every agent takes in every one of
 // the leader's status writes, and this was ~70 % of a non-leader's CPU. So
-// both steps have a fast path for the shape the apiserver sends (one compact
-// envelope, an LBRoute that fits the type) which gives exactly what the
-// serializer would (TestLBRouteWatchFastPathsMatchSerializer), and anything
-// else takes the serializer's own path as before:
+// each step has a fast path for what the apiserver sends (a stream of
+// compact envelopes, each an LBRoute that fits the type) which gives
+// exactly what client-go's reader and serializer would
+// (TestLBRouteWatchFastPathsMatchSerializer, TestObjectFramerMatchesJSONFramer),
+// and anything else takes their own path as before:
 //   - objectFramer (watchframe.go) frames the stream as json.Framer does,
 //     with one validating scan instead of two;
 //   - watchEnvelopes splits a compact {"type":"…","object":{…}} by its
