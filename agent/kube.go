@@ -45,6 +45,9 @@ func buildKube(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		return nil, fmt.Errorf("apiserver config (source.kubeconfig %q): %w", cfg.Source.Kubeconfig, err)
 	}
 	rc.UserAgent = "edgeagent/" + version.String()
+	if c := cfg.APIServer.Compression; c == nil || !*c {
+		rc.DisableCompression = true
+	}
 	// Status writes have their own, tighter limit (kubernetes.statusQPS);
 	// this one leaves room for the rest beside them (leader election,
 	// auto-LBRoute, Events). The apiserver's flow control (the shipped

@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,10 @@ import (
 	"github.com/arraynetworks/edgeagent/internal/apiservertest"
 	"github.com/arraynetworks/edgeagent/internal/testns"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // With source.dir empty the agent runs on the Kubernetes source: it sees
@@ -73,3 +79,58 @@ kubernetes: {namespace: default, neighborStatus: false}
 			fmt.Sprintf("agent status %+v; LBRoute status %q", st.APIServer, out)
 	})
 }
+
+// The agent's apiserver clients do not ask for gzip unless
+// apiserver.compression is true: the apiserver compresses a large list
+// (and a watch) for each client that asks.
+func TestAPIServerCompression(t *testing.T) {
+	s := apiservertest.Start(t, apiservertest.Options{CRDDir: "-"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := kubernetes.NewForConfigOrDie(s.Config())
+	// A list well above the apiserver's 128 KB compression threshold.
+	for i := range 40 {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("big-%d", i), Namespace: "default"},
+			Data: map[string]string{"x": strings.Repeat(fmt.Sprintf("%08d", i), 512)}}
+		if _, err := admin.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name        string
+		compression *bool
+		wantGzip    bool
+	}{{"default", nil, false}, {"compression: true", ptrTo(true), true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config.Config{NodeName: "edge-1", Source: config.Source{Kubeconfig: s.Kubeconfig},
+				Kubernetes: config.Kubernetes{Namespace: "default"}}
+			cfg.APIServer.Compression = tc.compression
+			cfg.ApplyDefaults()
+			parts, err := buildKube(cfg, slog.Default(), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			hc, err := rest.HTTPClientFor(parts.source.RESTConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Config().Host+"/api/v1/namespaces/default/configmaps", nil)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || len(body) < 128<<10 {
+				t.Fatalf("list: %s, %d bytes", resp.Status, len(body))
+			}
+			// The transport asked for gzip itself (and decompressed) exactly
+			// when compression is on.
+			if resp.Uncompressed != tc.wantGzip {
+				t.Errorf("response gzip-compressed: %v, want %v", resp.Uncompressed, tc.wantGzip)
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

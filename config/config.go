@@ -186,10 +186,19 @@ type Dataplane struct {
 	FailureGracePeriod Duration `json:"failureGracePeriod,omitzero"`
 }
 
-// APIServer configures the apiserver connection's health checking.
+// APIServer configures the apiserver connection: its health checking and
+// compression.
 type APIServer struct {
 	ReadIdleTimeout *Duration `json:"readIdleTimeout,omitempty"`
 	PingTimeout     *Duration `json:"pingTimeout,omitempty"`
+	// Compression asks the apiserver to gzip its responses. Default false,
+	// as kube-controller-manager and kube-scheduler do: the apiserver
+	// compresses a watch for each watcher separately, and every agent
+	// watches every LBRoute, so at thousands of routes gzip is CPU on the
+	// apiserver and on every agent for bytes a cluster network carries
+	// cheaply (docs/benchmarks/kube.md). True for edge nodes behind a thin
+	// link. A kubeconfig's disable-compression: true wins.
+	Compression *bool `json:"compression,omitempty"`
 }
 
 // HealthCheck configures the real-server prober.
@@ -381,6 +390,10 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.APIServer.PingTimeout == nil {
 		c.APIServer.PingTimeout = &Duration{envSeconds("HTTP2_PING_TIMEOUT_SECONDS", DefaultPingTimeout)}
+	}
+	if c.APIServer.Compression == nil {
+		compression := DefaultAPIServerCompression
+		c.APIServer.Compression = &compression
 	}
 	if c.Kubernetes.Namespace == "" {
 		c.Kubernetes.Namespace = os.Getenv("POD_NAMESPACE")

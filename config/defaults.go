@@ -22,6 +22,7 @@ const (
 	// HTTP2_READ_IDLE_TIMEOUT_SECONDS / HTTP2_PING_TIMEOUT_SECONDS are set.
 	DefaultReadIdleTimeout        = 10 * time.Second
 	DefaultPingTimeout            = 5 * time.Second
+	DefaultAPIServerCompression   = false
 	DefaultNamespace              = "edgeagent-system"
 	DefaultNeighborStatusInterval = 30 * time.Second
 	// DefaultStatusQPS and DefaultStatusBurst: a fresh install writes every

@@ -52,6 +52,8 @@ type nodeView struct {
 	parts      []*v1alpha1.LBRouteReport
 	advertises bool
 	created    time.Time
+	heartbeat  time.Time // while pending: the agent's last heartbeat (its clock)
+	heard      time.Time // when the leader saw that heartbeat (its own clock)
 	owner      types.UID // the Node that owns the reports, if any
 	valid      bool
 }
@@ -186,6 +188,11 @@ func (l *leader) reportChanged(oldObj, newObj any) {
 		}
 	}
 	v.refresh()
+	if v.slices == 0 && !v.heartbeat.IsZero() && !v.heartbeat.Equal(before.heartbeat) {
+		// The time it was seen, not the one written: the agent's clock
+		// may be off.
+		v.heard = time.Now()
+	}
 	if len(v.objs) == 0 {
 		delete(l.views, node)
 		v = &nodeView{}
@@ -223,6 +230,10 @@ func (v *nodeView) refresh() {
 	v.slices, v.parts, v.valid = n, parts, true
 	v.advertises = first.Advertises
 	v.created = first.CreationTimestamp.Time
+	v.heartbeat = time.Time{}
+	if n == 0 && first.Heartbeat != nil {
+		v.heartbeat = first.Heartbeat.Time
+	}
 	v.owner = ""
 	for _, p := range parts {
 		if p.CreationTimestamp.Before(&metav1.Time{Time: v.created}) {
@@ -464,9 +475,11 @@ func statusSum(st *v1alpha1.LBRouteStatus) uint64 {
 }
 
 // holdUntil is when the route's status may be written: a node that just
-// started is waited for (StartupHold after it appeared), and after a spec
-// change the nodes are given GenerationHold to report the new generation,
-// so that a fresh install or a mass change writes each route once.
+// started is waited for (StartupHold after it appeared, or after its last
+// heartbeat while it says it is starting, StartupHoldMax at most), and
+// after a spec change the nodes are given GenerationHold to report the new
+// generation, so that a fresh install or a mass change writes each route
+// once.
 func (l *leader) holdUntil(key string, rt *v1alpha1.LBRoute, views []NodeView, now time.Time) time.Time {
 	l.mu.Lock()
 	s, ok := l.seen[key]
@@ -475,9 +488,13 @@ func (l *leader) holdUntil(key string, rt *v1alpha1.LBRoute, views []NodeView, n
 		l.seen[key] = s
 	}
 	created := map[string]time.Time{}
+	startWait := map[string]time.Time{} // pending nodes: the end of the wait for them
 	for _, nv := range views {
 		if v := l.views[nv.Node]; v != nil {
 			created[nv.Node] = v.created
+			if nv.Pending {
+				startWait[nv.Node] = l.startWait(v)
+			}
 		}
 	}
 	_, mine := l.views[l.w.opts.NodeName]
@@ -493,7 +510,9 @@ func (l *leader) holdUntil(key string, rt *v1alpha1.LBRoute, views []NodeView, n
 			continue
 		}
 		t := s.at.Add(l.w.opts.GenerationHold)
-		if c := created[nv.Node]; nv.Pending || now.Sub(c) < l.w.opts.StartupHold {
+		if nv.Pending {
+			t = startWait[nv.Node]
+		} else if c := created[nv.Node]; now.Sub(c) < l.w.opts.StartupHold {
 			t = c.Add(l.w.opts.StartupHold)
 		}
 		if t.After(until) {
@@ -501,6 +520,25 @@ func (l *leader) holdUntil(key string, rt *v1alpha1.LBRoute, views []NodeView, n
 		}
 	}
 	return until
+}
+
+// startWait is how long a pending node is waited for: StartupHold after it
+// appeared or after its last heartbeat came in, whichever is later, and never past
+// StartupHoldMax after it appeared (an agent that says it is starting for
+// longer is counted as not programmed). Call with l.mu held.
+func (l *leader) startWait(v *nodeView) time.Time {
+	from := v.created
+	if v.heard.After(from) {
+		from = v.heard
+	}
+	return minTime(from.Add(l.w.opts.StartupHold), v.created.Add(l.w.opts.StartupHoldMax))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // carryLegacy keeps status.nodes entries written by agents of the previous

@@ -203,10 +203,35 @@ func (n *nodeReporter) run(ctx context.Context) error {
 		// that the leader waits for it instead of writing every route
 		// once without it and once more with it.
 		n.queue.Add(0)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { n.heartbeat(ctx) })
 	}
 	for n.processNext(ctx) {
 	}
 	return nil
+}
+
+// heartbeat refreshes the presence report until the first report replaces
+// it, so that the leader goes on waiting for a node whose first reconcile
+// is slow rather than writing every route twice.
+func (n *nodeReporter) heartbeat(ctx context.Context) {
+	t := time.NewTicker(n.w.opts.StartupHeartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		reported := n.reported
+		n.mu.Unlock()
+		if reported {
+			return
+		}
+		n.queue.Add(0)
+	}
 }
 
 func (n *nodeReporter) processNext(ctx context.Context) bool {
@@ -245,12 +270,18 @@ func (n *nodeReporter) sync(ctx context.Context, i int32) error {
 		}
 	}
 	n.mu.Unlock()
+	var heartbeat *metav1.Time
 	switch {
 	case !reported:
-		if i != 0 || len(n.own.GetStore().ListKeys()) > 0 {
+		if i != 0 || (cur == nil && len(n.own.GetStore().ListKeys()) > 0) || (cur != nil && cur.Slices != 0) {
 			return nil // keep a report from before a restart until the first reconcile
 		}
+		if cur != nil && cur.Heartbeat != nil && time.Since(cur.Heartbeat.Time) < n.w.opts.StartupHeartbeat/2 {
+			return nil
+		}
 		slices = 0 // presence
+		now := metav1.Now()
+		heartbeat = &now
 	case i >= slices:
 		if cur == nil {
 			return nil
@@ -265,14 +296,18 @@ func (n *nodeReporter) sync(ctx context.Context, i int32) error {
 	want.Routes = Slice(routes, 1)[0]
 	want.Summary = Summarize(want.Routes, want.Advertises)
 	owner := n.ownerRef(ctx)
-	if cur != nil && sameReport(cur, want) && (owner == nil || hasOwner(cur, *owner.UID)) && (owner != nil || len(cur.OwnerReferences) == 0) {
+	if cur != nil && heartbeat == nil && sameReport(cur, want) && (owner == nil || hasOwner(cur, *owner.UID)) && (owner != nil || len(cur.OwnerReferences) == 0) {
 		return nil
 	}
+	// Applied without a heartbeat, the field (this manager's) goes.
 	ac := acv1alpha1.LBRouteReport(name).
 		WithLabels(map[string]string{NodeLabel: NodeLabelValue(node)}).
 		WithNode(node).WithSlice(i).WithSlices(slices).WithAdvertises(want.Advertises).
 		WithSummary(acv1alpha1.LBRouteReportSummary().
 			WithRoutes(want.Summary.Routes).WithProgrammed(want.Summary.Programmed).WithFailing(want.Summary.Failing))
+	if heartbeat != nil {
+		ac.WithHeartbeat(*heartbeat)
+	}
 	if owner != nil {
 		ac.WithOwnerReferences(owner)
 	}
@@ -345,7 +380,7 @@ func hasOwner(r *v1alpha1.LBRouteReport, uid types.UID) bool {
 }
 
 func sameReport(a, b *v1alpha1.LBRouteReport) bool {
-	return a.Node == b.Node && a.Slice == b.Slice && a.Slices == b.Slices && a.Advertises == b.Advertises &&
+	return (a.Heartbeat == nil) == (b.Heartbeat == nil) && a.Node == b.Node && a.Slice == b.Slice && a.Slices == b.Slices && a.Advertises == b.Advertises &&
 		a.Summary == b.Summary && len(a.Routes) == len(b.Routes) && equalRoutes(a.Routes, b.Routes)
 }
 

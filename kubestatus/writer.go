@@ -70,6 +70,13 @@ type Options struct {
 	// route's new generation (default 2s). Holding a route's status while
 	// nodes catch up writes it once instead of once per node.
 	StartupHold, GenerationHold time.Duration
+	// StartupHeartbeat is how often a starting agent refreshes its presence
+	// report (default 15s), and StartupHoldMax the longest the leader waits
+	// for a node that keeps saying it is starting (default 5m): on a
+	// crowded node the first reconcile of 10,000 routes can outlast
+	// StartupHold, and a route written without the node is written again
+	// when it reports.
+	StartupHeartbeat, StartupHoldMax time.Duration
 	// NeighborStatus turns EdgeNodeStatus writing on; NeighborInterval is
 	// the least time between two such writes (default 30s) unless a
 	// session changes state.
@@ -119,6 +126,15 @@ func New(k *watcher.Kube, opts Options) (*Writer, error) {
 	}
 	if opts.StartupHold <= 0 {
 		opts.StartupHold = 60 * time.Second
+	}
+	if opts.StartupHeartbeat <= 0 {
+		opts.StartupHeartbeat = 15 * time.Second
+	}
+	if opts.StartupHoldMax <= 0 {
+		opts.StartupHoldMax = 5 * time.Minute
+	}
+	if opts.StartupHoldMax < opts.StartupHold {
+		opts.StartupHoldMax = opts.StartupHold
 	}
 	if opts.GenerationHold <= 0 {
 		opts.GenerationHold = 2 * time.Second

@@ -434,3 +434,78 @@ func TestEdgeNodeStatus(t *testing.T) {
 		t.Error("EdgeNodeStatus written although switched off")
 	}
 }
+
+// A node whose first reconcile outlasts StartupHold keeps the leader
+// waiting as long as its presence report's heartbeat comes in: the route
+// is written once, with both nodes; a node that says it is starting for
+// longer than StartupHoldMax is counted as not programmed.
+func TestStatusSlowStarterHeartbeat(t *testing.T) {
+	e := setup(t)
+	ns := e.namespace(t)
+	e.createRoute(t, staticRoute(ns, "slow", "10.200.0.41", "10.244.1.1"))
+	opts := Options{StartupHold: 2 * time.Second, StartupHeartbeat: 500 * time.Millisecond, StartupHoldMax: 12 * time.Second}
+	a := e.startAgent(t, e.node(t, "edge-fast"), true, opts)
+	b := e.startAgent(t, e.node(t, "edge-slow"), false, opts)
+	a.waitRoutes(t, ns, 1)
+	b.waitRoutes(t, ns, 1)
+	eventually(t, 10*time.Second, func() error {
+		if r := e.reports(t, b.node); len(r) != 1 || r[0].Slices != 0 {
+			return fmt.Errorf("b's presence report: %+v", r)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // and the leader's cache has it
+	a.report(ns, nil)
+
+	// b is starting for three StartupHolds: its presence report carries a
+	// heartbeat that moves, and the route stays unwritten.
+	var beats []time.Time
+	deadline := time.Now().Add(3 * opts.StartupHold)
+	for time.Now().Before(deadline) {
+		if r := e.reports(t, b.node); len(r) == 1 && r[0].Slices == 0 && r[0].Heartbeat != nil {
+			if len(beats) == 0 || !r[0].Heartbeat.Time.Equal(beats[len(beats)-1]) {
+				beats = append(beats, r[0].Heartbeat.Time)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(beats) < 3 {
+		t.Errorf("presence heartbeats seen in %v: %v, want at least 3", 3*opts.StartupHold, beats)
+	}
+	if rt := e.getRoute(t, ns, "slow"); len(rt.Status.Conditions) != 0 {
+		t.Fatalf("status written while a node says it is starting: %+v", rt.Status)
+	}
+	b.report(ns, nil)
+	eventually(t, 15*time.Second, func() error {
+		if m := msg(e.getRoute(t, ns, "slow"), ConditionProgrammed); m != "programmed on 2 of 2 nodes" {
+			return fmt.Errorf("Programmed: %q", m)
+		}
+		return nil
+	})
+	settle(t, a.w, 1)
+	if got := counter(t, a.w, "leader"); got != 1 {
+		t.Errorf("leader wrote the route %v times, want 1 (once, with the slow node)", got)
+	}
+	if r := e.reports(t, b.node); len(r) != 1 || r[0].Slices != 1 || r[0].Heartbeat != nil {
+		t.Errorf("b's first report still carries its heartbeat, or is not in: %+v", r)
+	}
+
+	// A node that never finishes starting holds the route StartupHoldMax
+	// at most after it appeared.
+	c := e.startAgent(t, e.node(t, "edge-stuck"), false, opts)
+	c.waitRoutes(t, ns, 1)
+	appeared := time.Now()
+	eventually(t, 30*time.Second, func() error {
+		rt := e.getRoute(t, ns, "slow")
+		if m := msg(rt, ConditionProgrammed); m != "programmed on 2 of 3 nodes" {
+			return fmt.Errorf("Programmed: %q", m)
+		}
+		if n := rt.Status.Nodes; len(n) != 1 || n[0].Node != c.node || !strings.Contains(n[0].Message, "starting") {
+			return fmt.Errorf("nodes %+v", n)
+		}
+		return nil
+	})
+	if waited := time.Since(appeared); waited < opts.StartupHold*2 {
+		t.Errorf("the stuck node was counted after %v: its heartbeats did not hold the route", waited)
+	}
+}

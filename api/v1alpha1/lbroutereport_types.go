@@ -46,6 +46,13 @@ type LBRouteReport struct {
 	// Advertises is true when the node runs BGP (bgp.enabled): a route it
 	// serves must then also be advertised by it.
 	Advertises bool `json:"advertises"`
+	// Heartbeat is set only while Slices is 0: when the starting agent last
+	// said it is still at its first reconcile (it refreshes it every 15
+	// seconds). The leader keeps waiting for a node it hears from this way,
+	// up to five minutes after the node appeared, instead of writing every
+	// route once without the node and once more with it.
+	// +optional
+	Heartbeat *metav1.Time `json:"heartbeat,omitempty"`
 	// Summary counts the routes of this slice.
 	// +optional
 	Summary LBRouteReportSummary `json:"summary,omitzero"`

@@ -264,6 +264,10 @@ func (in *LBRouteReport) DeepCopyInto(out *LBRouteReport) {
 	*out = *in
 	out.TypeMeta = in.TypeMeta
 	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	if in.Heartbeat != nil {
+		in, out := &in.Heartbeat, &out.Heartbeat
+		*out = (*in).DeepCopy()
+	}
 	out.Summary = in.Summary
 	if in.Routes != nil {
 		in, out := &in.Routes, &out.Routes

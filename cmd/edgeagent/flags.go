@@ -28,6 +28,7 @@ type overrides struct {
 	vipInterface                                string
 	masquerade                                  bool
 	readIdle, pingTimeout                       time.Duration
+	apiCompression                              bool
 	apvSync, apvScan                            time.Duration
 	metricsAddr, adminAddr, logLevel, logFormat string
 	resync, holdTime                            time.Duration
@@ -59,6 +60,7 @@ func (o *overrides) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.masquerade, "masquerade", true, "masquerade DNATed traffic")
 	fs.DurationVar(&o.readIdle, "apiserver-read-idle-timeout", config.DefaultReadIdleTimeout, "HTTP/2 ReadIdleTimeout to the apiserver (0 disables pings)")
 	fs.DurationVar(&o.pingTimeout, "apiserver-ping-timeout", config.DefaultPingTimeout, "HTTP/2 PingTimeout to the apiserver")
+	fs.BoolVar(&o.apiCompression, "apiserver-compression", config.DefaultAPIServerCompression, "ask the apiserver to gzip its responses (for a thin link to it)")
 	fs.DurationVar(&o.apvSync, "apv-sync-interval", config.DefaultAPVSyncInterval, "APV sync period")
 	fs.DurationVar(&o.apvScan, "apv-scan-interval", config.DefaultAPVScanInterval, "APV scan period")
 	fs.StringVar(&o.metricsAddr, "metrics-address", config.DefaultMetricsAddress, "Prometheus /metrics listen address")
@@ -151,6 +153,9 @@ func (o *overrides) apply(fs *pflag.FlagSet, c *config.Config) error {
 	}
 	if set("apiserver-ping-timeout") {
 		c.APIServer.PingTimeout = &config.Duration{Duration: o.pingTimeout}
+	}
+	if set("apiserver-compression") {
+		c.APIServer.Compression = b(o.apiCompression)
 	}
 	if set("apv-sync-interval") {
 		c.APV.SyncInterval.Duration = o.apvSync

@@ -38,6 +38,12 @@ type LBRouteReportApplyConfiguration struct {
 	// Advertises is true when the node runs BGP (bgp.enabled): a route it
 	// serves must then also be advertised by it.
 	Advertises *bool `json:"advertises,omitempty"`
+	// Heartbeat is set only while Slices is 0: when the starting agent last
+	// said it is still at its first reconcile (it refreshes it every 15
+	// seconds). The leader keeps waiting for a node it hears from this way,
+	// up to five minutes after the node appeared, instead of writing every
+	// route once without the node and once more with it.
+	Heartbeat *metav1.Time `json:"heartbeat,omitempty"`
 	// Summary counts the routes of this slice.
 	Summary *LBRouteReportSummaryApplyConfiguration `json:"summary,omitempty"`
 	// Routes, sorted by namespace and name.
@@ -243,6 +249,14 @@ func (b *LBRouteReportApplyConfiguration) WithSlices(value int32) *LBRouteReport
 // If called multiple times, the Advertises field is set to the value of the last call.
 func (b *LBRouteReportApplyConfiguration) WithAdvertises(value bool) *LBRouteReportApplyConfiguration {
 	b.Advertises = &value
+	return b
+}
+
+// WithHeartbeat sets the Heartbeat field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Heartbeat field is set to the value of the last call.
+func (b *LBRouteReportApplyConfiguration) WithHeartbeat(value metav1.Time) *LBRouteReportApplyConfiguration {
+	b.Heartbeat = &value
 	return b
 }
 
