@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	kjson "sigs.k8s.io/json"
 )
 
 // The LBRoute watch decodes each object straight into its typed form and
@@ -24,15 +26,36 @@ import (
 // which the informer then converted by reflection: at 10,000 routes every
 // agent decoded each of the leader's status writes twice, about a third of
 // its CPU during a fresh install's first report (docs/benchmarks/kube.md).
+//
+// Even typed, client-go's JSON serializer reads each event about seven
+// times: the framer's scan, then for the WatchEvent envelope a full
+// encoding/json pass only to find an apiVersion and kind it does not have
+// (SimpleMetaFactory.Interpret) and a validating decode that rescans the
+// object to skip it, then the same Interpret, validation and decode for
+// the object. At 10,000 routes × 10 nodes every agent takes in every one of
+// the leader's status writes, and this was ~70 % of a non-leader's CPU. So
+// each step has a fast path for what the apiserver sends (a stream of
+// compact envelopes, each an LBRoute that fits the type) which gives
+// exactly what client-go's reader and serializer would
+// (TestLBRouteWatchFastPathsMatchSerializer, TestObjectFramerMatchesJSONFramer),
+// and anything else takes their own path as before:
+//   - objectFramer (watchframe.go) frames the stream as json.Framer does,
+//     with one validating scan instead of two;
+//   - watchEnvelopes splits a compact {"type":"…","object":{…}} by its
+//     known bytes and one light scan for the object's end;
+//   - typedOrUnstructured decodes an object once, straight into LBRoute.
+//
+// Each event now costs half the CPU (BenchmarkLBRouteWatchDecode,
+// docs/benchmarks/kube.md "Watch decoding").
 
 // lbrouteScheme knows LBRoutes and the apiserver's own watch types
 // (WatchEvent, Status).
-var lbrouteScheme = runtime.NewScheme()
-
-func init() {
-	utilruntime.Must(v1alpha1.AddToScheme(lbrouteScheme))
-	metav1.AddToGroupVersion(lbrouteScheme, schema.GroupVersion{Version: "v1"})
-}
+var lbrouteScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return s
+}()
 
 // typedOrUnstructured decodes into the scheme's type for the object's kind
 // and, when there is none or the object does not fit it, into
@@ -42,10 +65,132 @@ type typedOrUnstructured struct {
 }
 
 func (d typedOrUnstructured) Decode(data []byte, defaults *schema.GroupVersionKind, _ runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
+	if defaults == nil {
+		if rt, ok := decodeLBRoute(data); ok {
+			gvk := lbrouteGVK
+			return rt, &gvk, nil
+		}
+	}
 	if obj, gvk, err := d.Serializer.Decode(data, defaults, nil); err == nil {
 		return obj, gvk, nil
 	}
 	return unstructured.UnstructuredJSONScheme.Decode(data, defaults, nil)
+}
+
+var (
+	lbrouteGVK        = v1alpha1.GroupVersion.WithKind("LBRoute")
+	lbrouteAPIVersion = v1alpha1.GroupVersion.String()
+)
+
+// decodeLBRoute is the serializer's decode of an LBRoute in one call: the
+// same decoder with the same options (case-sensitive, ints preserved,
+// unknown fields ignored), without first reading apiVersion and kind in a
+// pass of their own. It only answers when that gives what the serializer
+// gives: the object decodes, and its apiVersion and kind (which the typed
+// decode reads into TypeMeta) are LBRoute's. The serializer finds them
+// case-insensitively (encoding/json), the typed decode case-sensitively, so
+// a top-level "Kind" or "KIND" beside "kind" could make them disagree: any
+// field the type does not have (reported by the strict decode, which
+// decodes exactly as the lax one) sends the object to the serializer too —
+// as does a newer CRD's field, which costs that object one wasted pass.
+func decodeLBRoute(data []byte) (*v1alpha1.LBRoute, bool) {
+	rt := &v1alpha1.LBRoute{}
+	strict, err := kjson.UnmarshalStrict(data, rt, kjson.DisallowUnknownFields)
+	if err != nil || len(strict) > 0 || rt.Kind != lbrouteGVK.Kind || rt.APIVersion != lbrouteAPIVersion {
+		return nil, false
+	}
+	return rt, true
+}
+
+// watchEnvelopes decodes the WatchEvent envelopes of the watch stream. For
+// the envelope the apiserver writes — {"type":"ADDED","object":{…}}, no
+// spaces, those two fields in that order — it takes the type and the
+// object's bytes where they are instead of decoding the whole frame twice;
+// anything else (other spacing or order, more fields, an escaped type, a
+// non-object) goes to the serializer as before. The result is what the
+// serializer gives: a *metav1.WatchEvent with Type and Object.Raw (a copy;
+// the streaming decoder reuses the frame's buffer) set.
+//
+// It does not validate the frame's JSON: the stream's framer (json.Framer,
+// encoding/json's scanner) already has, and the object's own decode
+// validates it again. Finding the object's end in valid JSON needs only
+// its strings and nesting.
+type watchEnvelopes struct {
+	runtime.Serializer // the typed serializer, for everything else
+}
+
+// watchEventGVK is what the serializer reports for a WatchEvent envelope,
+// which carries no apiVersion or kind: the scheme's kind for the type.
+var watchEventGVK = func() schema.GroupVersionKind {
+	kinds, _, err := lbrouteScheme.ObjectKinds(&metav1.WatchEvent{})
+	utilruntime.Must(err)
+	return kinds[0]
+}()
+
+func (s watchEnvelopes) Decode(data []byte, defaults *schema.GroupVersionKind, into runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
+	if ev, ok := into.(*metav1.WatchEvent); ok && defaults == nil {
+		if typ, obj, ok := splitWatchEvent(data); ok {
+			ev.Type = typ
+			ev.Object.Raw = append(ev.Object.Raw[:0], obj...)
+			gvk := watchEventGVK
+			return ev, &gvk, nil
+		}
+	}
+	return s.Serializer.Decode(data, defaults, into)
+}
+
+var (
+	envelopeType   = []byte(`{"type":"`)
+	envelopeObject = []byte(`","object":`)
+)
+
+// splitWatchEvent returns the type and the object of a compact envelope
+// whose type is plain capital letters and whose object is a JSON object,
+// and false for any other frame. data must be valid JSON.
+func splitWatchEvent(data []byte) (string, []byte, bool) {
+	rest, ok := bytes.CutPrefix(bytes.TrimRight(data, " \t\r\n"), envelopeType)
+	if !ok {
+		return "", nil, false
+	}
+	n := 0
+	for n < len(rest) && 'A' <= rest[n] && rest[n] <= 'Z' {
+		n++
+	}
+	typ := rest[:n]
+	rest, ok = bytes.CutPrefix(rest[n:], envelopeObject)
+	if n == 0 || !ok || len(rest) < 3 || rest[0] != '{' {
+		return "", nil, false
+	}
+	end := objectEnd(rest)
+	if end != len(rest)-1 || rest[end] != '}' {
+		return "", nil, false
+	}
+	return string(typ), rest[:end], true
+}
+
+// objectEnd returns the length of the JSON object (or array) at the start
+// of valid JSON b: where its brackets, counted outside strings, balance.
+// It returns -1 when they do not.
+func objectEnd(b []byte) int {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
 }
 
 // lbrouteSerializer is the rest client's content negotiation for the LBRoute
@@ -61,8 +206,8 @@ func newLBRouteSerializer() lbrouteSerializer {
 		Serializer:    typedOrUnstructured{typed},
 		StreamSerializer: &runtime.StreamSerializerInfo{
 			EncodesAsText: true,
-			Serializer:    typed, // the WatchEvent envelopes
-			Framer:        json.Framer,
+			Serializer:    watchEnvelopes{typed},
+			Framer:        objectFramer{},
 		},
 	}}}
 }
