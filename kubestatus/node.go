@@ -197,11 +197,12 @@ func (n *nodeReporter) run(ctx context.Context) error {
 	n.mu.Unlock()
 	if reported {
 		n.choose()
-	} else if len(n.own.GetStore().ListKeys()) == 0 {
+	} else if n.starting() {
 		// A fresh agent tells the leader it exists before its first
 		// reconcile (which can take a while with thousands of routes), so
 		// that the leader waits for it instead of writing every route
-		// once without it and once more with it.
+		// once without it and once more with it. So does one restarted
+		// before its first report was in.
 		n.queue.Add(0)
 		var wg sync.WaitGroup
 		defer wg.Wait()
@@ -210,6 +211,17 @@ func (n *nodeReporter) run(ctx context.Context) error {
 	for n.processNext(ctx) {
 	}
 	return nil
+}
+
+// starting says whether the node has no report yet: no object at all, or
+// only the presence report of an earlier start that never got further.
+func (n *nodeReporter) starting() bool {
+	keys := n.own.GetStore().ListKeys()
+	if len(keys) == 0 {
+		return true
+	}
+	cur, ok := n.cached(ReportName(n.w.opts.NodeName, 0))
+	return len(keys) == 1 && ok && cur.Slices == 0
 }
 
 // heartbeat refreshes the presence report until the first report replaces
@@ -273,7 +285,7 @@ func (n *nodeReporter) sync(ctx context.Context, i int32) error {
 	var heartbeat *metav1.Time
 	switch {
 	case !reported:
-		if i != 0 || (cur == nil && len(n.own.GetStore().ListKeys()) > 0) || (cur != nil && cur.Slices != 0) {
+		if i != 0 || !n.starting() {
 			return nil // keep a report from before a restart until the first reconcile
 		}
 		if cur != nil && cur.Heartbeat != nil && time.Since(cur.Heartbeat.Time) < n.w.opts.StartupHeartbeat/2 {

@@ -509,3 +509,36 @@ func TestStatusSlowStarterHeartbeat(t *testing.T) {
 		t.Errorf("the stuck node was counted after %v: its heartbeats did not hold the route", waited)
 	}
 }
+
+// An agent restarted before its first report was in goes on heartbeating
+// from its earlier presence report (a crash-looping node keeps the leader
+// waiting only until StartupHoldMax after it first appeared).
+func TestStatusRestartWhileStarting(t *testing.T) {
+	e := setup(t)
+	node := e.node(t, "edge-restart")
+	opts := Options{StartupHeartbeat: 500 * time.Millisecond}
+	heartbeat := func() time.Time {
+		if r := e.reports(t, node); len(r) == 1 && r[0].Slices == 0 && r[0].Heartbeat != nil {
+			return r[0].Heartbeat.Time
+		}
+		return time.Time{}
+	}
+	a := e.startAgent(t, node, false, opts)
+	eventually(t, 10*time.Second, func() error {
+		if heartbeat().IsZero() {
+			return fmt.Errorf("no presence report with a heartbeat: %+v", e.reports(t, node))
+		}
+		return nil
+	})
+	a.stop()
+	before := heartbeat()
+	time.Sleep(1100 * time.Millisecond) // heartbeats have 1 s resolution
+	b := e.startAgent(t, node, false, opts)
+	eventually(t, 10*time.Second, func() error {
+		if h := heartbeat(); !h.After(before) {
+			return fmt.Errorf("heartbeat %v, not after the first agent's %v", h, before)
+		}
+		return nil
+	})
+	b.stop()
+}
