@@ -198,7 +198,21 @@ func (l *leader) reportChanged(oldObj, newObj any) {
 		v = &nodeView{}
 	}
 	all, keys := diffViews(&before, v)
+	starting := 0
+	for _, nv := range l.views {
+		if nv.valid && nv.slices == 0 {
+			starting++
+		}
+	}
 	l.mu.Unlock()
+	l.w.starting.Set(float64(starting))
+	switch wasPending, pending := before.valid && before.slices == 0, v.valid && v.slices == 0; {
+	case pending && !wasPending:
+		l.w.log.Info("waiting for a starting node: routes' status is held until it reports", "node", node,
+			"hold", l.w.opts.StartupHold, "max", l.w.opts.StartupHoldMax)
+	case wasPending && !pending && v.valid:
+		l.w.log.Info("starting node reported", "node", node, "slices", v.slices)
+	}
 	if all {
 		l.queueAll()
 		return

@@ -106,6 +106,7 @@ type Writer struct {
 	writes   *prometheus.CounterVec
 	nWrites  atomic.Int64
 	failures prometheus.Counter
+	starting prometheus.Gauge
 }
 
 var _ Reporter = (*Writer)(nil)
@@ -161,7 +162,14 @@ func New(k *watcher.Kube, opts Options) (*Writer, error) {
 		Name: "edgeagent_status_write_failures_total",
 		Help: "Status writes that failed (retried with backoff).",
 	})
+	w.starting = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "edgeagent_status_starting_nodes",
+		Help: "On the leader: edge nodes whose agent runs but has not reported yet; while there are any, the routes' status waits for them (StartupHold after their last heartbeat, at most StartupHoldMax).",
+	})
 	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(w.starting); err != nil {
+			return nil, err
+		}
 		if err := opts.Registerer.Register(w.writes); err != nil {
 			return nil, err
 		}
@@ -238,6 +246,7 @@ func (w *Writer) Lead(ctx context.Context) error {
 		w.mu.Lock()
 		w.lead = nil
 		w.mu.Unlock()
+		w.starting.Set(0)
 	}()
 	return l.run(ctx)
 }

@@ -475,6 +475,9 @@ func TestStatusSlowStarterHeartbeat(t *testing.T) {
 	if rt := e.getRoute(t, ns, "slow"); len(rt.Status.Conditions) != 0 {
 		t.Fatalf("status written while a node says it is starting: %+v", rt.Status)
 	}
+	if got := testutil.ToFloat64(a.w.starting); got != 1 {
+		t.Errorf("edgeagent_status_starting_nodes on the leader: %v, want 1", got)
+	}
 	b.report(ns, nil)
 	eventually(t, 15*time.Second, func() error {
 		if m := msg(e.getRoute(t, ns, "slow"), ConditionProgrammed); m != "programmed on 2 of 2 nodes" {
@@ -488,6 +491,9 @@ func TestStatusSlowStarterHeartbeat(t *testing.T) {
 	}
 	if r := e.reports(t, b.node); len(r) != 1 || r[0].Slices != 1 || r[0].Heartbeat != nil {
 		t.Errorf("b's first report still carries its heartbeat, or is not in: %+v", r)
+	}
+	if got := testutil.ToFloat64(a.w.starting); got != 0 {
+		t.Errorf("edgeagent_status_starting_nodes after every node reported: %v, want 0", got)
 	}
 
 	// A node that never finishes starting holds the route StartupHoldMax
