@@ -198,14 +198,7 @@ func (l *leader) reportChanged(oldObj, newObj any) {
 		v = &nodeView{}
 	}
 	all, keys := diffViews(&before, v)
-	starting := 0
-	for _, nv := range l.views {
-		if nv.valid && nv.slices == 0 {
-			starting++
-		}
-	}
 	l.mu.Unlock()
-	l.w.starting.Set(float64(starting))
 	switch wasPending, pending := before.valid && before.slices == 0, v.valid && v.slices == 0; {
 	case pending && !wasPending:
 		l.w.log.Info("waiting for a starting node: routes' status is held until it reports", "node", node,
@@ -534,6 +527,19 @@ func (l *leader) holdUntil(key string, rt *v1alpha1.LBRoute, views []NodeView, n
 		}
 	}
 	return until
+}
+
+// startingNodes counts the nodes whose agent runs but has not reported.
+func (l *leader) startingNodes() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	n := 0
+	for _, v := range l.views {
+		if v.valid && v.slices == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // startWait is how long a pending node is waited for: StartupHold after it

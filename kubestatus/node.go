@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	acmetav1 "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -228,22 +229,15 @@ func (n *nodeReporter) starting() bool {
 // it, so that the leader goes on waiting for a node whose first reconcile
 // is slow rather than writing every route twice.
 func (n *nodeReporter) heartbeat(ctx context.Context) {
-	t := time.NewTicker(n.w.opts.StartupHeartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	_ = wait.PollUntilContextCancel(ctx, n.w.opts.StartupHeartbeat, false, func(context.Context) (bool, error) {
 		n.mu.Lock()
 		reported := n.reported
 		n.mu.Unlock()
-		if reported {
-			return
+		if !reported {
+			n.queue.Add(0)
 		}
-		n.queue.Add(0)
-	}
+		return reported, nil
+	})
 }
 
 func (n *nodeReporter) processNext(ctx context.Context) bool {

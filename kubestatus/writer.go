@@ -106,7 +106,7 @@ type Writer struct {
 	writes   *prometheus.CounterVec
 	nWrites  atomic.Int64
 	failures prometheus.Counter
-	starting prometheus.Gauge
+	starting prometheus.GaugeFunc
 }
 
 var _ Reporter = (*Writer)(nil)
@@ -162,9 +162,15 @@ func New(k *watcher.Kube, opts Options) (*Writer, error) {
 		Name: "edgeagent_status_write_failures_total",
 		Help: "Status writes that failed (retried with backoff).",
 	})
-	w.starting = prometheus.NewGauge(prometheus.GaugeOpts{
+	// Counted at scrape time from the leader's views (0 on a non-leader).
+	w.starting = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "edgeagent_status_starting_nodes",
 		Help: "On the leader: edge nodes whose agent runs but has not reported yet; while there are any, the routes' status waits for them (StartupHold after their last heartbeat, at most StartupHoldMax).",
+	}, func() float64 {
+		if l := w.leading(); l != nil {
+			return float64(l.startingNodes())
+		}
+		return 0
 	})
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(w.starting); err != nil {
@@ -246,7 +252,6 @@ func (w *Writer) Lead(ctx context.Context) error {
 		w.mu.Lock()
 		w.lead = nil
 		w.mu.Unlock()
-		w.starting.Set(0)
 	}()
 	return l.run(ctx)
 }
