@@ -162,7 +162,7 @@ func (vs *VirtualService) Frontend() Frontend {
 	return Frontend{VIP: vs.VIP, Port: vs.Port, Protocol: vs.Protocol}
 }
 
-// EligibleCount is len(vs.EligibleReals()), without making the slice.
+// EligibleCount is how many reals may receive new connections.
 func (vs *VirtualService) EligibleCount() int {
 	n := 0
 	for _, r := range vs.Reals {
@@ -171,17 +171,6 @@ func (vs *VirtualService) EligibleCount() int {
 		}
 	}
 	return n
-}
-
-// EligibleReals returns the reals that may receive new connections.
-func (vs *VirtualService) EligibleReals() []Real {
-	out := make([]Real, 0, len(vs.Reals))
-	for _, r := range vs.Reals {
-		if r.Eligible() {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // Frontend is the address a virtual service accepts traffic on. Two

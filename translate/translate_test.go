@@ -157,7 +157,7 @@ spec:
 		if !slices.Equal(vs.Reals, want[vs.Key()]) {
 			t.Errorf("%s reals = %+v, want %+v", vs.Key(), vs.Reals, want[vs.Key()])
 		}
-		if n := len(vs.EligibleReals()); n != 1 {
+		if n := vs.EligibleCount(); n != 1 {
 			t.Errorf("%s: %d eligible reals, want 1 (terminating one drains)", vs.Key(), n)
 		}
 	}
