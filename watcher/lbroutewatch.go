@@ -169,28 +169,10 @@ func splitWatchEvent(data []byte) (string, []byte, bool) {
 }
 
 // objectEnd returns the length of the JSON object (or array) at the start
-// of valid JSON b: where its brackets, counted outside strings, balance.
-// It returns -1 when they do not.
+// of valid JSON b, -1 when its brackets do not balance.
 func objectEnd(b []byte) int {
-	depth := 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		}
-	}
-	return -1
+	var s objectScanner
+	return s.scan(b)
 }
 
 // lbrouteSerializer is the rest client's content negotiation for the LBRoute

@@ -103,47 +103,65 @@ func (f *objectFrameReader) next() ([]byte, bool) {
 	if f.buf[f.off] != '{' {
 		return nil, false
 	}
-	depth, inString := 0, false
-	for i := f.off; ; {
-		for ; i < len(f.buf); i++ {
-			if inString {
-				// Most of an object is strings: jump to the next quote
-				// and look back for the backslashes that would escape it.
-				q := bytes.IndexByte(f.buf[i:], '"')
-				if q < 0 {
-					i = len(f.buf) - 1
-					continue
-				}
-				i += q
-				if !escapedQuote(f.buf[f.off:i]) {
-					inString = false
-				}
-				continue
+	var sc objectScanner
+	for {
+		if end := sc.scan(f.buf[f.off:]); end >= 0 {
+			frame := f.buf[f.off : f.off+end]
+			if !json.Valid(frame) {
+				return nil, false
 			}
-			switch c := f.buf[i]; {
-			case c == '"':
-				inString = true
-			case c == '{' || c == '[':
-				depth++
-			case c == '}' || c == ']':
-				depth--
-				if depth > 0 {
-					continue
-				}
-				frame := f.buf[f.off : i+1]
-				if !json.Valid(frame) {
-					return nil, false
-				}
-				f.off = i + 1
-				return frame, true
-			}
+			f.off += end
+			return frame, true
 		}
-		start := f.off
+		// fill keeps buf[off:], the object so far, at the front.
 		if !f.fill() {
 			return nil, false
 		}
-		i -= start - f.off
 	}
+}
+
+// objectScanner finds where a JSON object (or array) ends by its strings
+// and brackets alone, which is all it takes in valid JSON. It resumes where
+// it left off, so a frame arriving in pieces is scanned once.
+type objectScanner struct {
+	n        int // bytes scanned so far
+	depth    int
+	inString bool
+}
+
+// scan goes on over obj (the value's bytes from its first one, more of
+// them than last time) and returns the value's length once its brackets
+// balance, -1 until then.
+func (s *objectScanner) scan(obj []byte) int {
+	for i := s.n; i < len(obj); i++ {
+		if s.inString {
+			// Most of an object is strings: jump to the next quote and
+			// look back for the backslashes that would escape it.
+			q := bytes.IndexByte(obj[i:], '"')
+			if q < 0 {
+				break
+			}
+			i += q
+			if !escapedQuote(obj[:i]) {
+				s.inString = false
+			}
+			continue
+		}
+		switch obj[i] {
+		case '"':
+			s.inString = true
+		case '{', '[':
+			s.depth++
+		case '}', ']':
+			s.depth--
+			if s.depth == 0 {
+				s.n = i + 1
+				return i + 1
+			}
+		}
+	}
+	s.n = len(obj)
+	return -1
 }
 
 // fill reads more of r into buf, first moving buf[off:] to the front, and
