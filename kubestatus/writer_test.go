@@ -2,6 +2,7 @@ package kubestatus
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/internal/lbrgen"
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -547,4 +549,74 @@ func TestStatusRestartWhileStarting(t *testing.T) {
 		return nil
 	})
 	b.stop()
+}
+
+// The conditions are an atomic list: the leader's managedFields entry owns
+// the list whole instead of every field of every condition (a quarter of
+// the object when it was a map), and a condition someone else put there
+// survives the leader's next write.
+func TestStatusConditionsAtomic(t *testing.T) {
+	e := setup(t)
+	ns := e.namespace(t)
+	e.createRoute(t, staticRoute(ns, "web", "10.200.0.40", "10.244.1.1"))
+	a := e.startAgent(t, e.node(t, "edge"), true, Options{Advertises: true})
+	a.waitRoutes(t, ns, 1)
+	a.report(ns, nil)
+	eventually(t, 15*time.Second, func() error {
+		if c := condition(e.getRoute(t, ns, "web"), ConditionReady); c != "True/Ready" {
+			return fmt.Errorf("Ready %s", c)
+		}
+		return nil
+	})
+
+	routes := e.dyn.Resource(lbrgen.LBRouteResource).Namespace(ns)
+	u, err := routes.Get(ctxT(t), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owned map[string]any
+	for _, mf := range u.GetManagedFields() {
+		if mf.Manager == "edgeagent-leader" && mf.Subresource == "status" && mf.FieldsV1 != nil {
+			var f map[string]any
+			if err := json.Unmarshal(mf.FieldsV1.Raw, &f); err != nil {
+				t.Fatal(err)
+			}
+			st, _ := f["f:status"].(map[string]any)
+			owned, _ = st["f:conditions"].(map[string]any)
+			if owned == nil {
+				t.Fatalf("the leader's managedFields do not own status.conditions: %s", mf.FieldsV1.Raw)
+			}
+		}
+	}
+	if owned == nil {
+		t.Fatalf("no managedFields entry of edgeagent-leader on the status: %+v", u.GetManagedFields())
+	}
+	if len(owned) != 0 {
+		t.Errorf("status.conditions is tracked per element (%d keys), not as one atomic list: %v", len(owned), owned)
+	}
+
+	// Another writer adds a condition of its own (an update, as the
+	// leader writes).
+	rt := fromUnstructured(t, u)
+	rt.Status.Conditions = append(rt.Status.Conditions, metav1.Condition{Type: "ExampleAudited", Status: metav1.ConditionTrue,
+		Reason: "Audited", Message: "someone else's", LastTransitionTime: metav1.Now()})
+	obj, err := lbrgen.ToUnstructured(rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := routes.UpdateStatus(ctxT(t), obj, metav1.UpdateOptions{FieldManager: "auditor"}); err != nil {
+		t.Fatalf("update status as another manager: %v", err)
+	}
+	// The node's view changes, so the leader writes the route again.
+	a.report(ns, map[string]RouteReport{"web": {Programmed: false, Reals: 1}})
+	eventually(t, 15*time.Second, func() error {
+		rt := e.getRoute(t, ns, "web")
+		if m := msg(rt, ConditionProgrammed); m != "programmed on none of 1 nodes" {
+			return fmt.Errorf("Programmed: %q", m)
+		}
+		if c := condition(rt, "ExampleAudited"); c != "True/Audited" {
+			return fmt.Errorf("the other writer's condition after the leader's write: %q (conditions %+v)", c, rt.Status.Conditions)
+		}
+		return nil
+	})
 }

@@ -85,7 +85,7 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.Routes, "routes", 1000, "LBRoutes to create before the agents start")
-	flag.IntVar(&o.Agents, "agents", 1, "full agents (edgeagent processes, each in its own network namespace)")
+	flag.IntVar(&o.Agents, "agents", 1, "full agents (edgeagent processes, each in its own network namespace); 0 with no -sim: only the routes, for the apiserver's and etcd's footprint")
 	flag.IntVar(&o.Sim, "sim", 0, "lightweight agents in one simnode process (dataplane and BGP off)")
 	flag.IntVar(&o.Namespaces, "namespaces", 10, "Kubernetes namespaces the routes are spread over")
 	flag.BoolVar(&o.ServiceForm, "services", false, "service-form routes: a headless Service and an EndpointSlice per route")
@@ -438,7 +438,15 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 	} else {
 		close(cpuDone)
 	}
-	first, all, timeline, err := watch.waitAll(ctx, o.Routes, nodeCount, start, r)
+	var first, all time.Duration
+	var timeline []string
+	if nodeCount > 0 {
+		first, all, timeline, err = watch.waitAll(ctx, o.Routes, nodeCount, start, r)
+	} else {
+		// No agent (-agents 0): what the apiserver and etcd hold for the
+		// routes alone, the floor under every other row's footprint.
+		r.log.Info("no agents: measuring the routes alone")
+	}
 	r.onTenth = nil
 	if err != nil {
 		return nil, err
@@ -1149,9 +1157,12 @@ func memStats(ctx context.Context, a *agentProc) string {
 }
 
 func (r *run) heapProfiles(ctx context.Context) string {
+	api := r.profile(ctx, "apiserver-heap", "/debug/pprof/heap", r.apiserverBinary(), "-sample_index=inuse_space")
+	if len(r.agents) == 0 {
+		return api
+	}
 	a := r.agents[0]
 	agent := r.profile(ctx, "agent-heap", fmt.Sprintf("http://%s:9561/debug/pprof/heap", a.addr), r.agentBinary(), "-sample_index=inuse_space")
-	api := r.profile(ctx, "apiserver-heap", "/debug/pprof/heap", r.apiserverBinary(), "-sample_index=inuse_space")
 	return agent + "\n" + api
 }
 
