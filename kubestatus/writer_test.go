@@ -578,13 +578,13 @@ func TestStatusConditionsAtomic(t *testing.T) {
 	for _, mf := range u.GetManagedFields() {
 		if mf.Manager == "edgeagent-leader" && mf.Subresource == "status" && mf.FieldsV1 != nil {
 			var f map[string]any
-			if err := json.Unmarshal(mf.FieldsV1.Raw, &f); err != nil {
+			if err := json.Unmarshal(mf.FieldsV1.GetRawBytes(), &f); err != nil {
 				t.Fatal(err)
 			}
 			st, _ := f["f:status"].(map[string]any)
 			owned, _ = st["f:conditions"].(map[string]any)
 			if owned == nil {
-				t.Fatalf("the leader's managedFields do not own status.conditions: %s", mf.FieldsV1.Raw)
+				t.Fatalf("the leader's managedFields do not own status.conditions: %s", mf.FieldsV1.GetRawString())
 			}
 		}
 	}
