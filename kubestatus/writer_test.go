@@ -558,7 +558,7 @@ func TestStatusRestartWhileStarting(t *testing.T) {
 func TestStatusConditionsAtomic(t *testing.T) {
 	e := setup(t)
 	ns := e.namespace(t)
-	e.createRoute(t, staticRoute(ns, "web", "10.200.0.40", "10.244.1.1"))
+	e.createRoute(t, staticRoute(ns, "web", "10.200.0.60", "10.244.1.1"))
 	a := e.startAgent(t, e.node(t, "edge"), true, Options{Advertises: true})
 	a.waitRoutes(t, ns, 1)
 	a.report(ns, nil)
