@@ -80,6 +80,7 @@ type options struct {
 	GoGC                string
 	Backend             string
 	ProfileDelay        time.Duration
+	Quiet               time.Duration
 }
 
 func main() {
@@ -106,6 +107,7 @@ func main() {
 	flag.StringVar(&o.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT in the agents' environment (as the DaemonSet sets it from the memory limit)")
 	flag.StringVar(&o.GoGC, "gogc", "", "GOGC in the agents' environment")
 	flag.DurationVar(&o.ProfileDelay, "profile-delay", 0, "with -cpuprofile: start the last agent's 30 s profile this long after the agents start")
+	flag.DurationVar(&o.Quiet, "quiet", 0, "after the first report: leave the cluster alone this long, then sample the RSS of the apiserver, etcd and the agents again (their steady state, after the burst)")
 	flag.StringVar(&o.Backend, "backend", "", "dataplane.backend of the full agents: iptables or nftables (default: the agent's default)")
 	table := flag.String("table", "", "print the table of the results in this JSON-lines file (from -out) and exit")
 	flag.Parse()
@@ -288,6 +290,11 @@ type result struct {
 	// namespace in this machine's one kernel, their VIP address inserts
 	// contend (hack/bench/vipaddrs.sh).
 	AgentsSysCPU float64 `json:"agentsSysCPUSeconds"`
+	// Quiet* are the RSS after -quiet with nothing written by the harness.
+	QuietSeconds      float64 `json:"quietSeconds,omitempty"`
+	QuietAPIServerRSS int64   `json:"quietApiserverRSSBytes,omitempty"`
+	QuietEtcdRSS      int64   `json:"quietEtcdRSSBytes,omitempty"`
+	QuietAgentRSS     []int64 `json:"quietAgentRSSBytes,omitempty"`
 }
 
 func inner(o options) (err error) {
@@ -475,6 +482,11 @@ func (r *run) measure(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	res.LBRouteBytes = watch.size(ctx, r.dyn)
+	if o.Quiet > 0 {
+		if err := r.quietFootprint(ctx, res); err != nil {
+			return nil, err
+		}
+	}
 	if o.Pprof {
 		res.HeapTop = r.heapProfiles(ctx)
 	}
@@ -965,6 +977,27 @@ func (r *run) settle(ctx context.Context) (map[string]int, error) {
 
 // ---- footprint ----
 
+// quietFootprint waits -quiet and samples the RSS again: the first sample
+// is taken seconds after the burst of status writes, with the apiserver's
+// watch cache still holding their history and the collectors not yet
+// caught up; this one is what the processes hold when nothing happens.
+func (r *run) quietFootprint(ctx context.Context, res *result) error {
+	r.log.Info("leaving the cluster alone", "for", r.o.Quiet)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(r.o.Quiet):
+	}
+	res.QuietSeconds = r.o.Quiet.Seconds()
+	res.QuietAPIServerRSS, _ = rss(r.srv.PID("kube-apiserver"))
+	res.QuietEtcdRSS, _ = rss(r.srv.PID("etcd"))
+	for _, a := range r.agents {
+		cur, _ := rss(a.cmd.Process.Pid)
+		res.QuietAgentRSS = append(res.QuietAgentRSS, cur)
+	}
+	return nil
+}
+
 func (r *run) footprint(ctx context.Context, res *result) error {
 	res.APIServerRSS, res.APIServerHWM = rss(r.srv.PID("kube-apiserver"))
 	res.EtcdRSS, _ = rss(r.srv.PID("etcd"))
@@ -1433,6 +1466,14 @@ func printResult(out io.Writer, res *result) {
 		fmt.Fprintf(out, "; simnode process RSS %s (%d nodes)", mib(res.SimRSS), res.Sim)
 	}
 	fmt.Fprintln(out)
+	if res.QuietSeconds > 0 {
+		var agents []string
+		for _, v := range res.QuietAgentRSS {
+			agents = append(agents, mib(v))
+		}
+		fmt.Fprintf(out, "after %.0f s quiet: apiserver %s + etcd %s = %s; agents %s\n", res.QuietSeconds,
+			mib(res.QuietAPIServerRSS), mib(res.QuietEtcdRSS), mib(res.QuietAPIServerRSS+res.QuietEtcdRSS), strings.Join(agents, ", "))
+	}
 	if len(res.ChangeLatencies) > 0 {
 		fmt.Fprintf(out, "single change → status on every node: %s s; writes each: %v; agent 1's reconcile of all routes meanwhile: %.3f s on average\n",
 			fmtFloats(res.ChangeLatencies), res.ChangeWrites, res.ChangeReconcile)
