@@ -266,8 +266,8 @@ type LBRouteStatus struct {
 	// metav1.Condition lists often are: the leader is its one writer, with
 	// an update that keeps any other condition it finds, and a map makes
 	// the apiserver track every field of every condition in managedFields
-	// (a quarter of the object; at 10,000 routes ~18 % of the apiserver's
-	// CPU per status write; docs/benchmarks/kube.md, "Atomic conditions").
+	// (a quarter of the object; at 10,000 routes × 3 nodes ~18 % of the
+	// apiserver's CPU per status write; docs/benchmarks/kube.md, fifth pass).
 
 	// Conditions: Accepted, Programmed, Advertised, Ready. Programmed and
 	// Advertised count the edge nodes ("programmed on 4 of 5 nodes"). Ready

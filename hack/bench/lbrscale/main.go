@@ -989,22 +989,25 @@ func (r *run) quietFootprint(ctx context.Context, res *result) error {
 	case <-time.After(r.o.Quiet):
 	}
 	res.QuietSeconds = r.o.Quiet.Seconds()
-	res.QuietAPIServerRSS, _ = rss(r.srv.PID("kube-apiserver"))
-	res.QuietEtcdRSS, _ = rss(r.srv.PID("etcd"))
-	for _, a := range r.agents {
-		cur, _ := rss(a.cmd.Process.Pid)
-		res.QuietAgentRSS = append(res.QuietAgentRSS, cur)
-	}
+	res.QuietAPIServerRSS, _, res.QuietEtcdRSS, res.QuietAgentRSS, _ = r.sampleRSS()
 	return nil
 }
 
-func (r *run) footprint(ctx context.Context, res *result) error {
-	res.APIServerRSS, res.APIServerHWM = rss(r.srv.PID("kube-apiserver"))
-	res.EtcdRSS, _ = rss(r.srv.PID("etcd"))
+// sampleRSS reads the current and peak RSS of the apiserver, etcd's
+// current RSS, and each full agent's current and peak RSS.
+func (r *run) sampleRSS() (api, apiPeak, etcd int64, agents, agentsPeak []int64) {
+	api, apiPeak = rss(r.srv.PID("kube-apiserver"))
+	etcd, _ = rss(r.srv.PID("etcd"))
 	for _, a := range r.agents {
 		cur, hwm := rss(a.cmd.Process.Pid)
-		res.AgentRSS = append(res.AgentRSS, cur)
-		res.AgentHWM = append(res.AgentHWM, hwm)
+		agents, agentsPeak = append(agents, cur), append(agentsPeak, hwm)
+	}
+	return api, apiPeak, etcd, agents, agentsPeak
+}
+
+func (r *run) footprint(ctx context.Context, res *result) error {
+	res.APIServerRSS, res.APIServerHWM, res.EtcdRSS, res.AgentRSS, res.AgentHWM = r.sampleRSS()
+	for _, a := range r.agents {
 		res.AgentAnonFile = append(res.AgentAnonFile, rssParts(a.cmd.Process.Pid))
 	}
 	if len(r.agents) > 0 {
