@@ -101,8 +101,8 @@ type Kubernetes struct {
 	// writes. Default 30s.
 	NeighborStatusInterval Duration `json:"neighborStatusInterval,omitzero"`
 	// StatusQPS and StatusBurst bound the agent's status writes (its
-	// LBRouteReports; while it leads, LBRoute status). Defaults 200 and
-	// 400: a fresh install writes every LBRoute once, and the shipped
+	// LBRouteReports; while it leads, LBRoute status). Defaults 500 and
+	// 1000: a fresh install writes every LBRoute once, and the shipped
 	// FlowSchema makes the apiserver queue what it cannot take at once.
 	StatusQPS   float64 `json:"statusQPS,omitempty"`
 	StatusBurst int     `json:"statusBurst,omitempty"`

@@ -56,7 +56,7 @@ type Options struct {
 	// must also be advertised by it.
 	Advertises bool
 	// QPS and Burst bound the agent's status writes (reports, and while it
-	// leads, LBRoute status); defaults 200 and 400. The apiserver's flow
+	// leads, LBRoute status); defaults 500 and 1000 (config's). The apiserver's flow
 	// control (the shipped FlowSchema) queues them beyond that.
 	QPS   float64
 	Burst int
@@ -117,10 +117,10 @@ func New(k *watcher.Kube, opts Options) (*Writer, error) {
 		return nil, fmt.Errorf("status writer: node name is empty")
 	}
 	if opts.QPS <= 0 {
-		opts.QPS = 200
+		opts.QPS = 500
 	}
 	if opts.Burst <= 0 {
-		opts.Burst = 400
+		opts.Burst = 1000
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 8
