@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/arraynetworks/edgeagent/api/v1alpha1"
+	"github.com/arraynetworks/edgeagent/config"
 	"github.com/arraynetworks/edgeagent/status"
 	"github.com/arraynetworks/edgeagent/watcher"
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,8 +57,8 @@ type Options struct {
 	// must also be advertised by it.
 	Advertises bool
 	// QPS and Burst bound the agent's status writes (reports, and while it
-	// leads, LBRoute status); defaults 500 and 1000 (config's). The apiserver's flow
-	// control (the shipped FlowSchema) queues them beyond that.
+	// leads, LBRoute status); zero means config's defaults. The apiserver's
+	// flow control (the shipped FlowSchema) queues them beyond that.
 	QPS   float64
 	Burst int
 	// Workers is how many LBRoute status writes the leader has in flight
@@ -117,10 +118,10 @@ func New(k *watcher.Kube, opts Options) (*Writer, error) {
 		return nil, fmt.Errorf("status writer: node name is empty")
 	}
 	if opts.QPS <= 0 {
-		opts.QPS = 500
+		opts.QPS = config.DefaultStatusQPS
 	}
 	if opts.Burst <= 0 {
-		opts.Burst = 1000
+		opts.Burst = config.DefaultStatusBurst
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 8

@@ -36,8 +36,9 @@ var Rules = map[string][]string{
 	"watcher": {"api/v1alpha1", "model"},
 	// The cluster's status writer: what the agent reports (its Reporter),
 	// written as LBRouteReports, LBRoute status and EdgeNodeStatus; it reads
-	// the cluster through the watcher's informers.
-	"kubestatus": {"api/applyconfiguration/api/v1alpha1", "api/v1alpha1", "model", "status", "translate", "watcher"},
+	// the cluster through the watcher's informers; its option defaults are
+	// config's, as the reconcilers' are.
+	"kubestatus": {"api/applyconfiguration/api/v1alpha1", "api/v1alpha1", "config", "model", "status", "translate", "watcher"},
 	// The reconcilers return their own status types; the agent converts.
 	"dataplane": {"config", "model", "dataplane/frontends", "dataplane/slots"},
 	// The nftables rules backend, behind dataplane's Rules seam.

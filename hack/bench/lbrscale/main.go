@@ -1091,8 +1091,11 @@ func machineTimes() cpuTicks {
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 {
+		return cpuTicks{}
+	}
 	var t cpuTicks
-	for i, v := range f[1:min(len(f), 9)] {
+	for i, v := range f[1:9] {
 		x, _ := strconv.ParseFloat(v, 64)
 		t.total += x
 		switch i {
