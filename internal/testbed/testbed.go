@@ -139,9 +139,7 @@ func Up(t testing.TB, o Options) *Bed {
 	}
 	b.environ = append(b.environ, o.ExtraEnviron...)
 	t.Cleanup(func() {
-		if out, err := b.run("down"); err != nil {
-			t.Logf("testbed down: %v\n%s", err, out)
-		}
+		b.down(t)
 		if t.Failed() {
 			b.dumpLogs()
 		}
@@ -162,6 +160,29 @@ func Up(t testing.TB, o Options) *Bed {
 		}
 	}
 	return b
+}
+
+// down tears the bed down and fails the test if any of its namespaces
+// outlive that. A full `make test` has left a bed's namespaces behind (rarely,
+// under load, with no process left in them and nothing logged); a second
+// down is cheap and idempotent, and an error names what stayed.
+func (b *Bed) down(t testing.TB) {
+	var outs []string
+	for range 2 {
+		out, err := b.run("down")
+		if err != nil {
+			out = fmt.Sprintf("%v\n%s", err, out)
+		}
+		outs = append(outs, out)
+		left, _ := filepath.Glob("/run/netns/" + b.Prefix + "*")
+		if len(left) == 0 {
+			if len(outs) > 1 {
+				t.Logf("testbed down: the first down left namespaces behind:\n%s", outs[0])
+			}
+			return
+		}
+	}
+	t.Errorf("testbed down left namespaces %s* behind:\n%s", b.Prefix, strings.Join(outs, "\n--- again:\n"))
 }
 
 func (b *Bed) run(verb string) (string, error) {
