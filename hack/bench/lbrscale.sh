@@ -19,6 +19,9 @@
 #   svc10k     10,000 service-form routes (a Service + EndpointSlice each) × 1
 #   sim50 sim100   1,000 routes × (1 agent + 50/100 lightweight agents)
 #   sim50x5k   5,000 routes × (1 agent + 50 lightweight agents)
+#   sim4x5k sim9x10k   5,000 × (1 + 4 light) and 10,000 × (1 + 9 light),
+#              nftables: the goal rows with one full agent, so that one
+#              kernel holds one node's VIPs
 #   "custom:FLAGS"  any lbrscale flags, e.g. "custom:-routes 2000 -agents 2"
 #
 # --rev REV measures another revision (git archive of REV, built into
@@ -82,6 +85,8 @@ for row in "$@"; do
     sim50) args="-routes 1000 -agents 1 -sim 50" ;;
     sim100) args="-routes 1000 -agents 1 -sim 100" ;;
     sim50x5k) args="-routes 5000 -agents 1 -sim 50" ;;
+    sim4x5k) args="-routes 5000 -agents 1 -sim 4 -backend nftables" ;;
+    sim9x10k) args="-routes 10000 -agents 1 -sim 9 -backend nftables" ;;
     custom:*) args=${row#custom:} ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac
