@@ -137,22 +137,38 @@ func TestApplyDedupes(t *testing.T) {
 	}
 }
 
-// TestApplyKeepsVerdicts checks that Apply reports the probes' verdict and
-// leaves the caller's state alone.
+// TestApplyKeepsVerdicts checks that Apply reports the probes' verdict,
+// leaves the caller's state alone, and copies only the reals a verdict
+// changes.
 func TestApplyKeepsVerdicts(t *testing.T) {
 	p := New(Options{})
-	r := model.Real{IP: netip.MustParseAddr("10.244.0.1"), Port: 80, Weight: 1, Healthy: true}
-	s := model.State{Services: []model.VirtualService{{Namespace: "ns", Route: "a", Port: 80, Protocol: model.TCP, Health: model.DefaultHealth, Reals: []model.Real{r}}}}
+	real := func(ip string) model.Real {
+		return model.Real{IP: netip.MustParseAddr(ip), Port: 80, Weight: 1, Healthy: true}
+	}
+	s := model.State{Services: []model.VirtualService{
+		{Namespace: "ns", Route: "a", Port: 80, Protocol: model.TCP, Health: model.DefaultHealth, Reals: []model.Real{real("10.244.0.1"), real("10.244.0.2")}},
+		{Namespace: "ns", Route: "b", Port: 80, Protocol: model.TCP, Health: model.DefaultHealth, Reals: []model.Real{real("10.244.0.3")}},
+	}}
 	p.Apply(s)
-	for _, tg := range p.targets {
-		tg.verdict = Verdict{Healthy: false}
+	for k, tg := range p.targets {
+		if k.addr.Addr() == netip.MustParseAddr("10.244.0.2") {
+			tg.verdict = Verdict{Healthy: false}
+		}
 	}
 	out := p.Apply(s)
-	if out.Services[0].Reals[0].Healthy {
-		t.Fatal("Apply ignored a down verdict")
+	a, b := out.Services[0].Reals, out.Services[1].Reals
+	if !a[0].Healthy || a[1].Healthy {
+		t.Fatalf("a's reals %+v, want 0.1 healthy and 0.2 down (its verdict)", a)
 	}
-	if !s.Services[0].Reals[0].Healthy {
+	if !s.Services[0].Reals[1].Healthy {
 		t.Fatal("Apply modified its input")
+	}
+	if !b[0].Healthy || &b[0] != &s.Services[1].Reals[0] {
+		t.Fatalf("b's reals %+v copied or changed, want the input's own (no verdict changed them)", b)
+	}
+	out.Services[0].Route = "changed"
+	if s.Services[0].Route != "a" {
+		t.Fatal("Apply's services share the input's array")
 	}
 }
 
