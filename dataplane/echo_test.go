@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arraynetworks/edgeagent/internal/lbbed"
 	"github.com/arraynetworks/edgeagent/model"
 )
 
@@ -162,7 +163,7 @@ func probe() {
 		}
 		start := time.Now()
 		r.At = start.UnixNano()
-		c, err := dialFresh(&d, proto, addr, used)
+		c, err := lbbed.DialFresh(&d, proto, addr, used)
 		if err == nil {
 			c.SetDeadline(time.Now().Add(2 * time.Second))
 			if proto == "udp" {
@@ -180,30 +181,6 @@ func probe() {
 			r.Err = err.Error()
 		}
 		enc.Encode(r)
-	}
-}
-
-// dialFresh dials like d.Dial, except that a UDP socket from an ephemeral
-// port never reuses a source address this probe has already sent from. A
-// datagram from a reused port matches the earlier datagram's conntrack entry
-// and goes to the same real without the scheduler advancing, which reads as
-// a broken round-robin cycle (1 run in a few hundred at 12 datagrams). A
-// fixed EDGE_SPORT reuses its port on purpose.
-func dialFresh(d *net.Dialer, proto, addr string, used map[string]bool) (net.Conn, error) {
-	for {
-		c, err := d.Dial(proto, addr)
-		if err != nil || proto != "udp" {
-			return c, err
-		}
-		if la, ok := d.LocalAddr.(*net.UDPAddr); ok && la.Port != 0 {
-			return c, nil
-		}
-		// Connecting a UDP socket sends nothing, so a redial leaves no trace.
-		if local := c.LocalAddr().String(); !used[local] {
-			used[local] = true
-			return c, nil
-		}
-		c.Close()
 	}
 }
 

@@ -332,7 +332,7 @@ func probe() {
 			d.LocalAddr = &net.UDPAddr{Port: sport}
 		}
 		start := time.Now()
-		c, err := dialFresh(&d, proto, addr, used)
+		c, err := DialFresh(&d, proto, addr, used)
 		if err == nil {
 			c.SetDeadline(time.Now().Add(2 * time.Second))
 			if proto == "udp" {
@@ -353,13 +353,15 @@ func probe() {
 	}
 }
 
-// dialFresh dials like d.Dial, except that a UDP socket from an ephemeral
-// port never reuses a source address this probe has already sent from. A
-// datagram from a reused port matches the earlier datagram's conntrack entry
-// and goes to the same real without the scheduler advancing, which reads as
-// a broken round-robin cycle (1 run in a few hundred at 12 datagrams). A
-// fixed EDGE_SPORT reuses its port on purpose.
-func dialFresh(d *net.Dialer, proto, addr string, used map[string]bool) (net.Conn, error) {
+// DialFresh dials like d.Dial, except that a UDP socket from an ephemeral
+// port never reuses a source address in used (the ones this probe has
+// already sent from; DialFresh records each new one). A datagram from a
+// reused port matches the earlier datagram's conntrack entry and goes to
+// the same real without the scheduler advancing, which reads as a broken
+// round-robin cycle (1 run in a few hundred at 12 datagrams). A fixed
+// local port (EDGE_SPORT) is reused on purpose. The dataplane package's own
+// probe uses it too.
+func DialFresh(d *net.Dialer, proto, addr string, used map[string]bool) (net.Conn, error) {
 	for {
 		c, err := d.Dial(proto, addr)
 		if err != nil || proto != "udp" {
