@@ -85,7 +85,9 @@ etcd_from_apt() {
   say "unpacking Debian's etcd-server (not installing it)"
   (cd "$dir" && apt-get download etcd-server >/dev/null 2>&1) ||
     { apt-get update >/dev/null && (cd "$dir" && apt-get download etcd-server); }
-  deb=$(ls "$dir"/etcd-server_*.deb | head -n1)
+  local debs=("$dir"/etcd-server_*.deb)
+  deb=${debs[0]}
+  [ -f "$deb" ] || { say "apt-get download etcd-server left no .deb in $dir"; exit 1; }
   dpkg-deb -x "$deb" "$dir/root"
   install -m 0755 "$dir/root/usr/bin/etcd" "$DEST/.etcd.new"
   mv -f "$DEST/.etcd.new" "$DEST/etcd"

@@ -32,8 +32,11 @@ have() {
   local c=$1 out
   [ -x "$DEST/$c" ] || return 1
   if [ "$c" = kubectl ]; then
-    out=$("$DEST/kubectl" version --client 2>/dev/null | head -n1) || return 1
-    [ "$out" = "Client Version: v$K8S_VERSION" ]
+    # Read the whole output, not `| head -n1`: under pipefail, kubectl
+    # writing its second line after head has exited dies of SIGPIPE, and
+    # a good kubectl would read as missing (about 1 run in 5).
+    out=$("$DEST/kubectl" version --client 2>/dev/null) || return 1
+    [ "${out%%$'\n'*}" = "Client Version: v$K8S_VERSION" ]
   else
     out=$("$DEST/$c" --version 2>/dev/null) || return 1
     [ "$out" = "Kubernetes v$K8S_VERSION" ]
